@@ -1,0 +1,80 @@
+namespace Kernels;
+
+/// <summary>Argument validation with messages that name the argument, the expectation and what came.</summary>
+internal static class Check
+{
+    /// <summary>The largest k for which an int32 sum of k products of int8 values cannot overflow (16384·k ≤ 2³¹−1).</summary>
+    public const int MaxK = 131071;
+
+    /// <summary>The largest grid extent in y and z that every backend accepts.</summary>
+    public const int MaxBatch = 65535;
+
+    public static void Positive(int value, string name)
+    {
+        if (value < 1)
+            throw new ArgumentOutOfRangeException(name, value, $"{name}: expected ≥ 1, got {value}.");
+    }
+
+    public static void GemmShape(int m, int n, int k)
+    {
+        Positive(m, nameof(m));
+        Positive(n, nameof(n));
+        Positive(k, nameof(k));
+        if (k > MaxK)
+            throw new ArgumentOutOfRangeException(nameof(k), k,
+                $"k: expected ≤ {MaxK} so that int32 accumulation of int8 products (|a·b| ≤ 16384) cannot overflow, got {k}.");
+    }
+
+    public static void Batch(int batchCount)
+    {
+        Positive(batchCount, nameof(batchCount));
+        if (batchCount > MaxBatch)
+            throw new ArgumentOutOfRangeException(nameof(batchCount), batchCount, $"batchCount: expected ≤ {MaxBatch}, got {batchCount}.");
+    }
+
+    public static void ExactLength(long actual, long expected, string name, string formula)
+    {
+        if (actual != expected)
+            throw new ArgumentException($"{name}: expected length {formula} = {expected}, got {actual}.", name);
+    }
+
+    public static void MinLength(long actual, long expected, string name, string formula)
+    {
+        if (actual < expected)
+            throw new ArgumentException($"{name}: expected length ≥ {formula} = {expected}, got {actual}.", name);
+    }
+
+    public static void NonNegative(long value, string name)
+    {
+        if (value < 0)
+            throw new ArgumentOutOfRangeException(name, value, $"{name}: expected ≥ 0, got {value}.");
+    }
+
+    public static void Finite(ReadOnlySpan<float> values, string name)
+    {
+        for (int i = 0; i < values.Length; i++)
+        {
+            if (!float.IsFinite(values[i]))
+                throw new ArgumentException($"{name}: expected finite values, got {values[i]} at index {i}.", name);
+        }
+    }
+
+    /// <summary>The number of elements m·n as an array length, or a clear error when it cannot be one.</summary>
+    public static int ArrayLength(long count, string what)
+    {
+        if (count > Array.MaxLength)
+            throw new ArgumentException($"{what}: the result would hold {count} elements, more than a .NET array can ({Array.MaxLength}); use the device-buffer API.");
+        return (int)count;
+    }
+
+    public static void Buffer<T>(DeviceBuffer<T>? buffer, KernelSession session, string name)
+        where T : unmanaged
+    {
+        if (buffer is null)
+            throw new ArgumentNullException(name, $"{name}: expected a device buffer, got null.");
+        if (buffer.IsDisposed)
+            throw new ArgumentException($"{name}: expected a live device buffer, got one that was disposed.", name);
+        if (!ReferenceEquals(buffer.Session, session))
+            throw new ArgumentException($"{name}: expected a buffer of this session ({session.DeviceName}), got one of another session.", name);
+    }
+}

@@ -1,0 +1,161 @@
+using System.Runtime.InteropServices;
+using ILGPU;
+using ILGPU.Runtime;
+using ILGPU.Runtime.CPU;
+using ILGPU.Runtime.Cuda;
+using ILGPU.Runtime.OpenCL;
+
+namespace Kernels;
+
+/// <summary>One device (or one missing backend) as Kernels sees it.</summary>
+/// <param name="Backend">The backend the device belongs to.</param>
+/// <param name="Name">The device name, or a placeholder when the backend has no device.</param>
+/// <param name="MemoryBytes">Device memory in bytes (0 when unknown).</param>
+/// <param name="Usable">Whether a <see cref="KernelSession"/> can run on it.</param>
+/// <param name="Reason">Why it is not usable (null when usable).</param>
+/// <param name="Details">Architecture, version and limits, for people.</param>
+public sealed record DeviceInfo(
+    Backend Backend,
+    string Name,
+    long MemoryBytes,
+    bool Usable,
+    string? Reason,
+    string Details);
+
+/// <summary>Finds the devices of every backend and says which can be used and why not.</summary>
+public static class DeviceCatalog
+{
+    /// <summary>Every device of every backend, in the order Auto prefers them; missing drivers appear as unusable entries.</summary>
+    public static IReadOnlyList<DeviceInfo> List()
+    {
+        var result = new List<DeviceInfo>();
+        result.AddRange(ListCuda());
+        result.AddRange(ListOpenCL());
+        result.Add(CpuInfo());
+        return result;
+    }
+
+    /// <summary>The ILGPU CPU device Kernels uses: 8 warps of 32 threads per group, one multiprocessor per core.</summary>
+    internal static CPUDevice CreateCpuDevice() =>
+        new(numThreadsPerWarp: 32, numWarpsPerMultiprocessor: 8, numMultiprocessors: Math.Max(1, Environment.ProcessorCount));
+
+    internal static Context CreateContext(Backend backend)
+    {
+        NativeLibraries.EnsureInstalled();
+        return Context.Create(builder =>
+        {
+            builder.Optimize(OptimizationLevel.O2);
+            switch (backend)
+            {
+                case Backend.Cuda:
+                    builder.Cuda(_ => true);
+                    break;
+                case Backend.OpenCL:
+                    builder.OpenCL(_ => true);
+                    break;
+                default:
+                    builder.CPU(CreateCpuDevice());
+                    break;
+            }
+        });
+    }
+
+    /// <summary>
+    /// The devices of one backend in a context. A context with no device of the kinds asked for falls
+    /// back to ILGPU's default CPU device, which must not pass for a CUDA or OpenCL device.
+    /// </summary>
+    internal static IEnumerable<Device> DevicesOf(Context context, Backend backend) => backend switch
+    {
+        Backend.Cuda => context.Devices.OfType<CudaDevice>(),
+        Backend.OpenCL => context.Devices.OfType<CLDevice>(),
+        _ => context.Devices.OfType<CPUDevice>(),
+    };
+
+    /// <summary>Why an ILGPU device cannot be used by Kernels, or null when it can.</summary>
+    internal static string? WhyUnusable(Device device) => device switch
+    {
+        CudaDevice cuda when cuda.Architecture is null =>
+            "compute capability not known to ILGPU 1.5.3",
+        CudaDevice cuda when !PtxArchitectureSupported(cuda) =>
+            $"architecture {cuda.Architecture} not supported by ILGPU 1.5.3's PTX backend",
+        CLDevice cl when !cl.Capabilities.GenericAddressSpace =>
+            $"no generic address space support ({cl.DeviceVersion}, OpenCL C {cl.CVersion}); ILGPU's OpenCL backend needs it",
+        _ => null,
+    };
+
+    private static bool PtxArchitectureSupported(CudaDevice cuda) => cuda.InstructionSet is not null;
+
+    private static bool DriverPresent(string bareName)
+    {
+        foreach (string candidate in NativeLibraries.Candidates(bareName))
+        {
+            if (NativeLibrary.TryLoad(candidate, out IntPtr handle))
+            {
+                NativeLibrary.Free(handle);
+                return true;
+            }
+        }
+        return false;
+    }
+
+    private static List<DeviceInfo> ListCuda()
+    {
+        if (!DriverPresent("cuda"))
+            return [Missing(Backend.Cuda, "no CUDA driver found (libcuda.so.1)")];
+        return ListFromContext(Backend.Cuda, "no CUDA device found (the driver is present)");
+    }
+
+    private static List<DeviceInfo> ListOpenCL()
+    {
+        if (!DriverPresent("OpenCL"))
+            return [Missing(Backend.OpenCL, "no OpenCL ICD loader found (libOpenCL.so.1)")];
+        return ListFromContext(Backend.OpenCL, "no OpenCL platform or device found (the ICD loader is present)");
+    }
+
+    private static List<DeviceInfo> ListFromContext(Backend backend, string noneReason)
+    {
+        var list = new List<DeviceInfo>();
+        try
+        {
+            using Context context = CreateContext(backend);
+            foreach (Device device in DevicesOf(context, backend))
+            {
+                string? why = WhyUnusable(device);
+                list.Add(new DeviceInfo(backend, device.Name, device.MemorySize, why is null, why, Describe(device)));
+            }
+        }
+#pragma warning disable CA1031 // A broken driver is reported, not thrown: listing must never crash.
+        catch (Exception ex)
+#pragma warning restore CA1031
+        {
+            list.Add(Missing(backend, $"the driver failed to enumerate devices: {ex.GetType().Name}: {ex.Message}"));
+        }
+        if (list.Count == 0)
+            list.Add(Missing(backend, noneReason));
+        return list;
+    }
+
+    private static DeviceInfo CpuInfo()
+    {
+        CPUDevice cpu = CreateCpuDevice();
+        return new DeviceInfo(Backend.Cpu, "ILGPU CPU accelerator", GC.GetGCMemoryInfo().TotalAvailableMemoryBytes,
+            true, null, Describe(cpu));
+    }
+
+    private static DeviceInfo Missing(Backend backend, string reason) =>
+        new(backend, "(none)", 0, false, reason, "");
+
+    internal static string Describe(Device device) => device switch
+    {
+        CudaDevice cuda =>
+            $"sm {cuda.Architecture?.ToString() ?? "?"}, {cuda.NumMultiprocessors} SMs, driver {cuda.DriverVersion}, " +
+            $"{cuda.MaxSharedMemoryPerGroup / 1024} KiB shared/group",
+        CLDevice cl =>
+            $"{cl.PlatformName}, {cl.DeviceVersion}, OpenCL C {cl.CVersion}, {cl.NumMultiprocessors} CUs, " +
+            $"{cl.MaxSharedMemoryPerGroup / 1024} KiB local/group",
+        CPUDevice cpu =>
+            $"{cpu.NumMultiprocessors} simulated multiprocessors, warp {cpu.WarpSize}, " +
+            $"{cpu.MaxNumThreadsPerGroup} threads/group",
+        _ => device.ToString() ?? "",
+    };
+}

@@ -1,0 +1,17 @@
+namespace Kernels;
+
+/// <summary>Which int8 GEMM kernel runs. All give bit-identical int32 results.</summary>
+public enum GemmKernel
+{
+    /// <summary>The best kernel for the backend: <see cref="Dp4a"/> on CUDA, <see cref="Tiled"/> elsewhere.</summary>
+    Auto,
+
+    /// <summary>One thread per output, a plain loop over k. Simple and slow; the device-side reference.</summary>
+    Reference,
+
+    /// <summary>64×64 tiles through shared memory with packed 4-byte loads (portable, the default off CUDA).</summary>
+    Tiled,
+
+    /// <summary>The tiled kernel with PTX <c>dp4a</c> for the dot products (CUDA only; elsewhere the same as <see cref="Tiled"/>).</summary>
+    Dp4a,
+}

@@ -1,0 +1,337 @@
+using ILGPU;
+using ILGPU.Runtime;
+using Kernels.DeviceCode;
+
+namespace Kernels;
+
+/// <summary>Strides of a strided batch of independent GEMMs, in elements.</summary>
+/// <param name="Count">Number of GEMMs (1..65535).</param>
+/// <param name="StrideA">Elements of A between consecutive GEMMs (0: every GEMM reads the same A).</param>
+/// <param name="StrideB">Elements of B between consecutive GEMMs (0: shared weights).</param>
+/// <param name="StrideC">Elements of the output between consecutive GEMMs (≥ m·n when Count &gt; 1).</param>
+public readonly record struct StridedBatch(int Count, long StrideA, long StrideB, long StrideC)
+{
+    /// <summary>A dense batch: A, B and C of each GEMM follow each other without gaps.</summary>
+    public static StridedBatch Dense(int count, int m, int n, int k) =>
+        new(count, (long)m * k, (long)n * k, (long)m * n);
+}
+
+public sealed partial class KernelSession
+{
+    private readonly MemoryBuffer1D<float, Stride1D.Dense> _dummy;
+    private MemoryBuffer1D<int, Stride1D.Dense>? _packA;
+    private MemoryBuffer1D<int, Stride1D.Dense>? _packB;
+    private MemoryBuffer1D<sbyte, Stride1D.Dense>? _stageA;
+    private MemoryBuffer1D<sbyte, Stride1D.Dense>? _stageB;
+    private MemoryBuffer1D<int, Stride1D.Dense>? _stageC;
+    private MemoryBuffer1D<float, Stride1D.Dense>? _stageY;
+    private MemoryBuffer1D<float, Stride1D.Dense>? _stageScales;
+
+    // ---------------------------------------------------------------- convenience layer (host arrays)
+
+    /// <summary>
+    /// <c>C[m,n] = Σ_k A[m,k]·B[n,k]</c>: A m×k row-major (activations), B n×k row-major (weights as a
+    /// linear layer stores them), C m×n int32, exact.
+    /// </summary>
+    /// <exception cref="ArgumentException">A size is not positive, k &gt; 131071, or a length does not match.</exception>
+    public int[] Int8Gemm(ReadOnlySpan<sbyte> a, ReadOnlySpan<sbyte> b, int m, int n, int k) =>
+        Int8GemmBatched(a, b, 1, m, n, k);
+
+    /// <summary>
+    /// A strided batch of <paramref name="batchCount"/> independent GEMMs in one launch: A holds
+    /// batchCount·m·k values; B holds either batchCount·n·k values or n·k (the same weights for every
+    /// GEMM); the result holds batchCount·m·n values, GEMM after GEMM.
+    /// </summary>
+    public int[] Int8GemmBatched(ReadOnlySpan<sbyte> a, ReadOnlySpan<sbyte> b, int batchCount, int m, int n, int k)
+    {
+        Check.GemmShape(m, n, k);
+        Check.Batch(batchCount);
+        Check.ExactLength(a.Length, (long)batchCount * m * k, nameof(a), $"batchCount·m·k = {batchCount}·{m}·{k}");
+        long bShared = (long)n * k;
+        long strideB = b.Length == bShared ? 0 : bShared;
+        if (strideB != 0)
+            Check.ExactLength(b.Length, batchCount * bShared, nameof(b), $"n·k = {n}·{k} (shared) or batchCount·n·k = {batchCount}·{n}·{k}");
+        int length = Check.ArrayLength((long)batchCount * m * n, "batchCount·m·n");
+        var result = new int[length];
+
+        lock (_sync)
+        {
+            ThrowIfDisposed();
+            ArrayView<sbyte> av = Stage(ref _stageA, a, nameof(a));
+            ArrayView<sbyte> bv = Stage(ref _stageB, b, nameof(b));
+            ArrayView<int> cv = Scratch(ref _stageC, length, "c");
+            var batch = new StridedBatch(batchCount, (long)m * k, strideB, (long)m * n);
+            var epilogue = new Int32Epilogue { C = cv, BatchStride = batch.StrideC, Ldc = n };
+            RunGemm(GemmKernel, av, bv, m, n, k, batch, epilogue);
+            Stream.Synchronize();
+            cv.CopyToCPU(Stream, ref result[0], length);
+            Stream.Synchronize();
+        }
+        return result;
+    }
+
+    /// <summary>
+    /// The GEMM with the fused dequantizing epilogue: <c>Y[m,n] = C[m,n]·aScale[m]·bScale[n] + bias[n]</c>
+    /// in float32 (per-token activation scales, per-channel weight scales, optional bias: pass an empty span for none).
+    /// </summary>
+    /// <exception cref="ArgumentException">Shapes or lengths do not match, or a scale or bias is not finite.</exception>
+    public float[] Int8GemmDequant(
+        ReadOnlySpan<sbyte> a,
+        ReadOnlySpan<sbyte> b,
+        ReadOnlySpan<float> aScale,
+        ReadOnlySpan<float> bScale,
+        ReadOnlySpan<float> bias,
+        int m,
+        int n,
+        int k)
+    {
+        Check.GemmShape(m, n, k);
+        Check.ExactLength(a.Length, (long)m * k, nameof(a), $"m·k = {m}·{k}");
+        Check.ExactLength(b.Length, (long)n * k, nameof(b), $"n·k = {n}·{k}");
+        Check.ExactLength(aScale.Length, m, nameof(aScale), "m");
+        Check.ExactLength(bScale.Length, n, nameof(bScale), "n");
+        if (!bias.IsEmpty)
+            Check.ExactLength(bias.Length, n, nameof(bias), "n (or 0 for no bias)");
+        Check.Finite(aScale, nameof(aScale));
+        Check.Finite(bScale, nameof(bScale));
+        Check.Finite(bias, nameof(bias));
+        int length = Check.ArrayLength((long)m * n, "m·n");
+        var result = new float[length];
+
+        lock (_sync)
+        {
+            ThrowIfDisposed();
+            ArrayView<sbyte> av = Stage(ref _stageA, a, nameof(a));
+            ArrayView<sbyte> bv = Stage(ref _stageB, b, nameof(b));
+            // One staging buffer for the scales and the bias: [aScale | bScale | bias].
+            ArrayView<float> scales = Scratch(ref _stageScales, (long)m + 2L * n, "scales");
+            ArrayView<float> asv = scales.SubView(0, m);
+            ArrayView<float> bsv = scales.SubView(m, n);
+            ArrayView<float> biasv = scales.SubView((long)m + n, n);
+            CopyIn(asv, aScale);
+            CopyIn(bsv, bScale);
+            if (!bias.IsEmpty)
+                CopyIn(biasv, bias);
+            ArrayView<float> yv = Scratch(ref _stageY, length, "y");
+            var epilogue = new DequantEpilogue
+            {
+                Y = yv,
+                AScale = asv,
+                BScale = bsv,
+                Bias = bias.IsEmpty ? _dummy.View : biasv,
+                HasBias = bias.IsEmpty ? 0 : 1,
+                Ldy = n,
+            };
+            RunGemm(GemmKernel, av, bv, m, n, k, new StridedBatch(1, 0, 0, 0), epilogue);
+            Stream.Synchronize();
+            yv.CopyToCPU(Stream, ref result[0], length);
+            Stream.Synchronize();
+        }
+        return result;
+    }
+
+    // ---------------------------------------------------------------- device-resident API
+
+    /// <summary>
+    /// Enqueues <c>C = A·Bᵀ</c> on device buffers (see <see cref="Int8Gemm(ReadOnlySpan{sbyte}, ReadOnlySpan{sbyte}, int, int, int)"/>).
+    /// Buffers may be longer than needed; only the first m·k, n·k and m·n elements are used. Returns at
+    /// once; the result is ready after <see cref="Synchronize"/> or a copy back.
+    /// </summary>
+    public void Int8Gemm(
+        DeviceBuffer<sbyte> a, DeviceBuffer<sbyte> b, DeviceBuffer<int> c, int m, int n, int k,
+        GemmKernel kernel = GemmKernel.Auto) =>
+        Int8GemmBatched(a, b, c, m, n, k, new StridedBatch(1, 0, 0, 0), kernel);
+
+    /// <summary>Enqueues a strided batch of GEMMs on device buffers in one launch.</summary>
+    public void Int8GemmBatched(
+        DeviceBuffer<sbyte> a, DeviceBuffer<sbyte> b, DeviceBuffer<int> c, int m, int n, int k,
+        StridedBatch batch, GemmKernel kernel = GemmKernel.Auto)
+    {
+        lock (_sync)
+        {
+            ThrowIfDisposed();
+            ValidateDeviceGemm(a, b, m, n, k, batch);
+            Check.Buffer(c, this, nameof(c));
+            Check.MinLength(c.Length, (batch.Count - 1) * batch.StrideC + (long)m * n, nameof(c),
+                "(batchCount−1)·strideC + m·n");
+            var epilogue = new Int32Epilogue { C = c.View, BatchStride = batch.StrideC, Ldc = n };
+            RunGemm(kernel, a.View, b.View, m, n, k, batch, epilogue);
+        }
+    }
+
+    /// <summary>
+    /// Enqueues the GEMM with the fused dequantizing epilogue on device buffers:
+    /// <c>Y = C·aScale[m]·bScale[n] + bias[n]</c> (<paramref name="bias"/> may be null). Scales on the
+    /// device are not re-read for validation: check them when you upload them.
+    /// </summary>
+    public void Int8GemmDequant(
+        DeviceBuffer<sbyte> a, DeviceBuffer<sbyte> b, DeviceBuffer<float> aScale, DeviceBuffer<float> bScale,
+        DeviceBuffer<float>? bias, DeviceBuffer<float> y, int m, int n, int k, GemmKernel kernel = GemmKernel.Auto) =>
+        Int8GemmDequantBatched(a, b, aScale, bScale, bias, y, m, n, k, new StridedBatch(1, 0, 0, 0), 0, 0, kernel);
+
+    /// <summary>
+    /// The batched dequantizing GEMM: GEMM i uses aScale[i·strideAScale ..], bScale and bias at
+    /// i·strideBScale (0: shared per-channel scales) and writes Y at i·batch.StrideC.
+    /// </summary>
+    public void Int8GemmDequantBatched(
+        DeviceBuffer<sbyte> a, DeviceBuffer<sbyte> b, DeviceBuffer<float> aScale, DeviceBuffer<float> bScale,
+        DeviceBuffer<float>? bias, DeviceBuffer<float> y, int m, int n, int k, StridedBatch batch,
+        long strideAScale, long strideBScale, GemmKernel kernel = GemmKernel.Auto)
+    {
+        lock (_sync)
+        {
+            ThrowIfDisposed();
+            ValidateDeviceGemm(a, b, m, n, k, batch);
+            Check.NonNegative(strideAScale, nameof(strideAScale));
+            Check.NonNegative(strideBScale, nameof(strideBScale));
+            Check.Buffer(aScale, this, nameof(aScale));
+            Check.Buffer(bScale, this, nameof(bScale));
+            Check.Buffer(y, this, nameof(y));
+            int last = batch.Count - 1;
+            Check.MinLength(aScale.Length, last * strideAScale + m, nameof(aScale), "(batchCount−1)·strideAScale + m");
+            Check.MinLength(bScale.Length, last * strideBScale + n, nameof(bScale), "(batchCount−1)·strideBScale + n");
+            if (bias is not null)
+            {
+                Check.Buffer(bias, this, nameof(bias));
+                Check.MinLength(bias.Length, last * strideBScale + n, nameof(bias), "(batchCount−1)·strideBScale + n");
+            }
+            Check.MinLength(y.Length, last * batch.StrideC + (long)m * n, nameof(y), "(batchCount−1)·strideC + m·n");
+            var epilogue = new DequantEpilogue
+            {
+                Y = y.View,
+                AScale = aScale.View,
+                BScale = bScale.View,
+                Bias = bias is null ? _dummy.View : bias.View,
+                HasBias = bias is null ? 0 : 1,
+                Ldy = n,
+                YBatchStride = batch.StrideC,
+                AScaleBatchStride = strideAScale,
+                BScaleBatchStride = strideBScale,
+            };
+            RunGemm(kernel, a.View, b.View, m, n, k, batch, epilogue);
+        }
+    }
+
+    // ---------------------------------------------------------------- dispatch
+
+    /// <summary>The kernel <see cref="GemmKernel.Auto"/> resolves to on this session's backend.</summary>
+    public GemmKernel ResolveKernel(GemmKernel kernel) => kernel switch
+    {
+        GemmKernel.Auto => Backend == Backend.Cuda ? GemmKernel.Dp4a : GemmKernel.Tiled,
+        GemmKernel.Reference or GemmKernel.Tiled or GemmKernel.Dp4a => kernel,
+        _ => throw new ArgumentOutOfRangeException(nameof(kernel), kernel, $"kernel: expected a GemmKernel value, got {(int)kernel}."),
+    };
+
+    private void ValidateDeviceGemm(DeviceBuffer<sbyte> a, DeviceBuffer<sbyte> b, int m, int n, int k, StridedBatch batch)
+    {
+        Check.GemmShape(m, n, k);
+        Check.Batch(batch.Count);
+        Check.NonNegative(batch.StrideA, "batch.StrideA");
+        Check.NonNegative(batch.StrideB, "batch.StrideB");
+        Check.NonNegative(batch.StrideC, "batch.StrideC");
+        if (batch.Count > 1 && batch.StrideC < (long)m * n)
+            throw new ArgumentException(
+                $"batch.StrideC: expected ≥ m·n = {(long)m * n} so the outputs of a batch do not overlap, got {batch.StrideC}.", nameof(batch));
+        Check.Buffer(a, this, nameof(a));
+        Check.Buffer(b, this, nameof(b));
+        int last = batch.Count - 1;
+        Check.MinLength(a.Length, last * batch.StrideA + (long)m * k, nameof(a), "(batchCount−1)·strideA + m·k");
+        Check.MinLength(b.Length, last * batch.StrideB + (long)n * k, nameof(b), "(batchCount−1)·strideB + n·k");
+    }
+
+    private void RunGemm<TEpilogue>(
+        GemmKernel kernel, ArrayView<sbyte> a, ArrayView<sbyte> b, int m, int n, int k, StridedBatch batch, TEpilogue epilogue)
+        where TEpilogue : struct, IGemmEpilogue
+    {
+        kernel = ResolveKernel(kernel);
+        string epi = typeof(TEpilogue).Name;
+        if (kernel == GemmKernel.Reference)
+        {
+            if ((long)m * n * batch.Count > int.MaxValue)
+                throw new ArgumentException(
+                    $"kernel: the reference kernel launches one thread per output and handles at most {int.MaxValue} outputs; got {(long)m * n * batch.Count}.", nameof(kernel));
+            var reference = Kernel($"reference/{epi}", acc =>
+                acc.LoadAutoGroupedKernel<Index3D, ArrayView<sbyte>, ArrayView<sbyte>, int, long, long, TEpilogue>(
+                    Int8GemmKernels.Reference));
+            reference(Stream, new Index3D(n, m, batch.Count), a, b, k, batch.StrideA, batch.StrideB, epilogue);
+            return;
+        }
+
+        int kWords = (k + 3) / 4;
+        (ArrayView<int> aw, long strideAw) = PackedRows(a, m, k, kWords, batch.Count, batch.StrideA, ref _packA, "a");
+        (ArrayView<int> bw, long strideBw) = PackedRows(b, n, k, kWords, batch.Count, batch.StrideB, ref _packB, "b");
+        var tiled = kernel == GemmKernel.Dp4a
+            ? Kernel($"dp4a/{epi}", acc =>
+                acc.LoadKernel<ArrayView<int>, ArrayView<int>, int, int, int, long, long, TEpilogue>(
+                    Int8GemmKernels.Tiled<Dp4aDot4, TEpilogue>))
+            : Kernel($"tiled/{epi}", acc =>
+                acc.LoadKernel<ArrayView<int>, ArrayView<int>, int, int, int, long, long, TEpilogue>(
+                    Int8GemmKernels.Tiled<PortableDot4, TEpilogue>));
+        var config = new KernelConfig(
+            new Index3D(
+                (n + Int8GemmKernels.TileN - 1) / Int8GemmKernels.TileN,
+                (m + Int8GemmKernels.TileM - 1) / Int8GemmKernels.TileM,
+                batch.Count),
+            new Index3D(Int8GemmKernels.GroupDim, Int8GemmKernels.GroupDim, 1));
+        tiled(Stream, config, aw, bw, m, n, kWords, strideAw, strideBw, epilogue);
+    }
+
+    /// <summary>
+    /// Rows of int8 values as whole 4-byte words for the tiled kernel: a reinterpretation when k and
+    /// the batch stride are multiples of 4, else a packed, zero-padded copy in session scratch space.
+    /// </summary>
+    private (ArrayView<int> Words, long StrideWords) PackedRows(
+        ArrayView<sbyte> source, int rows, int k, int kWords, int batchCount, long stride,
+        ref MemoryBuffer1D<int, Stride1D.Dense>? scratch, string name)
+    {
+        int batches = stride == 0 ? 1 : batchCount;
+        if (k % 4 == 0 && stride % 4 == 0)
+        {
+            long bytes = (batches - 1) * stride + (long)rows * k;
+            return (source.SubView(0, bytes).Cast<int>(), stride / 4);
+        }
+
+        ArrayView<int> packed = Scratch(ref scratch, (long)batches * rows * kWords, $"packed {name}");
+        var pack = Kernel("pack", acc =>
+            acc.LoadAutoGroupedKernel<Index3D, ArrayView<sbyte>, ArrayView<int>, int, int, int, long>(
+                Int8GemmKernels.PackRows));
+        pack(Stream, new Index3D(kWords, rows, batches), source, packed, rows, k, kWords, stride);
+        return (packed, stride == 0 ? 0 : (long)rows * kWords);
+    }
+
+    /// <summary>A view of at least <paramref name="length"/> elements of a reusable scratch buffer (grown, never shrunk).</summary>
+    private ArrayView<T> Scratch<T>(ref MemoryBuffer1D<T, Stride1D.Dense>? buffer, long length, string name)
+        where T : unmanaged
+    {
+        if (buffer is null || buffer.Length < length)
+        {
+            long capacity = Math.Max(length, (buffer?.Length ?? 0) * 2);
+            if (buffer is not null)
+            {
+                Stream.Synchronize();
+                Interlocked.Add(ref _allocatedBytes, -buffer.LengthInBytes);
+                buffer.Dispose();
+                buffer = null;
+            }
+            buffer = AllocateRaw<T>(capacity, name);
+        }
+        return buffer.View.SubView(0, length);
+    }
+
+    private ArrayView<T> Stage<T>(ref MemoryBuffer1D<T, Stride1D.Dense>? buffer, ReadOnlySpan<T> data, string name)
+        where T : unmanaged
+    {
+        ArrayView<T> view = Scratch(ref buffer, data.Length, name);
+        CopyIn(view, data);
+        return view;
+    }
+
+    private void CopyIn<T>(ArrayView<T> view, ReadOnlySpan<T> data)
+        where T : unmanaged
+    {
+        // Earlier launches may still read the staging buffer: copies are ordered on the stream, and
+        // ILGPU's host copies are synchronous with respect to it.
+        view.SubView(0, data.Length).CopyFromCPU(
+            Stream, ref System.Runtime.InteropServices.MemoryMarshal.GetReference(data), data.Length);
+    }
+}
