@@ -30,7 +30,7 @@ public sealed partial class KernelSession : IDisposable
         _context = context;
         _accelerator = accelerator;
         Backend = backend;
-        DeviceName = accelerator.Name;
+        DeviceName = backend == Backend.Cpu ? "ILGPU CPU accelerator" : accelerator.Name;
         DeviceMemoryBytes = backend == Backend.Cpu
             ? GC.GetGCMemoryInfo().TotalAvailableMemoryBytes
             : accelerator.MemorySize;

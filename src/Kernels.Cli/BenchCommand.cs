@@ -1,0 +1,120 @@
+using System.CommandLine;
+using System.Text.Json;
+using Spectre.Console;
+
+namespace Kernels.Cli;
+
+/// <summary>
+/// <c>kernels bench</c>: with no arguments, the int8 GEMM at a default size on every usable backend,
+/// verified against the int64 reference, printed as a table.
+/// </summary>
+internal static class BenchCommand
+{
+    /// <summary>Default cube size per backend: big enough to mean something, small enough to finish (the CPU accelerator simulates threads).</summary>
+    internal static int DefaultSize(Backend backend) => backend switch
+    {
+        Backend.Cuda => 4096,
+        Backend.OpenCL => 1024,
+        _ => 256,
+    };
+
+    public static Command Create()
+    {
+        var op = new Option<string>("--op") { Description = "Operation to benchmark.", DefaultValueFactory = _ => "int8-gemm" };
+        op.AcceptOnlyFromAmong("int8-gemm");
+        var backend = new Option<string>("--backend") { Description = "auto (the best usable), all (every usable backend: the default), cuda, opencl or cpu." };
+        var m = new Option<int?>("--m") { Description = "Rows of A and C (default: per backend, 4096 CUDA, 1024 OpenCL, 256 CPU accelerator)." };
+        var n = new Option<int?>("--n") { Description = "Rows of B, columns of C (default: as --m)." };
+        var k = new Option<int?>("--k") { Description = "Reduction length (default: as --m)." };
+        var repeat = new Option<int>("--repeat") { Description = "Timed repetitions after one warm-up; the median is reported.", DefaultValueFactory = _ => 5 };
+        var kernel = new Option<string>("--kernel") { Description = "auto, reference, tiled or dp4a.", DefaultValueFactory = _ => "auto" };
+        var seed = new Option<int>("--seed") { Description = "Seed of the random inputs.", DefaultValueFactory = _ => 1234 };
+        var json = new Option<bool>("--json") { Description = "One JSON object per result (fields op, backend, device, m, n, k, median_ms, tops, verified, max_abs_error, ...)." };
+
+        var command = new Command("bench", "Benchmark int8 GEMM on every usable backend (or one), verified against the reference.")
+        {
+            op, backend, m, n, k, repeat, kernel, seed, json,
+        };
+        command.SetAction(result =>
+        {
+            if (result.GetValue(repeat) < 1)
+                throw new ArgumentException($"--repeat: expected ≥ 1, got {result.GetValue(repeat)}.", "--repeat");
+            GemmKernel gemmKernel = Enum.TryParse(result.GetValue(kernel), ignoreCase: true, out GemmKernel parsed)
+                ? parsed
+                : throw new ArgumentException($"--kernel: expected auto, reference, tiled or dp4a; got '{result.GetValue(kernel)}'.", "--kernel");
+            var settings = new Settings(
+                Backends(result.GetValue(backend)), result.GetValue(m), result.GetValue(n), result.GetValue(k),
+                result.GetValue(repeat), gemmKernel, result.GetValue(seed), result.GetValue(json));
+            return Run(settings);
+        });
+        return command;
+    }
+
+    private sealed record Settings(List<Backend> Backends, int? M, int? N, int? K, int Repeat, GemmKernel Kernel, int Seed, bool Json);
+
+    private static List<Backend> Backends(string? value)
+    {
+        if (string.IsNullOrWhiteSpace(value) || value.Equals("all", StringComparison.OrdinalIgnoreCase))
+        {
+            return DeviceCatalog.List().Where(d => d.Usable).Select(d => d.Backend).Distinct().ToList();
+        }
+        return [BackendNames.Parse(value, "--backend")];
+    }
+
+    private static int Run(Settings s)
+    {
+        var results = new List<BenchResult>();
+        var failures = new List<string>();
+
+        void RunOne(Backend backend, Action<int>? progress)
+        {
+            using KernelSession session = KernelSession.Create(backend);
+            int size = DefaultSize(session.Backend);
+            int m = s.M ?? size, n = s.N ?? s.M ?? size, k = s.K ?? s.M ?? size;
+            BenchResult r = GemmBenchmark.Run(session, m, n, k, s.Repeat, s.Kernel, s.Seed, progress);
+            results.Add(r);
+            if (s.Json)
+                Console.WriteLine(JsonSerializer.Serialize(r, Program.Json));
+        }
+
+        if (s.Json)
+        {
+            foreach (Backend backend in s.Backends)
+                RunOne(backend, null);
+        }
+        else
+        {
+            AnsiConsole.Progress()
+                .AutoClear(true)
+                .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new ElapsedTimeColumn())
+                .Start(ctx =>
+                {
+                    foreach (Backend backend in s.Backends)
+                    {
+                        ProgressTask task = ctx.AddTask($"int8-gemm on {backend.ToName()}", maxValue: s.Repeat + 1);
+                        RunOne(backend, i => task.Value = i + 1);
+                        task.StopTask();
+                    }
+                });
+            PrintTable(results);
+        }
+
+        failures.AddRange(results.Where(r => !r.Verified).Select(r => $"{r.Backend}: max error {r.MaxAbsError}"));
+        foreach (string f in failures)
+            Console.Error.WriteLine($"error: result not verified on {f}");
+        return failures.Count == 0 ? 0 : 1;
+    }
+
+    private static void PrintTable(List<BenchResult> results)
+    {
+        var table = new Table().AddColumns("op", "backend", "device", "kernel", "shape (m×n×k)", "median ms", "TOPS", "verified");
+        foreach (BenchResult r in results)
+        {
+            table.AddRow(
+                r.Op, r.Backend, Markup.Escape(r.Device), r.Kernel, $"{r.M}×{r.N}×{r.K}",
+                r.MedianMs.ToString("F3"), r.Tops.ToString(r.Tops < 0.1 ? "F5" : "F2"),
+                r.Verified ? $"[green]yes[/] ({r.Verification})" : $"[red]NO[/] (max error {r.MaxAbsError})");
+        }
+        AnsiConsole.Write(table);
+    }
+}

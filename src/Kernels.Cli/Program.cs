@@ -1,0 +1,79 @@
+using System.CommandLine;
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using Spectre.Console;
+
+namespace Kernels.Cli;
+
+/// <summary>The <c>kernels</c> command: list devices, benchmark kernels.</summary>
+internal static class Program
+{
+    internal static readonly JsonSerializerOptions Json = new()
+    {
+        PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
+        DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
+        Converters = { new JsonStringEnumConverter(JsonNamingPolicy.SnakeCaseLower) },
+    };
+
+    private static int Main(string[] args)
+    {
+        var root = new RootCommand("Kernels: int8 GEMM on CUDA, OpenCL and the CPU, measured.")
+        {
+            DevicesCommand.Create(),
+            BenchCommand.Create(),
+        };
+        try
+        {
+            return root.Parse(args).Invoke();
+        }
+        catch (Exception ex) when (ex is ArgumentException or BackendUnavailableException or DeviceOutOfMemoryException)
+        {
+            Console.Error.WriteLine($"error: {ex.Message}");
+            return 2;
+        }
+    }
+}
+
+/// <summary><c>kernels devices [--json]</c>.</summary>
+internal static class DevicesCommand
+{
+    public static Command Create()
+    {
+        var json = new Option<bool>("--json") { Description = "One JSON object per device instead of a table." };
+        var command = new Command("devices", "List every device of every backend, its memory, and why any is unusable.") { json };
+        command.SetAction(result =>
+        {
+            IReadOnlyList<DeviceInfo> devices = DeviceCatalog.List();
+            if (result.GetValue(json))
+            {
+                foreach (DeviceInfo d in devices)
+                {
+                    Console.WriteLine(JsonSerializer.Serialize(new
+                    {
+                        backend = d.Backend.ToName(),
+                        name = d.Name,
+                        memory_bytes = d.MemoryBytes,
+                        usable = d.Usable,
+                        reason = d.Reason,
+                        details = d.Details,
+                    }, Program.Json));
+                }
+                return 0;
+            }
+
+            var table = new Table().AddColumns("backend", "device", "memory", "usable", "details / reason");
+            foreach (DeviceInfo d in devices)
+            {
+                table.AddRow(
+                    d.Backend.ToName(),
+                    Markup.Escape(d.Name),
+                    d.MemoryBytes > 0 ? $"{d.MemoryBytes / (1024.0 * 1024 * 1024):F1} GiB" : "-",
+                    d.Usable ? "[green]yes[/]" : "[red]no[/]",
+                    Markup.Escape(d.Usable ? d.Details : d.Reason ?? ""));
+            }
+            AnsiConsole.Write(table);
+            return 0;
+        });
+        return command;
+    }
+}
