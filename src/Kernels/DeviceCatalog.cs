@@ -83,7 +83,7 @@ public static class DeviceCatalog
         CudaDevice cuda when !PtxArchitectureSupported(cuda) =>
             $"architecture {cuda.Architecture} not supported by ILGPU 1.5.3's PTX backend",
         CLDevice cl when !cl.Capabilities.GenericAddressSpace =>
-            $"no generic address space support ({cl.DeviceVersion}, OpenCL C {cl.CVersion}); ILGPU's OpenCL backend needs it",
+            $"no generic address space support (OpenCL {cl.DeviceVersion}, OpenCL C {cl.CVersion}); ILGPU's OpenCL backend needs it",
         _ => null,
     };
 
@@ -155,7 +155,7 @@ public static class DeviceCatalog
             $"sm {cuda.Architecture?.ToString() ?? "?"}, {cuda.NumMultiprocessors} SMs, driver {cuda.DriverVersion}, " +
             $"{cuda.MaxSharedMemoryPerGroup / 1024} KiB shared/group",
         CLDevice cl =>
-            $"{cl.PlatformName}, {cl.DeviceVersion}, OpenCL C {cl.CVersion}, {cl.NumMultiprocessors} CUs, " +
+            $"{cl.PlatformName}, OpenCL {cl.DeviceVersion}, OpenCL C {cl.CVersion}, {cl.NumMultiprocessors} CUs, " +
             $"{cl.MaxSharedMemoryPerGroup / 1024} KiB local/group",
         CPUDevice cpu =>
             $"{cpu.NumMultiprocessors} simulated multiprocessors, warp {cpu.WarpSize}, " +
