@@ -71,14 +71,19 @@ public sealed partial class KernelSession : IDisposable
         }
 
         if (backend != Backend.Auto)
-            return CreateOn(backend) ?? throw new BackendUnavailableException(backend, ReasonUnavailable(backend));
+        {
+            KernelSession? chosen = CreateOn(backend, out string? failure);
+            return chosen ?? throw new BackendUnavailableException(backend, failure ?? ReasonUnavailable(backend));
+        }
 
-        return CreateOn(Backend.Cuda) ?? CreateOn(Backend.OpenCL) ?? CreateOn(Backend.Cpu)
+        return CreateOn(Backend.Cuda, out _) ?? CreateOn(Backend.OpenCL, out _) ?? CreateOn(Backend.Cpu, out _)
             ?? throw new BackendUnavailableException(Backend.Cpu, "the CPU accelerator could not be created");
     }
 
-    private static KernelSession? CreateOn(Backend backend)
+    /// <summary>A session on the first usable device of <paramref name="backend"/>, or null with the start failure (if any).</summary>
+    private static KernelSession? CreateOn(Backend backend, out string? failure)
     {
+        failure = null;
         Context? context = null;
         try
         {
@@ -92,9 +97,10 @@ public sealed partial class KernelSession : IDisposable
             }
         }
 #pragma warning disable CA1031 // A backend that fails to start is skipped by Auto and reported for explicit requests.
-        catch (Exception) when (backend != Backend.Cpu)
+        catch (Exception ex) when (backend != Backend.Cpu)
 #pragma warning restore CA1031
         {
+            failure = $"{ex.GetType().Name}: {ex.Message}";
         }
         context?.Dispose();
         return null;
