@@ -28,7 +28,7 @@ internal static unsafe class Int8GemmSimd
     private const int GroupBytesA = MR * 4;
     private const int GroupBytesB = NR * 4;
     private const int MaxMC = 96;
-    private const long BBlockBudget = 384 * 1024;
+    private const long AABlockBudget = 256 * 1024;
     private const long PackedBBudget = 64L << 20;
     private const long SequentialOps = 1L << 21;
 
@@ -175,7 +175,7 @@ internal static unsafe class Int8GemmSimd
         private int _panelsN;
         private int _ncPanels;
         private int _nBlocks;
-        private int _mc;
+        private int _mPanels;
         private int _mBlocks;
         private int _threads;
 
@@ -232,19 +232,21 @@ internal static unsafe class Int8GemmSimd
             _groups = _vnni ? (_k + 3) / 4 : (_k + 1) / 2;
             _panelBytes = (long)_groups * GroupBytesB;
             _panelsN = (_n + NR - 1) / NR;
-            _ncPanels = (int)Math.Clamp(BBlockBudget / _panelBytes, 1, _panelsN);
-            _nBlocks = (_panelsN + _ncPanels - 1) / _ncPanels;
 
-            int wantMBlocks = Math.Max((_m + MaxMC - 1) / MaxMC, (4 * _threads + _batch * _nBlocks - 1) / (_batch * _nBlocks));
-            int rowsPer = (_m + wantMBlocks - 1) / wantMBlocks;
-            _mc = Math.Clamp((rowsPer + MR - 1) / MR * MR, MR, MaxMC);
-            _mBlocks = (_m + _mc - 1) / _mc;
-            if (_threads > 1 && (long)_batch * _mBlocks * _nBlocks < 2 * _threads)
-            {
-                int wantNBlocks = (2 * _threads + _batch * _mBlocks - 1) / (_batch * _mBlocks);
-                _ncPanels = Math.Max(1, (_panelsN + wantNBlocks - 1) / wantNBlocks);
-                _nBlocks = (_panelsN + _ncPanels - 1) / _ncPanels;
-            }
+            // Row blocks: whole micro-panels, at most MaxMC rows (the packed A block stays in L2 while
+            // B panels stream through L1), spread evenly and in a multiple of the thread count.
+            _mPanels = (_m + MR - 1) / MR;
+            long aBlockPanels = Math.Clamp(AABlockBudget / ((long)_groups * GroupBytesA), 1, MaxMC / MR);
+            int mBlocks = (int)Math.Min(_mPanels, (_mPanels + aBlockPanels - 1) / aBlockPanels);
+            if (_threads > 1)
+                mBlocks = Math.Min(_mPanels, (mBlocks + _threads - 1) / _threads * _threads);
+            _mBlocks = mBlocks;
+            // Column blocks only when there are too few row blocks to occupy the threads.
+            _nBlocks = 1;
+            if (_threads > 1 && (long)_batch * _mBlocks < 2 * _threads)
+                _nBlocks = Math.Min(_panelsN, (2 * _threads + _batch * _mBlocks - 1) / (_batch * _mBlocks));
+            _ncPanels = (_panelsN + _nBlocks - 1) / _nBlocks;
+            _nBlocks = (_panelsN + _ncPanels - 1) / _ncPanels;
 
             _packedBytesPerBatch = _panelsN * _panelBytes;
             long bytesPerBatch = _packedBytesPerBatch + (long)_panelsN * NR * sizeof(int);
@@ -311,9 +313,11 @@ internal static unsafe class Int8GemmSimd
             byte* bp = _packedB + bSlot * _packedBytesPerBatch;
             int* corr = _corr + (long)bSlot * _panelsN * NR;
 
-            int i0 = mb * _mc;
-            int rows = Math.Min(_mc, _m - i0);
-            int mPanels = (rows + MR - 1) / MR;
+            int ip0 = (int)((long)mb * _mPanels / _mBlocks);
+            int ip1 = (int)((long)(mb + 1) * _mPanels / _mBlocks);
+            int i0 = ip0 * MR;
+            int rows = Math.Min((ip1 - ip0) * MR, _m - i0);
+            int mPanels = ip1 - ip0;
             long aPanelBytes = (long)_groups * GroupBytesA;
             NativeBuffer aBuffer = _threadA ??= new NativeBuffer();
             byte* ap = aBuffer.Ensure(mPanels * aPanelBytes);
