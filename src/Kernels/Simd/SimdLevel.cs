@@ -52,15 +52,8 @@ public static class CpuSimd
     public static SimdLevel Parse(string name)
     {
         ArgumentNullException.ThrowIfNull(name);
-        return name.Trim().ToLowerInvariant() switch
-        {
-            "scalar" => SimdLevel.Scalar,
-            "avx2" => SimdLevel.Avx2,
-            "avx-vnni" => SimdLevel.AvxVnni,
-            "avx512-vnni" => SimdLevel.Avx512Vnni,
-            _ => throw new ArgumentException(
-                $"{MaxLevelVariable}: expected one of scalar, avx2, avx-vnni, avx512-vnni, got '{name}'.", nameof(name)),
-        };
+        return TryParse(name) ?? throw new ArgumentException(
+            $"{MaxLevelVariable}: expected one of scalar, avx2, avx-vnni, avx512-vnni, got '{name}'.", nameof(name));
     }
 
     /// <summary>The name of a level as <see cref="MaxLevelVariable"/> spells it.</summary>
@@ -79,17 +72,20 @@ public static class CpuSimd
     {
         if (string.IsNullOrWhiteSpace(value))
             return null;
-        try
-        {
-            return Parse(value);
-        }
-        catch (ArgumentException ex)
-        {
 #pragma warning disable CA2208 // The bad value comes from the environment: name the variable, not the parameter.
-            throw new ArgumentException(ex.Message, MaxLevelVariable, ex);
+        return TryParse(value) ?? throw new ArgumentException(
+            $"{MaxLevelVariable}: expected one of scalar, avx2, avx-vnni, avx512-vnni, got '{value}'.", MaxLevelVariable);
 #pragma warning restore CA2208
-        }
     }
+
+    private static SimdLevel? TryParse(string name) => name.Trim().ToLowerInvariant() switch
+    {
+        "scalar" => SimdLevel.Scalar,
+        "avx2" => SimdLevel.Avx2,
+        "avx-vnni" => SimdLevel.AvxVnni,
+        "avx512-vnni" => SimdLevel.Avx512Vnni,
+        _ => null,
+    };
 
     private static SimdLevel Min(SimdLevel a, SimdLevel b) => a <= b ? a : b;
 
