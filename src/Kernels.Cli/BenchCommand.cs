@@ -15,6 +15,7 @@ internal static class BenchCommand
     {
         Backend.Cuda => 4096,
         Backend.OpenCL => 1024,
+        Backend.CpuSimd => 1024,
         _ => 256,
     };
 
@@ -22,12 +23,12 @@ internal static class BenchCommand
     {
         var op = new Option<string>("--op") { Description = "Operation to benchmark.", DefaultValueFactory = _ => "int8-gemm" };
         op.AcceptOnlyFromAmong("int8-gemm");
-        var backend = new Option<string>("--backend") { Description = "auto (the best usable), all (every usable backend: the default), cuda, opencl or cpu." };
-        var m = new Option<int?>("--m") { Description = "Rows of A and C (default: per backend, 4096 CUDA, 1024 OpenCL, 256 CPU accelerator)." };
+        var backend = new Option<string>("--backend") { Description = "auto (the best usable), all (every usable backend: the default), cuda, opencl, cpu-simd or cpu." };
+        var m = new Option<int?>("--m") { Description = "Rows of A and C (default: per backend, 4096 CUDA, 1024 OpenCL and cpu-simd, 256 on the simulating CPU accelerator)." };
         var n = new Option<int?>("--n") { Description = "Rows of B, columns of C (default: as --m)." };
         var k = new Option<int?>("--k") { Description = "Reduction length (default: as --m)." };
         var repeat = new Option<int>("--repeat") { Description = "Timed repetitions after one warm-up; the median is reported.", DefaultValueFactory = _ => 5 };
-        var kernel = new Option<string>("--kernel") { Description = "auto, reference, tiled or dp4a.", DefaultValueFactory = _ => "auto" };
+        var kernel = new Option<string>("--kernel") { Description = "auto, reference, tiled, dp4a or simd.", DefaultValueFactory = _ => "auto" };
         var seed = new Option<int>("--seed") { Description = "Seed of the random inputs.", DefaultValueFactory = _ => 1234 };
         var json = new Option<bool>("--json") { Description = "One JSON object per result (fields op, backend, device, m, n, k, median_ms, tops, verified, max_abs_error, ...)." };
 
@@ -41,7 +42,7 @@ internal static class BenchCommand
                 throw new ArgumentException($"--repeat: expected ≥ 1, got {result.GetValue(repeat)}.", "--repeat");
             GemmKernel gemmKernel = Enum.TryParse(result.GetValue(kernel), ignoreCase: true, out GemmKernel parsed)
                 ? parsed
-                : throw new ArgumentException($"--kernel: expected auto, reference, tiled or dp4a; got '{result.GetValue(kernel)}'.", "--kernel");
+                : throw new ArgumentException($"--kernel: expected auto, reference, tiled, dp4a or simd; got '{result.GetValue(kernel)}'.", "--kernel");
             var settings = new Settings(
                 Backends(result.GetValue(backend)), result.GetValue(m), result.GetValue(n), result.GetValue(k),
                 result.GetValue(repeat), gemmKernel, result.GetValue(seed), result.GetValue(json));

@@ -4,8 +4,8 @@ namespace Kernels;
 public enum Backend
 {
     /// <summary>
-    /// The best usable backend: CUDA, then a usable OpenCL device, then ILGPU's CPU accelerator.
-    /// The environment variable <c>KERNELS_BACKEND</c> (auto, cuda, opencl, cpu) overrides the choice.
+    /// The best usable backend: CUDA, then a usable OpenCL device, then the SIMD CPU path (<see cref="CpuSimd"/>).
+    /// The environment variable <c>KERNELS_BACKEND</c> (auto, cuda, opencl, cpu, cpu-simd) overrides the choice.
     /// </summary>
     Auto,
 
@@ -15,8 +15,14 @@ public enum Backend
     /// <summary>An OpenCL device with generic address space support (OpenCL 2.0, or 3.0 with the feature).</summary>
     OpenCL,
 
-    /// <summary>ILGPU's CPU accelerator: simulates GPU threads; exact but slow, meant for testing kernels.</summary>
+    /// <summary>ILGPU's CPU accelerator: simulates GPU threads; exact but slow, meant for testing the ILGPU kernels.</summary>
     Cpu,
+
+    /// <summary>
+    /// The fast CPU path: int8 GEMM written with <c>System.Runtime.Intrinsics</c> (AVX-512 VNNI, AVX-VNNI,
+    /// AVX2 or scalar), cache-blocked and multi-threaded. Buffers live in host memory.
+    /// </summary>
+    CpuSimd,
 }
 
 /// <summary>Parsing and naming of <see cref="Backend"/> values as the CLI and the environment spell them.</summary>
@@ -32,6 +38,7 @@ public static class BackendNames
         Backend.Cuda => "cuda",
         Backend.OpenCL => "opencl",
         Backend.Cpu => "cpu",
+        Backend.CpuSimd => "cpu-simd",
         _ => throw new ArgumentOutOfRangeException(nameof(backend), backend, "unknown backend"),
     };
 
@@ -47,8 +54,9 @@ public static class BackendNames
             "cuda" => Backend.Cuda,
             "opencl" or "cl" => Backend.OpenCL,
             "cpu" => Backend.Cpu,
+            "cpu-simd" or "cpusimd" or "simd" => Backend.CpuSimd,
             _ => throw new ArgumentException(
-                $"{argumentName}: expected one of auto, cuda, opencl, cpu; got '{value}'.", argumentName),
+                $"{argumentName}: expected one of auto, cuda, opencl, cpu, cpu-simd; got '{value}'.", argumentName),
         };
     }
 }

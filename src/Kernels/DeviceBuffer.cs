@@ -1,5 +1,4 @@
 using System.Runtime.CompilerServices;
-using System.Runtime.InteropServices;
 using ILGPU;
 using ILGPU.Runtime;
 
@@ -44,9 +43,7 @@ public sealed class DeviceBuffer<T> : IDisposable
         lock (Session.SyncRoot)
         {
             Session.ThrowIfDisposed();
-            if (source.Length > 0)
-                View.SubView(offset, source.Length).CopyFromCPU(
-                    Session.Stream, ref MemoryMarshal.GetReference(source), source.Length);
+            HostCopy.ToDevice(Session.Stream, View.SubView(offset, source.Length), source);
         }
     }
 
@@ -57,11 +54,7 @@ public sealed class DeviceBuffer<T> : IDisposable
         lock (Session.SyncRoot)
         {
             Session.ThrowIfDisposed();
-            Session.Stream.Synchronize();
-            if (destination.Length > 0)
-                View.SubView(offset, destination.Length).CopyToCPU(
-                    Session.Stream, ref MemoryMarshal.GetReference(destination), destination.Length);
-            Session.Stream.Synchronize();
+            HostCopy.ToHost(Session.Stream, View.SubView(offset, destination.Length), destination);
         }
     }
 

@@ -31,6 +31,8 @@ public static class DeviceCatalog
         var result = new List<DeviceInfo>();
         result.AddRange(ListCuda());
         result.AddRange(ListOpenCL());
+        result.Add(new DeviceInfo(Backend.CpuSimd, CpuSimdName(), GC.GetGCMemoryInfo().TotalAvailableMemoryBytes,
+            true, null, CpuSimdDetails()));
         result.Add(CpuInfo());
         return result;
     }
@@ -145,6 +147,34 @@ public static class DeviceCatalog
         return new DeviceInfo(Backend.Cpu, "ILGPU CPU accelerator", GC.GetGCMemoryInfo().TotalAvailableMemoryBytes,
             true, null, Describe(cpu));
     }
+
+    /// <summary>The processor's model name (from /proc/cpuinfo on Linux), or its architecture.</summary>
+    internal static string CpuModel()
+    {
+        try
+        {
+            if (File.Exists("/proc/cpuinfo"))
+            {
+                foreach (string line in File.ReadLines("/proc/cpuinfo"))
+                {
+                    if (line.StartsWith("model name", StringComparison.Ordinal))
+                        return line[(line.IndexOf(':', StringComparison.Ordinal) + 1)..].Trim();
+                }
+            }
+        }
+        catch (IOException)
+        {
+        }
+        catch (UnauthorizedAccessException)
+        {
+        }
+        return RuntimeInformation.ProcessArchitecture.ToString();
+    }
+
+    internal static string CpuSimdName() => $"{CpuModel()} (SIMD)";
+
+    private static string CpuSimdDetails() =>
+        $"{Simd.CpuSimd.ToName(Simd.CpuSimd.Effective)} (detected {Simd.CpuSimd.ToName(Simd.CpuSimd.Detected)}), {Environment.ProcessorCount} threads";
 
     private static DeviceInfo Missing(Backend backend, string reason) =>
         new(backend, "(none)", 0, false, reason, "");

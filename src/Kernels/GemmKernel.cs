@@ -3,7 +3,7 @@ namespace Kernels;
 /// <summary>Which int8 GEMM kernel runs. All give bit-identical int32 results.</summary>
 public enum GemmKernel
 {
-    /// <summary>The best kernel for the backend: <see cref="Dp4a"/> on CUDA, <see cref="Tiled"/> elsewhere.</summary>
+    /// <summary>The best kernel for the backend: <see cref="Dp4a"/> on CUDA, <see cref="Simd"/> on the SIMD CPU path, <see cref="Tiled"/> elsewhere.</summary>
     Auto,
 
     /// <summary>One thread per output, a plain loop over k. Simple and slow; the device-side reference.</summary>
@@ -14,4 +14,10 @@ public enum GemmKernel
 
     /// <summary>The tiled kernel with PTX <c>dp4a</c> for the dot products (CUDA only; elsewhere the same as <see cref="Tiled"/>).</summary>
     Dp4a,
+
+    /// <summary>
+    /// The SIMD CPU GEMM (<see cref="Backend.CpuSimd"/> only). On that backend <see cref="Reference"/> and
+    /// <see cref="Tiled"/> run the ILGPU kernels on ILGPU's CPU accelerator over the same buffers.
+    /// </summary>
+    Simd,
 }

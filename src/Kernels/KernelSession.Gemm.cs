@@ -1,6 +1,7 @@
 using ILGPU;
 using ILGPU.Runtime;
 using Kernels.DeviceCode;
+using Kernels.Simd;
 
 namespace Kernels;
 
@@ -63,9 +64,7 @@ public sealed partial class KernelSession
             var batch = new StridedBatch(batchCount, (long)m * k, strideB, (long)m * n);
             var epilogue = new Int32Epilogue { C = cv, BatchStride = batch.StrideC, Ldc = n };
             RunGemm(GemmKernel, av, bv, m, n, k, batch, epilogue);
-            Stream.Synchronize();
-            cv.CopyToCPU(Stream, ref result[0], length);
-            Stream.Synchronize();
+            HostCopy.ToHost(Stream, cv, result);
         }
         return result;
     }
@@ -123,9 +122,7 @@ public sealed partial class KernelSession
                 Ldy = n,
             };
             RunGemm(GemmKernel, av, bv, m, n, k, new StridedBatch(1, 0, 0, 0), epilogue);
-            Stream.Synchronize();
-            yv.CopyToCPU(Stream, ref result[0], length);
-            Stream.Synchronize();
+            HostCopy.ToHost(Stream, yv, result);
         }
         return result;
     }
@@ -217,8 +214,16 @@ public sealed partial class KernelSession
     /// <summary>The kernel <see cref="GemmKernel.Auto"/> resolves to on this session's backend.</summary>
     public GemmKernel ResolveKernel(GemmKernel kernel) => kernel switch
     {
-        GemmKernel.Auto => Backend == Backend.Cuda ? GemmKernel.Dp4a : GemmKernel.Tiled,
+        GemmKernel.Auto => Backend switch
+        {
+            Backend.Cuda => GemmKernel.Dp4a,
+            Backend.CpuSimd => GemmKernel.Simd,
+            _ => GemmKernel.Tiled,
+        },
         GemmKernel.Reference or GemmKernel.Tiled or GemmKernel.Dp4a => kernel,
+        GemmKernel.Simd when Backend == Backend.CpuSimd => kernel,
+        GemmKernel.Simd => throw new ArgumentException(
+            $"kernel: expected a kernel of the {Backend.ToName()} backend, got simd (only the cpu-simd backend has it).", nameof(kernel)),
         _ => throw new ArgumentOutOfRangeException(nameof(kernel), kernel, $"kernel: expected a GemmKernel value, got {(int)kernel}."),
     };
 
@@ -244,6 +249,12 @@ public sealed partial class KernelSession
         where TEpilogue : struct, IGemmEpilogue
     {
         kernel = ResolveKernel(kernel);
+        if (kernel == GemmKernel.Simd)
+        {
+            RunSimd(a, b, m, n, k, batch, epilogue);
+            return;
+        }
+
         string epi = typeof(TEpilogue).Name;
         if (kernel == GemmKernel.Reference)
         {
@@ -274,6 +285,31 @@ public sealed partial class KernelSession
                 batch.Count),
             new Index3D(Int8GemmKernels.GroupDim, Int8GemmKernels.GroupDim, 1));
         tiled(Stream, config, aw, bw, m, n, kWords, strideAw, strideBw, epilogue);
+    }
+
+    /// <summary>
+    /// The SIMD CPU path on the session's buffers (host memory of ILGPU's CPU accelerator): waits for
+    /// earlier work on the stream, then runs synchronously on the calling thread and the thread pool.
+    /// </summary>
+    private unsafe void RunSimd<TEpilogue>(
+        ArrayView<sbyte> a, ArrayView<sbyte> b, int m, int n, int k, StridedBatch batch, TEpilogue epilogue)
+        where TEpilogue : struct, IGemmEpilogue
+    {
+        Stream.Synchronize();
+        SimdEpilogue output = epilogue switch
+        {
+            Int32Epilogue c => SimdEpilogue.Int32((int*)c.C.LoadEffectiveAddressAsPtr(), c.BatchStride),
+            DequantEpilogue d => SimdEpilogue.Dequant(
+                (float*)d.Y.LoadEffectiveAddressAsPtr(), d.YBatchStride,
+                (float*)d.AScale.LoadEffectiveAddressAsPtr(), d.AScaleBatchStride,
+                (float*)d.BScale.LoadEffectiveAddressAsPtr(),
+                d.HasBias != 0 ? (float*)d.Bias.LoadEffectiveAddressAsPtr() : null,
+                d.BScaleBatchStride),
+            _ => throw new NotSupportedException($"The SIMD path has no epilogue {typeof(TEpilogue).Name}."),
+        };
+        Int8GemmSimd.Gemm(
+            (sbyte*)a.LoadEffectiveAddressAsPtr(), (sbyte*)b.LoadEffectiveAddressAsPtr(), m, n, k,
+            batch.Count, batch.StrideA, batch.StrideB, output, CpuSimd.Effective);
     }
 
     /// <summary>
@@ -327,11 +363,6 @@ public sealed partial class KernelSession
     }
 
     private void CopyIn<T>(ArrayView<T> view, ReadOnlySpan<T> data)
-        where T : unmanaged
-    {
-        // Earlier launches may still read the staging buffer: copies are ordered on the stream, and
-        // ILGPU's host copies are synchronous with respect to it.
-        view.SubView(0, data.Length).CopyFromCPU(
-            Stream, ref System.Runtime.InteropServices.MemoryMarshal.GetReference(data), data.Length);
-    }
+        where T : unmanaged =>
+        HostCopy.ToDevice(Stream, view, data);
 }

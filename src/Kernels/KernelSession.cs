@@ -30,8 +30,13 @@ public sealed partial class KernelSession : IDisposable
         _context = context;
         _accelerator = accelerator;
         Backend = backend;
-        DeviceName = backend == Backend.Cpu ? "ILGPU CPU accelerator" : accelerator.Name;
-        DeviceMemoryBytes = backend == Backend.Cpu
+        DeviceName = backend switch
+        {
+            Backend.Cpu => "ILGPU CPU accelerator",
+            Backend.CpuSimd => DeviceCatalog.CpuSimdName(),
+            _ => accelerator.Name,
+        };
+        DeviceMemoryBytes = backend is Backend.Cpu or Backend.CpuSimd
             ? GC.GetGCMemoryInfo().TotalAvailableMemoryBytes
             : accelerator.MemorySize;
         _dummy = accelerator.Allocate1D<float>(1);
@@ -76,8 +81,8 @@ public sealed partial class KernelSession : IDisposable
             return chosen ?? throw new BackendUnavailableException(backend, failure ?? ReasonUnavailable(backend));
         }
 
-        return CreateOn(Backend.Cuda, out _) ?? CreateOn(Backend.OpenCL, out _) ?? CreateOn(Backend.Cpu, out _)
-            ?? throw new BackendUnavailableException(Backend.Cpu, "the CPU accelerator could not be created");
+        return CreateOn(Backend.Cuda, out _) ?? CreateOn(Backend.OpenCL, out _) ?? CreateOn(Backend.CpuSimd, out _)
+            ?? throw new BackendUnavailableException(Backend.CpuSimd, "the CPU could not be set up");
     }
 
     /// <summary>A session on the first usable device of <paramref name="backend"/>, or null with the start failure (if any).</summary>
@@ -97,7 +102,7 @@ public sealed partial class KernelSession : IDisposable
             }
         }
 #pragma warning disable CA1031 // A backend that fails to start is skipped by Auto and reported for explicit requests.
-        catch (Exception ex) when (backend != Backend.Cpu)
+        catch (Exception ex) when (backend is not (Backend.Cpu or Backend.CpuSimd))
 #pragma warning restore CA1031
         {
             failure = $"{ex.GetType().Name}: {ex.Message}";

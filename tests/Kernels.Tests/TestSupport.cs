@@ -21,13 +21,13 @@ internal static class Sessions
         {
             return (KernelSession.Create(backend), null);
         }
-        catch (BackendUnavailableException ex) when (backend != Backend.Cpu)
+        catch (BackendUnavailableException ex) when (backend is not (Backend.Cpu or Backend.CpuSimd))
         {
             return (null, ex.Reason);
         }
     }
 
-    public static TheoryData<Backend> Backends => new(Backend.Cpu, Backend.Cuda, Backend.OpenCL);
+    public static TheoryData<Backend> Backends => new(Backend.Cpu, Backend.CpuSimd, Backend.Cuda, Backend.OpenCL);
 
     public static TheoryData<Backend, GemmKernel> BackendsAndKernels
     {
@@ -39,6 +39,7 @@ internal static class Sessions
                 foreach (GemmKernel k in new[] { GemmKernel.Reference, GemmKernel.Tiled, GemmKernel.Dp4a })
                     data.Add(b, k);
             }
+            data.Add(Backend.CpuSimd, GemmKernel.Simd);
             return data;
         }
     }

@@ -109,6 +109,15 @@ public class ValidationTests
     }
 
     [Fact]
+    public void SimdKernelOnlyOnTheSimdBackend()
+    {
+        using var a = Cpu.Allocate<sbyte>(4);
+        using var c = Cpu.Allocate<int>(1);
+        Throws("kernel", () => Cpu.Int8Gemm(a, a, c, 1, 1, 4, GemmKernel.Simd), "cpu-simd");
+        Assert.Equal(GemmKernel.Simd, Sessions.Get(Backend.CpuSimd).ResolveKernel(GemmKernel.Auto));
+    }
+
+    [Fact]
     public void BadBackendNames()
     {
         var ex = Assert.Throws<ArgumentException>(() => BackendNames.Parse("tpu", "KERNELS_BACKEND"));
@@ -116,5 +125,6 @@ public class ValidationTests
         Assert.Contains("'tpu'", ex.Message, StringComparison.Ordinal);
         Assert.Equal(Backend.OpenCL, BackendNames.Parse("OpenCL"));
         Assert.Equal(Backend.Cpu, BackendNames.Parse(" cpu "));
+        Assert.Equal(Backend.CpuSimd, BackendNames.Parse("cpu-simd"));
     }
 }

@@ -1,0 +1,38 @@
+using ILGPU;
+using ILGPU.Runtime;
+
+namespace Kernels;
+
+/// <summary>
+/// Copies between host memory and device views. The host side is pinned for the whole copy: ILGPU
+/// takes a <c>ref T</c>, and an unpinned managed array can be moved by the garbage collector while
+/// the copy runs (seen as results of zeros under load on the CPU accelerator). Each copy waits for
+/// the stream before returning.
+/// </summary>
+internal static class HostCopy
+{
+    public static unsafe void ToDevice<T>(AcceleratorStream stream, ArrayView<T> target, ReadOnlySpan<T> source)
+        where T : unmanaged
+    {
+        if (source.IsEmpty)
+            return;
+        fixed (T* pointer = source)
+        {
+            target.SubView(0, source.Length).CopyFromCPU(stream, ref *pointer, source.Length);
+            stream.Synchronize();
+        }
+    }
+
+    public static unsafe void ToHost<T>(AcceleratorStream stream, ArrayView<T> source, Span<T> target)
+        where T : unmanaged
+    {
+        if (target.IsEmpty)
+            return;
+        stream.Synchronize();
+        fixed (T* pointer = target)
+        {
+            source.SubView(0, target.Length).CopyToCPU(stream, ref *pointer, target.Length);
+            stream.Synchronize();
+        }
+    }
+}
