@@ -198,8 +198,9 @@ internal static class CostCommand
     {
         if (value.Trim().Equals("all", StringComparison.OrdinalIgnoreCase))
         {
-            return new[] { GemmKernel.Reference, GemmKernel.Tiled, GemmKernel.Dp4a }
-                .Select(session.ResolveKernel).Distinct().ToList();
+            // dp4a is a distinct kernel only on CUDA; elsewhere it runs the tiled kernel.
+            GemmKernel[] all = session.Backend == Backend.Cuda ? [GemmKernel.Reference, GemmKernel.Tiled, GemmKernel.Dp4a] : [GemmKernel.Reference, GemmKernel.Tiled];
+            return all.Select(session.ResolveKernel).Distinct().ToList();
         }
         return Enum.TryParse(value, ignoreCase: true, out GemmKernel parsed) && Enum.IsDefined(parsed)
             ? [session.ResolveKernel(parsed)]
@@ -324,16 +325,17 @@ internal static class CostCommand
             if (v.Attention is not null)
                 AnsiConsole.MarkupLine(Markup.Escape($"  attention: {v.Attention}"));
         }
-        var table = new Table().AddColumns("region", "variant", "J/token", "kWh/1M tok", $"energy {currency}/1M", $"hardware {currency}/1M", $"total {currency}/1M", "gCO2/1M", "PUE", "price (date)", "source");
+        var table = new Table().AddColumns("region", "variant", "J/token", "kWh/1M", $"energy {currency}/1M", $"hw {currency}/1M", $"total {currency}/1M", "gCO2/1M", "PUE", "price/kWh (date)");
         foreach (CostRow r in rows)
         {
             table.AddRow(
                 Markup.Escape(r.Region), Markup.Escape(r.Variant), Num(r.JoulesPerToken), Num(r.KwhPerMillionTokens), Num(r.EnergyCostPerMillionTokens),
                 r.HardwareCostPerMillionTokens is double h ? Num(h) : "-", Num(r.CostPerMillionTokens), Num(r.Co2GramsPerMillionTokens), r.Pue.ToString("0.##", CultureInfo.InvariantCulture),
-                Markup.Escape($"{Num(r.PricePerKwhNative)} {r.PriceCurrency}/kWh ({r.PriceDate}, {r.PriceConfidence})"),
-                r.EnergySource == "estimated" ? "[yellow]estimated[/]" : Markup.Escape(r.EnergySource));
+                Markup.Escape($"{Num(r.PricePerKwhNative)} {r.PriceCurrency} ({r.PriceDate})"));
         }
         AnsiConsole.Write(table);
+        if (rows.Any(r => r.EnergySource == "estimated"))
+            AnsiConsole.MarkupLine("[yellow]energy is ESTIMATED (no readable energy counter): configured watts × busy time, ±50 %; not a measurement.[/]");
     }
 
     /// <summary>A horizontal bar chart of total cost per 1M tokens, one bar per (region, variant).</summary>
