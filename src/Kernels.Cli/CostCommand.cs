@@ -61,6 +61,21 @@ internal static class CostCommand
         };
         command.SetAction(result =>
         {
+            try
+            {
+                return Run(result);
+            }
+            catch (Exception ex) when (ex is ArgumentException or BackendUnavailableException or DeviceOutOfMemoryException)
+            {
+                // System.CommandLine would print a stack trace: report the message and exit 2, like Program.Main does.
+                Console.Error.WriteLine($"error: {ex.Message}");
+                return 2;
+            }
+        });
+        return command;
+
+        int Run(ParseResult result)
+        {
             CostProfiles costProfiles = result.GetValue(profiles) is string path ? CostProfiles.Load(path) : CostProfiles.BuiltIn();
             string cur = result.GetValue(currency)!.Trim().ToUpperInvariant();
             _ = costProfiles.Rates.Get(cur);
@@ -118,8 +133,7 @@ internal static class CostCommand
                     Console.WriteLine($"plot written to {plotPath}");
             }
             return 0;
-        });
-        return command;
+        }
     }
 
     /// <summary>What was measured (or estimated) for one kernel variant (and phase).</summary>
