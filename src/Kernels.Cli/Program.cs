@@ -22,6 +22,7 @@ internal static class Program
         {
             DevicesCommand.Create(),
             BenchCommand.Create(),
+            CostCommand.Create(),
         };
         try
         {

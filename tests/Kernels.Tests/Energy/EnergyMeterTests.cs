@@ -1,0 +1,171 @@
+using System.Diagnostics;
+using Kernels.Energy;
+
+namespace Kernels.Tests.Energy;
+
+/// <summary>A counter that advances at a fixed power but only updates every <c>period</c> seconds, like NVML's.</summary>
+internal sealed class FakeCounter(double watts, double period, double? limit = null) : EnergySource
+{
+    private readonly long _start = Stopwatch.GetTimestamp();
+
+    public override EnergySourceKind Kind => EnergySourceKind.NvmlEnergyCounter;
+
+    public override EnergyBoundary Boundary => EnergyBoundary.Gpu;
+
+    public override string Description => "fake counter";
+
+    public override double UpdatePeriodSeconds => period;
+
+    public override double ResolutionJoules => 1e-3;
+
+    public override double? PowerLimitWatts => limit;
+
+    public override EnergyReading Read()
+    {
+        long now = Stopwatch.GetTimestamp();
+        double t = Stopwatch.GetElapsedTime(_start, now).TotalSeconds;
+        return new EnergyReading(watts * Math.Floor(t / period) * period, now, EnergyIssues.None);
+    }
+}
+
+public class EnergyMeterTests
+{
+    private static void Spin(double seconds)
+    {
+        long start = Stopwatch.GetTimestamp();
+        while (Stopwatch.GetElapsedTime(start).TotalSeconds < seconds)
+        {
+        }
+    }
+
+    [Fact]
+    public void An_estimate_is_labelled_and_carries_its_model_uncertainty()
+    {
+        using var meter = new EnergyMeter(new EstimatedEnergySource(50, "test"), options: new() { Warmup = false });
+        EnergyMeasurement m = meter.MeasureOnce(() => Spin(0.02), tokens: 10);
+        Assert.True(m.IsEstimated);
+        Assert.Equal(EnergySourceKind.Estimated, m.Source);
+        Assert.True(m.Flags.HasFlag(EnergyIssues.Estimated));
+        Assert.Equal(50 * m.WindowSeconds, m.WindowJoules, 2);
+        Assert.Equal(0.5 * m.WindowJoules, m.UncertaintyJoules, 9);
+        Assert.Equal(m.WindowJoules / 10, m.JoulesPerToken, 12);
+        Assert.Equal(10 / m.WindowJoules, m.TokensPerJoule, 9);
+        Assert.Contains("estimated", EnergySource.NameOf(m.Source), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Short_windows_are_extended_by_repeating_the_work()
+    {
+        using var meter = new EnergyMeter(new FakeCounter(100, 0.01), options: new() { MinWindowSeconds = 0.2, Warmup = false });
+        int calls = 0;
+        EnergyMeasurement m = meter.Measure(() => { calls++; Spin(0.005); }, tokensPerCall: 4);
+        Assert.True(m.WindowSeconds >= 0.2, $"window {m.WindowSeconds}");
+        Assert.Equal(calls, m.Repeats);
+        Assert.True(m.Repeats >= 20);
+        Assert.Equal(4L * m.Repeats, m.Tokens);
+        Assert.Equal(m.WindowJoules / m.Repeats, m.Joules, 12);
+        // About 100 W, within the counter's quantum at the edges.
+        Assert.InRange(m.AverageWatts, 80, 110);
+        Assert.Equal(2 * 0.01 * m.AverageWatts + 2e-3, m.UncertaintyJoules, 9);
+        Assert.False(m.Flags.HasFlag(EnergyIssues.ShortWindow));
+    }
+
+    [Fact]
+    public void The_default_window_is_twenty_counter_periods()
+    {
+        using var meter = new EnergyMeter(new FakeCounter(10, 0.1));
+        Assert.Equal(2.0, meter.TargetWindowSeconds, 12);
+        using var estimate = new EnergyMeter(new EstimatedEnergySource(10));
+        Assert.Equal(0, estimate.TargetWindowSeconds);
+    }
+
+    [Fact]
+    public void A_short_single_window_is_flagged_and_a_zero_delta_is_never_silent()
+    {
+        using var meter = new EnergyMeter(new FakeCounter(100, 10));
+        EnergyMeasurement m = meter.MeasureOnce(() => Spin(0.001), 1);
+        Assert.True(m.Flags.HasFlag(EnergyIssues.ShortWindow));
+        Assert.True(m.Flags.HasFlag(EnergyIssues.ZeroDelta));
+        Assert.Equal(double.PositiveInfinity, m.RelativeUncertainty);
+    }
+
+    [Fact]
+    public void Average_power_above_the_board_limit_is_flagged()
+    {
+        using var meter = new EnergyMeter(new FakeCounter(800, 0.005, limit: 700), options: new() { MinWindowSeconds = 0.1, Warmup = false });
+        EnergyMeasurement m = meter.Measure(() => Spin(0.01), 1);
+        Assert.True(m.Flags.HasFlag(EnergyIssues.AboveBoardLimit), $"{m.AverageWatts} W, flags {m.Flags}");
+    }
+
+    [Fact]
+    public void Zero_tokens_are_rejected()
+    {
+        using var meter = new EnergyMeter(new EstimatedEnergySource(10));
+        var ex = Assert.ThrowsAny<ArgumentException>(() => meter.Measure(() => { }, 0));
+        Assert.Equal("tokensPerCall", ex.ParamName);
+        Assert.Contains("got 0", ex.Message, StringComparison.Ordinal);
+        Assert.Equal("tokens", Assert.ThrowsAny<ArgumentException>(() => meter.Begin().End(0)).ParamName);
+        Assert.Equal("watts", Assert.ThrowsAny<ArgumentException>(() => new EstimatedEnergySource(-5)).ParamName);
+    }
+
+    [Fact]
+    public void Overhead_is_below_one_percent_for_a_100_ms_window()
+    {
+        using var meter = new EnergyMeter(new FakeCounter(100, 0.001), synchronize: () => { }, options: new() { MinWindowSeconds = 0, Warmup = false });
+        double inside = 0;
+        EnergyMeasurement m = meter.Measure(() =>
+        {
+            long t = Stopwatch.GetTimestamp();
+            Spin(0.1);
+            inside += Stopwatch.GetElapsedTime(t).TotalSeconds;
+        }, 1);
+        Assert.True(m.WindowSeconds <= inside * 1.01, $"window {m.WindowSeconds * 1e3:F3} ms, work {inside * 1e3:F3} ms");
+    }
+
+    [Fact]
+    public void Without_nvml_or_rapl_a_session_gets_the_labelled_estimate_and_measures_a_gemm()
+    {
+        KernelSession session = Sessions.Get(Backend.Cpu);
+        using EnergyMeter meter = EnergyMeter.ForSession(session, estimatedWatts: 40, raplRoot: "/nonexistent/powercap");
+        Assert.IsType<EstimatedEnergySource>(meter.Source);
+        Assert.Contains("no powercap tree", meter.Source.Description, StringComparison.Ordinal);
+
+        const int m = 16, n = 16, k = 32;
+        using DeviceBuffer<sbyte> a = session.Upload<sbyte>(new sbyte[m * k]);
+        using DeviceBuffer<sbyte> b = session.Upload<sbyte>(new sbyte[n * k]);
+        using DeviceBuffer<int> c = session.Allocate<int>(m * n);
+        EnergyMeasurement e = meter.Measure(() => session.Int8Gemm(a, b, c, m, n, k), m);
+        Assert.True(e.IsEstimated);
+        Assert.True(e.JoulesPerToken > 0);
+        Assert.Equal(40 * e.WindowSeconds, e.WindowJoules, 3);
+    }
+
+    [Fact]
+    public void Nvml_absent_is_reported_with_a_reason()
+    {
+        NvmlEnergySource? nvml = NvmlEnergySource.TryCreate(0, out string reason);
+        if (nvml is not null)
+        {
+            nvml.Dispose();
+            Assert.Skip("NVML is present on this machine");
+        }
+        Assert.False(string.IsNullOrWhiteSpace(reason));
+        Assert.Contains("NVML", reason, StringComparison.Ordinal);
+        var ex = Assert.ThrowsAny<ArgumentException>(() => RaplEnergySource.TryCreate(null!, true, out _));
+        Assert.NotNull(ex);
+    }
+
+    [Fact]
+    public void A_model_phase_is_measured_with_attention_marked_not_measured()
+    {
+        KernelSession session = Sessions.Get(Backend.Cpu);
+        using var meter = new EnergyMeter(new EstimatedEnergySource(10), session.Synchronize, new EnergyMeterOptions { Warmup = false });
+        ModelPhaseEnergy e = ModelEnergy.Measure(session, meter, ModelShapes.Get("qwen2.5-7b"), InferencePhase.Decode, batch: 2, context: 64, maxMacsPerGemm: 1 << 14);
+        Assert.Equal(2, e.Rows);
+        Assert.Equal(4, e.Gemms.Count);
+        Assert.True(e.Extrapolated);
+        Assert.All(e.Gemms, g => Assert.True(g.Measured.Macs <= 1 << 14));
+        Assert.True(e.JoulesPerToken > 0 && double.IsFinite(e.JoulesPerToken));
+        Assert.Contains("not measured", ModelPhaseEnergy.Attention, StringComparison.Ordinal);
+    }
+}
