@@ -19,6 +19,7 @@ internal static class CostCommand
     {
         Backend.Cuda => 4096,
         Backend.OpenCL => 1024,
+        Backend.CpuSimd => 1024,
         _ => 64,
     };
 
@@ -27,12 +28,13 @@ internal static class CostCommand
     {
         Backend.Cuda => long.MaxValue,
         Backend.OpenCL => 1L << 33,
+        Backend.CpuSimd => 1L << 34,
         _ => 1L << 18,
     };
 
     public static Command Create()
     {
-        var backend = new Option<string>("--backend") { Description = "auto, cuda, opencl or cpu.", DefaultValueFactory = _ => "auto" };
+        var backend = new Option<string>("--backend") { Description = "auto, cuda, opencl, cpu-simd or cpu.", DefaultValueFactory = _ => "auto" };
         var kernel = new Option<string>("--kernel") { Description = "all (every distinct kernel on the backend), auto, reference, tiled or dp4a.", DefaultValueFactory = _ => "all" };
         var m = new Option<int?>("--m") { Description = "Token rows of the GEMM (default per backend: 4096 CUDA, 1024 OpenCL, 64 CPU accelerator)." };
         var n = new Option<int?>("--n") { Description = "Output features (default: as --m)." };
@@ -213,12 +215,18 @@ internal static class CostCommand
         if (value.Trim().Equals("all", StringComparison.OrdinalIgnoreCase))
         {
             // dp4a is a distinct kernel only on CUDA; elsewhere it runs the tiled kernel.
-            GemmKernel[] all = session.Backend == Backend.Cuda ? [GemmKernel.Reference, GemmKernel.Tiled, GemmKernel.Dp4a] : [GemmKernel.Reference, GemmKernel.Tiled];
+            // The SIMD CPU path has one kernel (reference and tiled there would time ILGPU's simulator).
+            GemmKernel[] all = session.Backend switch
+            {
+                Backend.Cuda => [GemmKernel.Reference, GemmKernel.Tiled, GemmKernel.Dp4a],
+                Backend.CpuSimd => [GemmKernel.Simd],
+                _ => [GemmKernel.Reference, GemmKernel.Tiled],
+            };
             return all.Select(session.ResolveKernel).Distinct().ToList();
         }
         return Enum.TryParse(value, ignoreCase: true, out GemmKernel parsed) && Enum.IsDefined(parsed)
             ? [session.ResolveKernel(parsed)]
-            : throw Bad("--kernel", $"--kernel: expected all, auto, reference, tiled or dp4a; got '{value}'.");
+            : throw Bad("--kernel", $"--kernel: expected all, auto, reference, tiled, dp4a or simd; got '{value}'.");
     }
 
     private static ArgumentException Bad(string option, string message, Exception? inner = null) => new(message, option, inner);

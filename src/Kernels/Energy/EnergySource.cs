@@ -146,7 +146,7 @@ public abstract class EnergySource : IDisposable
             if (nvml is not null)
                 return nvml;
         }
-        else if (session.Backend == Backend.Cpu)
+        else if (session.Backend is Backend.Cpu or Backend.CpuSimd)
         {
             RaplEnergySource? rapl = RaplEnergySource.TryCreate(raplRoot, includeDram: true, out reason);
             if (rapl is not null)
@@ -205,7 +205,7 @@ public sealed class EstimatedEnergySource : EnergySource
     /// The default assumed power per backend: CPU 85 W (CodeCarbon's constant for a CPU it cannot identify),
     /// GPU 300 W (a round assumption for a busy data-centre GPU below its board limit). Both are assumptions: pass your own.
     /// </summary>
-    public static double DefaultWatts(Backend backend) => backend == Backend.Cpu ? 85 : 300;
+    public static double DefaultWatts(Backend backend) => backend is Backend.Cpu or Backend.CpuSimd ? 85 : 300;
 
     /// <inheritdoc/>
     public override EnergySourceKind Kind => EnergySourceKind.Estimated;
