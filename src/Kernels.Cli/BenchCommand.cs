@@ -30,11 +30,12 @@ internal static class BenchCommand
         var repeat = new Option<int>("--repeat") { Description = "Timed repetitions after one warm-up; the median is reported.", DefaultValueFactory = _ => 5 };
         var kernel = new Option<string>("--kernel") { Description = "auto, reference, tiled, dp4a or simd.", DefaultValueFactory = _ => "auto" };
         var seed = new Option<int>("--seed") { Description = "Seed of the random inputs.", DefaultValueFactory = _ => 1234 };
+        var noPeer = new Option<bool>("--no-peer") { Description = "Skip the peer library (oneDNN on cpu-simd) that otherwise runs in the same process on the same data." };
         var json = new Option<bool>("--json") { Description = "One JSON object per result (fields op, backend, device, m, n, k, median_ms, tops, verified, max_abs_error, ...)." };
 
         var command = new Command("bench", "Benchmark int8 GEMM on every usable backend (or one), verified against the reference.")
         {
-            op, backend, m, n, k, repeat, kernel, seed, json,
+            op, backend, m, n, k, repeat, kernel, seed, noPeer, json,
         };
         command.SetAction(result =>
         {
@@ -45,13 +46,13 @@ internal static class BenchCommand
                 : throw new ArgumentException($"--kernel: expected auto, reference, tiled, dp4a or simd; got '{result.GetValue(kernel)}'.", "--kernel");
             var settings = new Settings(
                 Backends(result.GetValue(backend)), result.GetValue(m), result.GetValue(n), result.GetValue(k),
-                result.GetValue(repeat), gemmKernel, result.GetValue(seed), result.GetValue(json));
+                result.GetValue(repeat), gemmKernel, result.GetValue(seed), result.GetValue(json), !result.GetValue(noPeer));
             return Run(settings);
         });
         return command;
     }
 
-    private sealed record Settings(List<Backend> Backends, int? M, int? N, int? K, int Repeat, GemmKernel Kernel, int Seed, bool Json);
+    private sealed record Settings(List<Backend> Backends, int? M, int? N, int? K, int Repeat, GemmKernel Kernel, int Seed, bool Json, bool Peer);
 
     private static List<Backend> Backends(string? value)
     {
@@ -72,7 +73,7 @@ internal static class BenchCommand
             using KernelSession session = KernelSession.Create(backend);
             int size = DefaultSize(session.Backend);
             int m = s.M ?? size, n = s.N ?? s.M ?? size, k = s.K ?? s.M ?? size;
-            BenchResult r = GemmBenchmark.Run(session, m, n, k, s.Repeat, s.Kernel, s.Seed, progress);
+            BenchResult r = GemmBenchmark.Run(session, m, n, k, s.Repeat, s.Kernel, s.Seed, s.Peer, progress);
             results.Add(r);
             if (s.Json)
                 Console.WriteLine(JsonSerializer.Serialize(r, Program.Json));
@@ -108,12 +109,15 @@ internal static class BenchCommand
 
     private static void PrintTable(List<BenchResult> results)
     {
-        var table = new Table().AddColumns("op", "backend", "device", "kernel", "shape (m×n×k)", "median ms", "TOPS", "verified");
+        var table = new Table().AddColumns("op", "backend", "device", "kernel", "shape (m×n×k)", "median ms", "TOPS", "peer (same run)", "verified");
         foreach (BenchResult r in results)
         {
             table.AddRow(
                 r.Op, r.Backend, Markup.Escape(r.Device), r.Kernel, $"{r.M}×{r.N}×{r.K}",
                 r.MedianMs.ToString("F3"), r.Tops.ToString(r.Tops < 0.1 ? "F5" : "F2"),
+                r.PeerMedianMs is { } pm
+                    ? Markup.Escape($"{r.Peer}: {pm:F3} ms, ours {r.SpeedVsPeer:F2}× its speed")
+                    : Markup.Escape(r.Peer ?? "-"),
                 r.Verified ? $"[green]yes[/] ({r.Verification})" : $"[red]NO[/] (max error {r.MaxAbsError})");
         }
         AnsiConsole.Write(table);

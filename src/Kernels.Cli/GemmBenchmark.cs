@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using Kernels.Peers;
 
 namespace Kernels.Cli;
 
@@ -19,7 +20,7 @@ internal sealed record BenchResult(
     string Verification,
     string? Peer = null,
     double? PeerMedianMs = null,
-    double? RatioToPeer = null);
+    double? SpeedVsPeer = null);
 
 /// <summary>Times the int8 GEMM on device-resident buffers and verifies it against the int64 host reference.</summary>
 internal static class GemmBenchmark
@@ -29,7 +30,10 @@ internal static class GemmBenchmark
 
     private const int SampledOutputs = 4096;
 
-    public static BenchResult Run(KernelSession session, int m, int n, int k, int repeat, GemmKernel kernel, int seed, Action<int>? progress = null)
+    /// <summary>Pause between blocks of ours and the peer's calls.</summary>
+    private static readonly TimeSpan BlockPause = TimeSpan.FromMilliseconds(300);
+
+    public static BenchResult Run(KernelSession session, int m, int n, int k, int repeat, GemmKernel kernel, int seed, bool peer = true, Action<int>? progress = null)
     {
         var random = new Random(seed);
         sbyte[] a = RandomInt8(random, (long)m * k);
@@ -43,22 +47,69 @@ internal static class GemmBenchmark
         session.Synchronize();
         progress?.Invoke(0);
 
-        var times = new double[repeat];
-        for (int i = 0; i < repeat; i++)
+        // The peer, when there is one for this backend, runs in the same process on the same data,
+        // interleaved with ours repetition by repetition so that both see the same machine load.
+        bool withPeer = peer && session.ResolveKernel(kernel) == GemmKernel.Simd;
+        string? peerName = null;
+        int[]? peerC = null;
+        if (withPeer)
         {
-            long start = Stopwatch.GetTimestamp();
-            session.Int8Gemm(da, db, dc, m, n, k, kernel);
-            session.Synchronize();
-            times[i] = Stopwatch.GetElapsedTime(start).TotalMilliseconds;
-            progress?.Invoke(i + 1);
+            if (OneDnn.IsAvailable(out string reason))
+            {
+                peerName = $"oneDNN dnnl_gemm_s8s8s32 ({OneDnn.LibraryName})";
+                peerC = new int[(long)m * n];
+                OneDnn.GemmS8S8S32(a, b, peerC, m, n, k);
+            }
+            else
+            {
+                peerName = $"oneDNN not available: {reason}";
+                withPeer = false;
+            }
+        }
+
+        // Ours and the peer alternate in blocks (not call by call): a peer's OpenMP threads keep spinning
+        // for a while after each call and would slow down whatever runs next, and so would ours. A pause
+        // between blocks lets the other side's threads go idle.
+        var times = new double[repeat];
+        var peerTimes = new double[repeat];
+        int block = withPeer ? Math.Max(1, (repeat + 2) / 3) : repeat;
+        for (int begin = 0; begin < repeat; begin += block)
+        {
+            int end = Math.Min(repeat, begin + block);
+            if (withPeer)
+                Thread.Sleep(BlockPause);
+            for (int i = begin; i < end; i++)
+            {
+                long start = Stopwatch.GetTimestamp();
+                session.Int8Gemm(da, db, dc, m, n, k, kernel);
+                session.Synchronize();
+                times[i] = Stopwatch.GetElapsedTime(start).TotalMilliseconds;
+                progress?.Invoke(i + 1);
+            }
+            if (!withPeer)
+                continue;
+            Thread.Sleep(BlockPause);
+            for (int i = begin; i < end; i++)
+            {
+                long start = Stopwatch.GetTimestamp();
+                OneDnn.GemmS8S8S32(a, b, peerC, m, n, k);
+                peerTimes[i] = Stopwatch.GetElapsedTime(start).TotalMilliseconds;
+            }
         }
 
         int[] c = dc.ToArray();
         (bool verified, double maxError, string how) = Verify(a, b, c, m, n, k, random);
+        if (peerC is not null && !peerC.AsSpan().SequenceEqual(c))
+        {
+            verified = false;
+            how += "; differs from the peer";
+        }
         double median = Median(times);
+        double? peerMedian = withPeer ? Median(peerTimes) : null;
         return new BenchResult("int8-gemm", session.Backend.ToName(), session.DeviceName,
             session.ResolveKernel(kernel).ToString().ToLowerInvariant(), m, n, k, repeat, median,
-            2.0 * m * n * k / (median * 1e-3) / 1e12, verified, maxError, how);
+            2.0 * m * n * k / (median * 1e-3) / 1e12, verified, maxError, how,
+            peerName, peerMedian, peerMedian / median);
     }
 
     /// <summary>Random int8 values over the whole range; never zeros.</summary>
