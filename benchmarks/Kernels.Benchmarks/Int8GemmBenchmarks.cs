@@ -21,10 +21,18 @@ public class Int8GemmBenchmarks : IDisposable
     {
         foreach (Backend backend in DeviceCatalog.List().Where(d => d.Usable).Select(d => d.Backend).Distinct())
         {
-            int[] sizes = backend == Backend.Cpu ? [64, 128] : [1024, 4096, 8192];
-            GemmKernel[] kernels = backend == Backend.Cuda
-                ? [GemmKernel.Reference, GemmKernel.Tiled, GemmKernel.Dp4a]
-                : [GemmKernel.Reference, GemmKernel.Tiled];
+            int[] sizes = backend switch
+            {
+                Backend.Cpu => [64, 128],
+                Backend.CpuSimd => [256, 1024, 2048],
+                _ => [1024, 4096, 8192],
+            };
+            GemmKernel[] kernels = backend switch
+            {
+                Backend.Cuda => [GemmKernel.Reference, GemmKernel.Tiled, GemmKernel.Dp4a],
+                Backend.CpuSimd => [GemmKernel.Simd],
+                _ => [GemmKernel.Reference, GemmKernel.Tiled],
+            };
             foreach (GemmKernel kernel in kernels)
             {
                 foreach (int size in sizes)
