@@ -39,6 +39,11 @@ internal static class BenchCommand
         };
         command.SetAction(result =>
         {
+            foreach ((string name, int? value) in new[] { ("--m", result.GetValue(m)), ("--n", result.GetValue(n)), ("--k", result.GetValue(k)) })
+            {
+                if (value is < 1)
+                    throw new ArgumentException($"{name}: expected ≥ 1, got {value}.", name);
+            }
             if (result.GetValue(repeat) < 1)
                 throw new ArgumentException($"--repeat: expected ≥ 1, got {result.GetValue(repeat)}.", "--repeat");
             GemmKernel gemmKernel = Enum.TryParse(result.GetValue(kernel), ignoreCase: true, out GemmKernel parsed)

@@ -18,6 +18,9 @@ internal static class Program
 
     private static int Main(string[] args)
     {
+        // Piped or redirected output (CI logs, files) gets wide tables instead of Spectre's 80 columns.
+        if (Console.IsOutputRedirected)
+            AnsiConsole.Profile.Width = 200;
         var root = new RootCommand("Kernels: int8 GEMM on CUDA, OpenCL and the CPU, measured.")
         {
             DevicesCommand.Create(),
@@ -26,7 +29,7 @@ internal static class Program
         };
         try
         {
-            return root.Parse(args).Invoke();
+            return root.Parse(args).Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false });
         }
         catch (Exception ex) when (ex is ArgumentException or BackendUnavailableException or DeviceOutOfMemoryException)
         {
