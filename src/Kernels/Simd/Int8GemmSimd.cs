@@ -39,6 +39,7 @@ internal static unsafe class Int8GemmSimd
 
     private static readonly ParallelOptions Options = new() { MaxDegreeOfParallelism = Environment.ProcessorCount };
 
+
     /// <summary>
     /// Runs <paramref name="batchCount"/> GEMMs: GEMM <c>bt</c> reads A at <c>a + bt·strideA</c> and B at
     /// <c>b + bt·strideB</c> (0: shared weights) and writes through <paramref name="epilogue"/>.
@@ -55,6 +56,7 @@ internal static unsafe class Int8GemmSimd
     /// <param name="level">The highest instruction-set level to use; the call runs at
     /// <see cref="CpuSimd.Resolve"/>(level), i.e. never above what the processor, the runtime and
     /// <c>KERNELS_SIMD_MAX</c> allow.</param>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Gemm(sbyte* a, sbyte* b, int m, int n, int k, int batchCount, long strideA, long strideB,
         in SimdEpilogue epilogue, SimdLevel level)
     {
@@ -79,6 +81,7 @@ internal static unsafe class Int8GemmSimd
     /// batchCount = 1: one B shared by every GEMM of any later batch). The layout is for
     /// <see cref="CpuSimd.Resolve"/>(level). The caller owns (and disposes) the result.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static PackedWeights PackWeights(sbyte* b, int n, int k, int batchCount, long strideB, SimdLevel level)
     {
         if (b == null)
@@ -138,6 +141,7 @@ internal static unsafe class Int8GemmSimd
 
     /// <summary>As the overload without <paramref name="level"/>, and checks that <see cref="CpuSimd.Resolve"/>(level)
     /// is the level <paramref name="b"/> was packed for.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Gemm(sbyte* a, PackedWeights b, int m, int batchCount, long strideA, in SimdEpilogue epilogue,
         SimdLevel level)
     {
@@ -242,6 +246,7 @@ internal static unsafe class Int8GemmSimd
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Validate(sbyte* a, sbyte* b, int m, int n, int k, int batchCount, long strideA, long strideB,
         in SimdEpilogue epilogue)
     {
@@ -317,6 +322,7 @@ internal static unsafe class Int8GemmSimd
             _scalarBody = ScalarTask;
         }
 
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Setup(sbyte* a, sbyte* b, int m, int n, int k, int batch, long strideA, long strideB,
             in SimdEpilogue ep, SimdLevel level)
         {
@@ -338,6 +344,7 @@ internal static unsafe class Int8GemmSimd
         }
 
         /// <summary>A call against pre-packed weights (AVX2 or AVX-VNNI layout).</summary>
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Setup(sbyte* a, PackedWeights pre, int m, int batch, long strideA, in SimdEpilogue ep)
         {
             Setup(a, null, m, pre.N, pre.K, batch, strideA, 0, ep, pre.Level);
@@ -346,6 +353,7 @@ internal static unsafe class Int8GemmSimd
         }
 
         /// <summary>Packs every slot of <paramref name="pre"/> from B.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Pack(sbyte* b, long strideB, PackedWeights pre)
         {
             _b = b;
@@ -364,6 +372,7 @@ internal static unsafe class Int8GemmSimd
             For(pre.Slots * _panelsN, _packBody);
         }
 
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private void SetupB()
         {
             _groups = _vnni ? (_k + 3) / 4 : (_k + 1) / 2;
@@ -372,6 +381,7 @@ internal static unsafe class Int8GemmSimd
             _packedBytesPerBatch = _panelsN * _panelBytes;
         }
 
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Clear()
         {
             _a = null;
@@ -382,6 +392,7 @@ internal static unsafe class Int8GemmSimd
             _pre = null;
         }
 
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Run()
         {
             if (_level == SimdLevel.Scalar)
@@ -442,6 +453,7 @@ internal static unsafe class Int8GemmSimd
             }
         }
 
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private void For(int count, Action<int> body)
         {
             if (_threads <= 1 || count <= 1)
@@ -455,6 +467,7 @@ internal static unsafe class Int8GemmSimd
             }
         }
 
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private void PackTask(int index)
         {
             int slot = index / _panelsN;
@@ -469,6 +482,7 @@ internal static unsafe class Int8GemmSimd
                 Packing.PackBAvx2(b, _n, _k, _groups, panel * NR, dst, corr);
         }
 
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private void ComputeTask(int index)
         {
             int perBatch = _mBlocks * _nBlocks;
@@ -515,6 +529,7 @@ internal static unsafe class Int8GemmSimd
             }
         }
 
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private void Store(int* tile, int bt, int row0, int rows, int col0, int cols, int* corr)
         {
             int n = _n;
@@ -582,6 +597,7 @@ internal static unsafe class Int8GemmSimd
             }
         }
 
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private void ScalarTask(int index)
         {
             int bt = index / _m;
@@ -616,6 +632,7 @@ internal static unsafe class Int8GemmSimd
         return v;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static int ScalarDot(sbyte* a, sbyte* b, int k)
     {
         int s0 = 0, s1 = 0, s2 = 0, s3 = 0;
