@@ -39,6 +39,7 @@ internal static unsafe class Int8GemmSimd
 
     private static readonly ParallelOptions Options = new() { MaxDegreeOfParallelism = Environment.ProcessorCount };
 
+
     /// <summary>
     /// Runs <paramref name="batchCount"/> GEMMs: GEMM <c>bt</c> reads A at <c>a + bt·strideA</c> and B at
     /// <c>b + bt·strideB</c> (0: shared weights) and writes through <paramref name="epilogue"/>.
@@ -55,6 +56,7 @@ internal static unsafe class Int8GemmSimd
     /// <param name="level">The highest instruction-set level to use; the call runs at
     /// <see cref="CpuSimd.Resolve"/>(level), i.e. never above what the processor, the runtime and
     /// <c>KERNELS_SIMD_MAX</c> allow.</param>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Gemm(sbyte* a, sbyte* b, int m, int n, int k, int batchCount, long strideA, long strideB,
         in SimdEpilogue epilogue, SimdLevel level)
     {
@@ -70,6 +72,131 @@ internal static unsafe class Int8GemmSimd
         {
             job.Clear();
             Interlocked.Exchange(ref _cachedJob, job);
+        }
+    }
+
+    /// <summary>
+    /// Packs B once for reuse by <see cref="Gemm(sbyte*, PackedWeights, int, int, long, in SimdEpilogue)"/>:
+    /// GEMM <c>bt</c>'s weights are the n×k row-major int8 at <c>b + bt·strideB</c> (strideB = 0 or
+    /// batchCount = 1: one B shared by every GEMM of any later batch). The layout is for
+    /// <see cref="CpuSimd.Resolve"/>(level). The caller owns (and disposes) the result.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static PackedWeights PackWeights(sbyte* b, int n, int k, int batchCount, long strideB, SimdLevel level)
+    {
+        if (b == null)
+            throw new ArgumentNullException(nameof(b), "b: expected a pointer to B, got null.");
+        Check.GemmShape(1, n, k);
+        Check.Positive(batchCount, nameof(batchCount));
+        Check.NonNegative(strideB, nameof(strideB));
+        SimdLevel run = CpuSimd.Resolve(level);
+        bool shared = strideB == 0 || batchCount == 1;
+        int slots = shared ? 1 : batchCount;
+        PackedWeights packed;
+        if (run == SimdLevel.Scalar)
+        {
+            long bytes = (long)n * k;
+            packed = new PackedWeights(n, k, batchCount, shared, run, 0, 0, 0, bytes, slots * bytes);
+            for (int s = 0; s < slots; s++)
+                Buffer.MemoryCopy(b + s * strideB, packed.Data + s * bytes, bytes, bytes);
+            return packed;
+        }
+        bool vnni = run >= SimdLevel.AvxVnni;
+        int groups = vnni ? (k + 3) / 4 : (k + 1) / 2;
+        long panelBytes = (long)groups * GroupBytesB;
+        int panelsN = (n + NR - 1) / NR;
+        long perSlot = panelsN * panelBytes;
+        packed = new PackedWeights(n, k, batchCount, shared, run, groups, panelsN, panelBytes, perSlot,
+            slots * (perSlot + (long)panelsN * NR * sizeof(int)));
+        try
+        {
+            Job job = Interlocked.Exchange(ref _cachedJob, null) ?? new Job();
+            try
+            {
+                job.Pack(b, strideB, packed);
+            }
+            finally
+            {
+                job.Clear();
+                Interlocked.Exchange(ref _cachedJob, job);
+            }
+        }
+        catch
+        {
+            packed.Dispose();
+            throw;
+        }
+        return packed;
+    }
+
+    /// <summary>
+    /// Runs <paramref name="batchCount"/> GEMMs against pre-packed weights (n and k are
+    /// <paramref name="b"/>'s) at the level they were packed for; otherwise as
+    /// <see cref="Gemm(sbyte*, sbyte*, int, int, int, int, long, long, in SimdEpilogue, SimdLevel)"/>.
+    /// </summary>
+    /// <exception cref="ArgumentException">Per-GEMM weights packed for another batch count, or a layout
+    /// this process can no longer run.</exception>
+    public static void Gemm(sbyte* a, PackedWeights b, int m, int batchCount, long strideA, in SimdEpilogue epilogue) =>
+        Gemm(a, b, m, batchCount, strideA, epilogue, b?.Level ?? SimdLevel.Scalar);
+
+    /// <summary>As the overload without <paramref name="level"/>, and checks that <see cref="CpuSimd.Resolve"/>(level)
+    /// is the level <paramref name="b"/> was packed for.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void Gemm(sbyte* a, PackedWeights b, int m, int batchCount, long strideA, in SimdEpilogue epilogue,
+        SimdLevel level)
+    {
+        ArgumentNullException.ThrowIfNull(b);
+        SimdLevel run = CpuSimd.Resolve(level);
+        if (run != b.Level)
+            throw new ArgumentException(
+                $"b: packed for {b.Level.ToName()}, but the call runs at {run.ToName()} (requested {level.ToName()}); pack the weights again.",
+                nameof(b));
+        if (CpuSimd.Resolve(b.Level) != b.Level)
+            throw new ArgumentException($"b: packed for {b.Level.ToName()}, which this process no longer runs.", nameof(b));
+        if (!b.Shared && batchCount != b.BatchCount)
+            throw new ArgumentException(
+                $"batchCount: the weights hold {b.BatchCount} per-GEMM matrices, got a batch of {batchCount}.",
+                nameof(batchCount));
+        b.AddRef();
+        try
+        {
+            // Validate with a stand-in B pointer: B's own checks were done at packing.
+            Validate(a, (sbyte*)b.Data, m, b.N, b.K, batchCount, strideA, 0, epilogue);
+            Job job = Interlocked.Exchange(ref _cachedJob, null) ?? new Job();
+            try
+            {
+                if (b.Level == SimdLevel.Scalar)
+                    job.Setup(a, (sbyte*)b.Data, m, b.N, b.K, batchCount, strideA, b.Shared ? 0 : b.BytesPerSlot, epilogue, b.Level);
+                else
+                    job.Setup(a, b, m, batchCount, strideA, epilogue);
+                job.Run();
+            }
+            finally
+            {
+                job.Clear();
+                Interlocked.Exchange(ref _cachedJob, job);
+            }
+        }
+        finally
+        {
+            b.Release();
+        }
+    }
+
+    /// <summary>Span convenience for int32 output against pre-packed weights (tests).</summary>
+    public static void Gemm(ReadOnlySpan<sbyte> a, PackedWeights b, Span<int> c, int m, int batchCount, long strideA,
+        long strideC)
+    {
+        ArgumentNullException.ThrowIfNull(b);
+        Check.Positive(batchCount, nameof(batchCount));
+        int last = batchCount - 1;
+        Check.MinLength(a.Length, last * strideA + (long)m * b.K, nameof(a), "(batchCount−1)·strideA + m·k");
+        Check.MinLength(c.Length, last * strideC + (long)m * b.N, nameof(c), "(batchCount−1)·strideC + m·n");
+        fixed (sbyte* pa = a)
+        fixed (int* pc = c)
+        {
+            var epilogue = SimdEpilogue.Int32(pc, strideC);
+            Gemm(pa, b, m, batchCount, strideA, epilogue);
         }
     }
 
@@ -119,6 +246,7 @@ internal static unsafe class Int8GemmSimd
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Validate(sbyte* a, sbyte* b, int m, int n, int k, int batchCount, long strideA, long strideB,
         in SimdEpilogue epilogue)
     {
@@ -185,6 +313,7 @@ internal static unsafe class Int8GemmSimd
         private int _batchBegin;
         private int _batchesInChunk;
         private bool _sharedB;
+        private PackedWeights? _pre;
 
         public Job()
         {
@@ -193,6 +322,7 @@ internal static unsafe class Int8GemmSimd
             _scalarBody = ScalarTask;
         }
 
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Setup(sbyte* a, sbyte* b, int m, int n, int k, int batch, long strideA, long strideB,
             in SimdEpilogue ep, SimdLevel level)
         {
@@ -208,10 +338,50 @@ internal static unsafe class Int8GemmSimd
             _level = level;
             _vnni = level >= SimdLevel.AvxVnni;
             _sharedB = strideB == 0 || batch == 1;
+            _pre = null;
             long ops = (long)m * n * k * batch;
             _threads = ops < SequentialOps ? 1 : Math.Max(1, Environment.ProcessorCount);
         }
 
+        /// <summary>A call against pre-packed weights (AVX2 or AVX-VNNI layout).</summary>
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        public void Setup(sbyte* a, PackedWeights pre, int m, int batch, long strideA, in SimdEpilogue ep)
+        {
+            Setup(a, null, m, pre.N, pre.K, batch, strideA, 0, ep, pre.Level);
+            _sharedB = pre.Shared;
+            _pre = pre;
+        }
+
+        /// <summary>Packs every slot of <paramref name="pre"/> from B.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        public void Pack(sbyte* b, long strideB, PackedWeights pre)
+        {
+            _b = b;
+            _n = pre.N;
+            _k = pre.K;
+            _strideB = strideB;
+            _level = pre.Level;
+            _vnni = pre.Level >= SimdLevel.AvxVnni;
+            _sharedB = pre.Shared;
+            SetupB();
+            _packedB = pre.Data;
+            _corr = pre.Corr;
+            _batchBegin = 0;
+            long work = (long)pre.Slots * pre.N * pre.K;
+            _threads = work < (1L << 16) ? 1 : Math.Max(1, Environment.ProcessorCount);
+            For(pre.Slots * _panelsN, _packBody);
+        }
+
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        private void SetupB()
+        {
+            _groups = _vnni ? (_k + 3) / 4 : (_k + 1) / 2;
+            _panelBytes = (long)_groups * GroupBytesB;
+            _panelsN = (_n + NR - 1) / NR;
+            _packedBytesPerBatch = _panelsN * _panelBytes;
+        }
+
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Clear()
         {
             _a = null;
@@ -219,8 +389,10 @@ internal static unsafe class Int8GemmSimd
             _ep = default;
             _packedB = null;
             _corr = null;
+            _pre = null;
         }
 
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Run()
         {
             if (_level == SimdLevel.Scalar)
@@ -229,9 +401,7 @@ internal static unsafe class Int8GemmSimd
                 return;
             }
 
-            _groups = _vnni ? (_k + 3) / 4 : (_k + 1) / 2;
-            _panelBytes = (long)_groups * GroupBytesB;
-            _panelsN = (_n + NR - 1) / NR;
+            SetupB();
 
             // Row blocks: whole micro-panels, at most MaxMC rows (the packed A block stays in L2 while
             // B panels stream through L1), spread evenly and in a multiple of the thread count.
@@ -248,7 +418,16 @@ internal static unsafe class Int8GemmSimd
             _ncPanels = (_panelsN + _nBlocks - 1) / _nBlocks;
             _nBlocks = (_panelsN + _ncPanels - 1) / _ncPanels;
 
-            _packedBytesPerBatch = _panelsN * _panelBytes;
+            if (_pre != null)
+            {
+                _packedB = _pre.Data;
+                _corr = _pre.Corr;
+                _batchBegin = 0;
+                _batchesInChunk = _batch;
+                For(_batch * _mBlocks * _nBlocks, _computeBody);
+                return;
+            }
+
             long bytesPerBatch = _packedBytesPerBatch + (long)_panelsN * NR * sizeof(int);
             int chunk = _sharedB ? _batch : (int)Math.Clamp(PackedBBudget / bytesPerBatch, 1, _batch);
             int slots = _sharedB ? 1 : chunk;
@@ -274,6 +453,7 @@ internal static unsafe class Int8GemmSimd
             }
         }
 
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private void For(int count, Action<int> body)
         {
             if (_threads <= 1 || count <= 1)
@@ -287,6 +467,7 @@ internal static unsafe class Int8GemmSimd
             }
         }
 
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private void PackTask(int index)
         {
             int slot = index / _panelsN;
@@ -301,6 +482,7 @@ internal static unsafe class Int8GemmSimd
                 Packing.PackBAvx2(b, _n, _k, _groups, panel * NR, dst, corr);
         }
 
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private void ComputeTask(int index)
         {
             int perBatch = _mBlocks * _nBlocks;
@@ -347,6 +529,7 @@ internal static unsafe class Int8GemmSimd
             }
         }
 
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private void Store(int* tile, int bt, int row0, int rows, int col0, int cols, int* corr)
         {
             int n = _n;
@@ -414,6 +597,7 @@ internal static unsafe class Int8GemmSimd
             }
         }
 
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private void ScalarTask(int index)
         {
             int bt = index / _m;
@@ -448,6 +632,7 @@ internal static unsafe class Int8GemmSimd
         return v;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static int ScalarDot(sbyte* a, sbyte* b, int k)
     {
         int s0 = 0, s1 = 0, s2 = 0, s3 = 0;

@@ -21,11 +21,13 @@ internal static unsafe class Packing
     /// One VNNI B panel: byte <c>g·64 + c·4 + t</c> = B[col0 + c, 4g + t] (s8), and
     /// <c>corr[c] = 128·Σ_k B[col0 + c, k]</c>, the offset the u8 view of A (A+128) adds.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void PackBVnni(sbyte* b, int n, int k, int groups, int col0, byte* dst, int* corr)
     {
         int full = k >> 2;
         int rem = k & 3;
         int done = 0;
+        bool vectorSums = AvxVnni.IsSupported && col0 + NR <= n;
         if (Avx2.IsSupported && col0 + NR <= n)
         {
             // Whole panel: 8×8 dword transposes move eight groups of eight columns per step.
@@ -69,11 +71,38 @@ internal static unsafe class Packing
                     v |= (uint)(byte)s[4 * full + t] << (8 * t);
                 *(uint*)(d + (long)full * GroupBytesB) = v;
             }
-            corr[c] = 128 * RowSum(s, k);
+            if (!vectorSums)
+                corr[c] = 128 * RowSum(s, k);
+        }
+        if (vectorSums)
+        {
+            // Column sums from the packed panel itself (L1-hot): vpdpbusd of ones (u8) with the s8 groups
+            // adds each column's four bytes exactly; the zero padding adds nothing.
+            Vector256<byte> ones = Vector256.Create((byte)1);
+            Vector256<int> s0 = Vector256<int>.Zero, s1 = Vector256<int>.Zero;
+            Vector256<int> s2 = Vector256<int>.Zero, s3 = Vector256<int>.Zero;
+            int g = 0;
+            for (; g + 2 <= groups; g += 2)
+            {
+                byte* p = dst + (long)g * GroupBytesB;
+                s0 = AvxVnni.MultiplyWideningAndAdd(s0, ones, Avx.LoadVector256((sbyte*)p));
+                s1 = AvxVnni.MultiplyWideningAndAdd(s1, ones, Avx.LoadVector256((sbyte*)p + 32));
+                s2 = AvxVnni.MultiplyWideningAndAdd(s2, ones, Avx.LoadVector256((sbyte*)p + 64));
+                s3 = AvxVnni.MultiplyWideningAndAdd(s3, ones, Avx.LoadVector256((sbyte*)p + 96));
+            }
+            if (g < groups)
+            {
+                byte* p = dst + (long)g * GroupBytesB;
+                s0 = AvxVnni.MultiplyWideningAndAdd(s0, ones, Avx.LoadVector256((sbyte*)p));
+                s1 = AvxVnni.MultiplyWideningAndAdd(s1, ones, Avx.LoadVector256((sbyte*)p + 32));
+            }
+            Avx.Store(corr, Avx2.ShiftLeftLogical(Avx2.Add(s0, s2), 7));
+            Avx.Store(corr + 8, Avx2.ShiftLeftLogical(Avx2.Add(s1, s3), 7));
         }
     }
 
     /// <summary>One AVX2 B panel: int16 <c>g·32 + c·2 + t</c> = B[col0 + c, 2g + t]; <c>corr</c> is zero.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void PackBAvx2(sbyte* b, int n, int k, int groups, int col0, byte* dst, int* corr)
     {
         int full = k >> 1;
@@ -100,6 +129,7 @@ internal static unsafe class Packing
     /// VNNI A micro-panels of <paramref name="rows"/> rows: byte <c>p·groups·24 + g·24 + r·4 + t</c> =
     /// A[6p + r, 4g + t] + 128 as u8 (the sign bit flipped).
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void PackAVnni(sbyte* a, int rows, int k, int groups, byte* dst)
     {
         int full = k >> 2;
@@ -146,6 +176,7 @@ internal static unsafe class Packing
     }
 
     /// <summary>AVX2 A micro-panels: int16 <c>(p·groups·24 + g·24 + r·4)/2 + t</c> = A[6p + r, 2g + t].</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void PackAAvx2(sbyte* a, int rows, int k, int groups, byte* dst)
     {
         int full = k >> 1;
@@ -217,6 +248,7 @@ internal static unsafe class Packing
     private static int Pair(sbyte lo, sbyte hi) => (ushort)(short)lo | (hi << 16);
 
     /// <summary>Σ of <paramref name="k"/> signed bytes (exact: |Σ| ≤ 128·131071).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static int RowSum(sbyte* s, int k)
     {
         int i = 0;
