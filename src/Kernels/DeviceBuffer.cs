@@ -33,6 +33,9 @@ public sealed class DeviceBuffer<T> : IDisposable
 
     internal KernelSession Session { get; }
 
+    /// <summary>Incremented by every write through <see cref="CopyFrom"/> (caches derived from the contents check it).</summary>
+    internal long Version { get; private set; }
+
     internal ArrayView<T> View =>
         (_buffer ?? throw new ObjectDisposedException(nameof(DeviceBuffer<T>))).View.AsContiguous();
 
@@ -44,6 +47,7 @@ public sealed class DeviceBuffer<T> : IDisposable
         {
             Session.ThrowIfDisposed();
             HostCopy.ToDevice(Session.Stream, View.SubView(offset, source.Length), source);
+            Version++;
         }
     }
 
@@ -73,7 +77,7 @@ public sealed class DeviceBuffer<T> : IDisposable
     {
         MemoryBuffer1D<T, Stride1D.Dense>? buffer = Interlocked.Exchange(ref _buffer, null);
         if (buffer is not null)
-            Session.Release(buffer, LengthInBytes);
+            Session.Release(this, buffer, LengthInBytes);
     }
 
     private void CheckRange(int count, long offset, string argument)

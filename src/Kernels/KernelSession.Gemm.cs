@@ -152,7 +152,7 @@ public sealed partial class KernelSession
             Check.MinLength(c.Length, (batch.Count - 1) * batch.StrideC + (long)m * n, nameof(c),
                 "(batchCount−1)·strideC + m·n");
             var epilogue = new Int32Epilogue { C = c.View, BatchStride = batch.StrideC, Ldc = n };
-            RunGemm(kernel, a.View, b.View, m, n, k, batch, epilogue);
+            RunGemm(kernel, a.View, b.View, m, n, k, batch, epilogue, weights: b);
         }
     }
 
@@ -205,7 +205,7 @@ public sealed partial class KernelSession
                 AScaleBatchStride = strideAScale,
                 BScaleBatchStride = strideBScale,
             };
-            RunGemm(kernel, a.View, b.View, m, n, k, batch, epilogue);
+            RunGemm(kernel, a.View, b.View, m, n, k, batch, epilogue, weights: b);
         }
     }
 
@@ -245,13 +245,14 @@ public sealed partial class KernelSession
     }
 
     private void RunGemm<TEpilogue>(
-        GemmKernel kernel, ArrayView<sbyte> a, ArrayView<sbyte> b, int m, int n, int k, StridedBatch batch, TEpilogue epilogue)
+        GemmKernel kernel, ArrayView<sbyte> a, ArrayView<sbyte> b, int m, int n, int k, StridedBatch batch, TEpilogue epilogue,
+        DeviceBuffer<sbyte>? weights = null)
         where TEpilogue : struct, IGemmEpilogue
     {
         kernel = ResolveKernel(kernel);
         if (kernel == GemmKernel.Simd)
         {
-            RunSimd(a, b, m, n, k, batch, epilogue);
+            RunSimd(a, b, m, n, k, batch, epilogue, weights);
             return;
         }
 
@@ -292,7 +293,8 @@ public sealed partial class KernelSession
     /// earlier work on the stream, then runs synchronously on the calling thread and the thread pool.
     /// </summary>
     private unsafe void RunSimd<TEpilogue>(
-        ArrayView<sbyte> a, ArrayView<sbyte> b, int m, int n, int k, StridedBatch batch, TEpilogue epilogue)
+        ArrayView<sbyte> a, ArrayView<sbyte> b, int m, int n, int k, StridedBatch batch, TEpilogue epilogue,
+        DeviceBuffer<sbyte>? weights)
         where TEpilogue : struct, IGemmEpilogue
     {
         Stream.Synchronize();
@@ -307,9 +309,43 @@ public sealed partial class KernelSession
                 d.BScaleBatchStride),
             _ => throw new NotSupportedException($"The SIMD path has no epilogue {typeof(TEpilogue).Name}."),
         };
-        Int8GemmSimd.Gemm(
-            (sbyte*)a.LoadEffectiveAddressAsPtr(), (sbyte*)b.LoadEffectiveAddressAsPtr(), m, n, k,
-            batch.Count, batch.StrideA, batch.StrideB, output, CpuSimd.Effective);
+        SimdLevel level = CpuSimd.Effective;
+        var aPointer = (sbyte*)a.LoadEffectiveAddressAsPtr();
+        var bPointer = (sbyte*)b.LoadEffectiveAddressAsPtr();
+        if (weights is null)
+        {
+            Int8GemmSimd.Gemm(aPointer, bPointer, m, n, k, batch.Count, batch.StrideA, batch.StrideB, output, level);
+            return;
+        }
+
+        // Weights in a device buffer are packed once and reused until the buffer is written, resized
+        // in use (another n, k or batch layout) or disposed.
+        var key = new PackedKey(weights.Version, n, k, batch.Count, batch.StrideB, level);
+        if (!_packedWeights.TryGetValue(weights, out PackedEntry? entry) || entry.Key != key)
+        {
+            ForgetPackedWeights(weights);
+            PackedWeights packed = Int8GemmSimd.PackWeights(bPointer, n, k, batch.Count, batch.StrideB, level);
+            entry = new PackedEntry(key, packed);
+            _packedWeights[weights] = entry;
+            Interlocked.Add(ref _allocatedBytes, packed.Bytes);
+        }
+        Int8GemmSimd.Gemm(aPointer, entry.Packed, m, batch.Count, batch.StrideA, output, level);
+    }
+
+    private sealed record PackedKey(long Version, int N, int K, int BatchCount, long StrideB, SimdLevel Level);
+
+    private sealed record PackedEntry(PackedKey Key, PackedWeights Packed);
+
+    private readonly Dictionary<object, PackedEntry> _packedWeights = new(ReferenceEqualityComparer.Instance);
+
+    /// <summary>Frees the packed copy of a weight buffer, if there is one (the caller holds the lock).</summary>
+    private void ForgetPackedWeights(object weights)
+    {
+        if (_packedWeights.Remove(weights, out PackedEntry? entry))
+        {
+            Interlocked.Add(ref _allocatedBytes, -entry.Packed.Bytes);
+            entry.Packed.Dispose();
+        }
     }
 
     /// <summary>

@@ -161,6 +161,9 @@ public sealed partial class KernelSession : IDisposable
             if (_disposed)
                 return;
             _disposed = true;
+            foreach (PackedEntry entry in _packedWeights.Values)
+                entry.Packed.Dispose();
+            _packedWeights.Clear();
             _accelerator.Dispose();
             _context.Dispose();
             Interlocked.Exchange(ref _allocatedBytes, 0);
@@ -169,7 +172,7 @@ public sealed partial class KernelSession : IDisposable
 
     internal Lock SyncRoot => _sync;
 
-    internal void Release<T>(MemoryBuffer1D<T, Stride1D.Dense> buffer, long bytes)
+    internal void Release<T>(DeviceBuffer<T> owner, MemoryBuffer1D<T, Stride1D.Dense> buffer, long bytes)
         where T : unmanaged
     {
         lock (_sync)
@@ -177,6 +180,7 @@ public sealed partial class KernelSession : IDisposable
             if (_disposed)
                 return;
             Stream.Synchronize();
+            ForgetPackedWeights(owner);
             buffer.Dispose();
             Interlocked.Add(ref _allocatedBytes, -bytes);
         }

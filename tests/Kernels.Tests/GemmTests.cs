@@ -194,6 +194,44 @@ public class GemmTests
     }
 
     [Fact]
+    public void SimdWeightsArePackedOnceAndRepackedWhenWrittenOrReshaped()
+    {
+        using var session = KernelSession.Create(Backend.CpuSimd);
+        Seeded.Run((random, seed) =>
+        {
+            int m = 9, n = 37, k = 70;
+            sbyte[] a = Seeded.Int8(random, m * k);
+            sbyte[] b = Seeded.Int8(random, n * k);
+            long empty = session.AllocatedBytes;
+            using var da = session.Upload<sbyte>(a);
+            using var dc = session.Allocate<int>(m * n);
+            var db = session.Upload<sbyte>(b);
+            long buffersOnly = session.AllocatedBytes;
+
+            session.Int8Gemm(da, db, dc, m, n, k);
+            Expect.Equal(HostReference.Int8Gemm(a, b, m, n, k), dc.ToArray(), "first call");
+            long withPacked = session.AllocatedBytes;
+            Assert.True(withPacked > buffersOnly, "the packed weights are counted");
+
+            session.Int8Gemm(da, db, dc, m, n, k);
+            Expect.Equal(HostReference.Int8Gemm(a, b, m, n, k), dc.ToArray(), "second call (packed copy reused)");
+            Assert.Equal(withPacked, session.AllocatedBytes);
+
+            sbyte[] b2 = Seeded.Int8(random, n * k);
+            db.CopyFrom(b2);
+            session.Int8Gemm(da, db, dc, m, n, k);
+            Expect.Equal(HostReference.Int8Gemm(a, b2, m, n, k), dc.ToArray(), "after the weights were written");
+
+            int n2 = 20;
+            session.Int8Gemm(da, db, dc, m, n2, k);
+            Expect.Equal(HostReference.Int8Gemm(a, b2.AsSpan(0, n2 * k), m, n2, k), dc.ToArray()[..(m * n2)], "fewer rows of the same buffer");
+
+            db.Dispose();
+            Assert.Equal(empty + (buffersOnly - empty) - b.Length, session.AllocatedBytes);
+        });
+    }
+
+    [Fact]
     public void EveryBackendPresentGivesBitIdenticalResults()
     {
         var sessions = new List<KernelSession> { Sessions.Get(Backend.Cpu), Sessions.Get(Backend.CpuSimd) };
