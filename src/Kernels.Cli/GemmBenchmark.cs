@@ -20,7 +20,9 @@ internal sealed record BenchResult(
     string Verification,
     string? Peer = null,
     double? PeerMedianMs = null,
-    double? SpeedVsPeer = null);
+    double? SpeedVsPeer = null,
+    double? MedianMsPackingEachCall = null,
+    double? SpeedVsPeerPrepacked = null);
 
 /// <summary>Times the int8 GEMM on device-resident buffers and verifies it against the int64 host reference.</summary>
 internal static class GemmBenchmark
@@ -47,8 +49,7 @@ internal static class GemmBenchmark
         session.Synchronize();
         progress?.Invoke(0);
 
-        // The peer, when there is one for this backend, runs in the same process on the same data,
-        // interleaved with ours repetition by repetition so that both see the same machine load.
+        // The peer, when there is one for this backend, runs in the same process on the same data.
         bool withPeer = peer && session.ResolveKernel(kernel) == GemmKernel.Simd;
         string? peerName = null;
         int[]? peerC = null;
@@ -69,25 +70,46 @@ internal static class GemmBenchmark
 
         // Ours and the peer alternate in blocks (not call by call): a peer's OpenMP threads keep spinning
         // for a while after each call and would slow down whatever runs next, and so would ours. A pause
-        // between blocks lets the other side's threads go idle.
+        // between blocks lets the other side's threads go idle. With a peer, ours is timed twice: as an
+        // embedder runs it (weights in a device buffer, packed once) and packing the weights in every
+        // call, as dnnl_gemm_s8s8s32 does: the ratio to the peer uses the latter.
         var times = new double[repeat];
+        var packingTimes = new double[repeat];
         var peerTimes = new double[repeat];
         int block = withPeer ? Math.Max(1, (repeat + 2) / 3) : repeat;
-        for (int begin = 0; begin < repeat; begin += block)
+        void Ours(double[] into, int begin, int end, bool report)
         {
-            int end = Math.Min(repeat, begin + block);
-            if (withPeer)
-                Thread.Sleep(BlockPause);
             for (int i = begin; i < end; i++)
             {
                 long start = Stopwatch.GetTimestamp();
                 session.Int8Gemm(da, db, dc, m, n, k, kernel);
                 session.Synchronize();
-                times[i] = Stopwatch.GetElapsedTime(start).TotalMilliseconds;
-                progress?.Invoke(i + 1);
+                into[i] = Stopwatch.GetElapsedTime(start).TotalMilliseconds;
+                if (report)
+                    progress?.Invoke(i + 1);
             }
+        }
+
+        for (int begin = 0; begin < repeat; begin += block)
+        {
+            int end = Math.Min(repeat, begin + block);
             if (!withPeer)
+            {
+                Ours(times, begin, end, report: true);
                 continue;
+            }
+            Thread.Sleep(BlockPause);
+            Ours(times, begin, end, report: true);
+            Thread.Sleep(BlockPause);
+            session.ReuseSimdPackedWeights = false;
+            try
+            {
+                Ours(packingTimes, begin, end, report: false);
+            }
+            finally
+            {
+                session.ReuseSimdPackedWeights = true;
+            }
             Thread.Sleep(BlockPause);
             for (int i = begin; i < end; i++)
             {
@@ -106,10 +128,11 @@ internal static class GemmBenchmark
         }
         double median = Median(times);
         double? peerMedian = withPeer ? Median(peerTimes) : null;
+        double? packingMedian = withPeer ? Median(packingTimes) : null;
         return new BenchResult("int8-gemm", session.Backend.ToName(), session.DeviceName,
             session.ResolveKernel(kernel).ToString().ToLowerInvariant(), m, n, k, repeat, median,
             2.0 * m * n * k / (median * 1e-3) / 1e12, verified, maxError, how,
-            peerName, peerMedian, peerMedian / median);
+            peerName, peerMedian, peerMedian / packingMedian, packingMedian, peerMedian / median);
     }
 
     /// <summary>Random int8 values over the whole range; never zeros.</summary>

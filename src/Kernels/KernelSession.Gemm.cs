@@ -312,7 +312,7 @@ public sealed partial class KernelSession
         SimdLevel level = CpuSimd.Effective;
         var aPointer = (sbyte*)a.LoadEffectiveAddressAsPtr();
         var bPointer = (sbyte*)b.LoadEffectiveAddressAsPtr();
-        if (weights is null)
+        if (weights is null || !ReuseSimdPackedWeights)
         {
             Int8GemmSimd.Gemm(aPointer, bPointer, m, n, k, batch.Count, batch.StrideA, batch.StrideB, output, level);
             return;
@@ -331,6 +331,9 @@ public sealed partial class KernelSession
         }
         Int8GemmSimd.Gemm(aPointer, entry.Packed, m, batch.Count, batch.StrideA, output, level);
     }
+
+    /// <summary>Whether the SIMD path reuses packed weight buffers (true); benchmarks turn it off to time per-call packing.</summary>
+    internal bool ReuseSimdPackedWeights { get; set; } = true;
 
     private sealed record PackedKey(long Version, int N, int K, int BatchCount, long StrideB, SimdLevel Level);
 
