@@ -14,21 +14,18 @@ public enum SimdLevel
     /// <summary>AVX2: exact s8→s16 widening and <c>vpmaddwd</c> on 256-bit vectors.</summary>
     Avx2 = 1,
 
-    /// <summary>AVX-VNNI: VEX-encoded 256-bit <c>vpdpbusd</c> (u8×s8 dot products of four) with the +128 offset trick.</summary>
-    AvxVnni = 2,
-
     /// <summary>
-    /// AVX-512 VNNI: EVEX 512-bit <c>vpdpbusd</c>. .NET 10 exposes no managed intrinsic for it (no
-    /// <c>Avx512Vnni</c> class; <c>Avx10v1.V512</c> has no VNNI methods), so <see cref="CpuSimd.Detected"/>
-    /// never reports it on .NET 10 and a cap of this level runs the highest level below it.
+    /// AVX-VNNI: VEX-encoded 256-bit <c>vpdpbusd</c> (u8×s8 dot products of four) with the +128 offset
+    /// trick. The widest level: .NET 10 exposes no managed intrinsic for the 512-bit EVEX form (no
+    /// <c>Avx512Vnni</c> class; <c>Avx10v1.V512</c> has no VNNI methods), so there is no AVX-512 path.
     /// </summary>
-    Avx512Vnni = 3,
+    AvxVnni = 2,
 }
 
 /// <summary>What the processor and the runtime support, and what the library is allowed to use.</summary>
 public static class CpuSimd
 {
-    /// <summary>The environment variable that caps <see cref="Effective"/>: scalar, avx2, avx-vnni or avx512-vnni.</summary>
+    /// <summary>The environment variable that caps <see cref="Effective"/>: scalar, avx2 or avx-vnni.</summary>
     public const string MaxLevelVariable = "KERNELS_SIMD_MAX";
 
     /// <summary>The highest level that both the processor and the .NET runtime support.</summary>
@@ -39,7 +36,7 @@ public static class CpuSimd
     /// </summary>
     /// <exception cref="ArgumentException">The variable holds something other than the four level names.</exception>
     public static SimdLevel Effective =>
-        Min(Detected, ParseCap(Environment.GetEnvironmentVariable(MaxLevelVariable)) ?? SimdLevel.Avx512Vnni);
+        Min(Detected, ParseCap(Environment.GetEnvironmentVariable(MaxLevelVariable)) ?? SimdLevel.AvxVnni);
 
     /// <summary>
     /// The level a call runs at: <see cref="Effective"/> further capped by <paramref name="cap"/>
@@ -48,12 +45,12 @@ public static class CpuSimd
     public static SimdLevel Resolve(SimdLevel? cap) => cap is { } c ? Min(Effective, c) : Effective;
 
     /// <summary>Parses a level name as <see cref="MaxLevelVariable"/> spells it (case-insensitive).</summary>
-    /// <exception cref="ArgumentException">Not one of scalar, avx2, avx-vnni, avx512-vnni.</exception>
+    /// <exception cref="ArgumentException">Not one of scalar, avx2, avx-vnni.</exception>
     public static SimdLevel Parse(string name)
     {
         ArgumentNullException.ThrowIfNull(name);
         return TryParse(name) ?? throw new ArgumentException(
-            $"{MaxLevelVariable}: expected one of scalar, avx2, avx-vnni, avx512-vnni, got '{name}'.", nameof(name));
+            $"{MaxLevelVariable}: expected one of scalar, avx2, avx-vnni, got '{name}'.", nameof(name));
     }
 
     /// <summary>The name of a level as <see cref="MaxLevelVariable"/> spells it.</summary>
@@ -62,7 +59,6 @@ public static class CpuSimd
         SimdLevel.Scalar => "scalar",
         SimdLevel.Avx2 => "avx2",
         SimdLevel.AvxVnni => "avx-vnni",
-        SimdLevel.Avx512Vnni => "avx512-vnni",
         _ => throw new ArgumentOutOfRangeException(nameof(level), level, $"level: expected a SimdLevel, got {(int)level}."),
     };
 
@@ -74,7 +70,7 @@ public static class CpuSimd
             return null;
 #pragma warning disable CA2208 // The bad value comes from the environment: name the variable, not the parameter.
         return TryParse(value) ?? throw new ArgumentException(
-            $"{MaxLevelVariable}: expected one of scalar, avx2, avx-vnni, avx512-vnni, got '{value}'.", MaxLevelVariable);
+            $"{MaxLevelVariable}: expected one of scalar, avx2, avx-vnni, got '{value}'.", MaxLevelVariable);
 #pragma warning restore CA2208
     }
 
@@ -83,7 +79,6 @@ public static class CpuSimd
         "scalar" => SimdLevel.Scalar,
         "avx2" => SimdLevel.Avx2,
         "avx-vnni" => SimdLevel.AvxVnni,
-        "avx512-vnni" => SimdLevel.Avx512Vnni,
         _ => null,
     };
 
@@ -91,7 +86,6 @@ public static class CpuSimd
 
     private static SimdLevel Detect()
     {
-        // Avx512Vnni is never reported: .NET 10 has no managed intrinsic for the 512-bit vpdpbusd.
         if (AvxVnni.IsSupported && Avx2.IsSupported)
             return SimdLevel.AvxVnni;
         if (Avx2.IsSupported)
