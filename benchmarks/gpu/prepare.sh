@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Builds, on the development machine, what benchmarks/gpu/run.sh needs on the GPU machine (which has
+# no .NET): the test project and the `kernels` CLI published self-contained into one folder, packed
+# as .gpu/app.tar.xz (.gpu/ is git-ignored). Then, with the device tool:
+#   run(command="bash benchmarks/gpu/run.sh", carry=[".gpu"], timeout_s=540)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+rm -rf .gpu/app && mkdir -p .gpu/app
+common=(-c Release -r linux-x64 --self-contained true -p:InvariantGlobalization=true -o .gpu/app)
+dotnet publish tests/Kernels.Tests "${common[@]}" >/dev/null
+dotnet publish src/Kernels.Cli "${common[@]}" >/dev/null
+rm -f .gpu/app.tar.xz
+tar cf - -C .gpu/app . | xz -T2 -3 > .gpu/app.tar.xz
+rm -rf .gpu/app
+ls -la .gpu/app.tar.xz
