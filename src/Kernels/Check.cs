@@ -77,4 +77,40 @@ internal static class Check
         if (!ReferenceEquals(buffer.Session, session))
             throw new ArgumentException($"{name}: expected a buffer of this session ({session.DeviceName}), got one of another session.", name);
     }
+
+    /// <summary>Validates an attention call: shape, options, lengths and (decode) key lengths.</summary>
+    public static void Attention(
+        AttentionShape shape, AttentionOptions options, long qLength, long kLength, long vLength,
+        ReadOnlySpan<int> keyLengths, bool decode)
+    {
+        Positive(shape.Batch, "shape.Batch");
+        Positive(shape.Heads, "shape.Heads");
+        Positive(shape.KvHeads, "shape.KvHeads");
+        Positive(shape.QueryLength, "shape.QueryLength");
+        Positive(shape.KeyLength, "shape.KeyLength");
+        if (shape.HeadDim < 1 || shape.HeadDim > AttentionShape.MaxHeadDim)
+            throw new ArgumentOutOfRangeException(nameof(shape), shape.HeadDim,
+                $"shape.HeadDim: expected 1..{AttentionShape.MaxHeadDim}, got {shape.HeadDim}.");
+        if (shape.Heads % shape.KvHeads != 0)
+            throw new ArgumentException(
+                $"shape: expected Heads to be a multiple of KvHeads, got Heads = {shape.Heads}, KvHeads = {shape.KvHeads}.", nameof(shape));
+        if (options.Scale is { } scale && (!float.IsFinite(scale) || scale == 0))
+            throw new ArgumentException($"options.Scale: expected a finite, non-zero value, got {scale}.", nameof(options));
+        if (options.Window < 0)
+            throw new ArgumentOutOfRangeException(nameof(options), options.Window, $"options.Window: expected ≥ 0 (0: none), got {options.Window}.");
+        ExactLength(qLength, shape.QueryElements, "q", "Batch·Heads·QueryLength·HeadDim");
+        ExactLength(kLength, shape.KeyElements, "k", "Batch·KvHeads·KeyLength·HeadDim");
+        ExactLength(vLength, shape.KeyElements, "v", "Batch·KvHeads·KeyLength·HeadDim");
+        if (!decode)
+            return;
+        ExactLength(keyLengths.Length, shape.Batch, "cacheLengths", "Batch");
+        for (int b = 0; b < keyLengths.Length; b++)
+        {
+            if (keyLengths[b] < 0 || keyLengths[b] > shape.KeyLength)
+#pragma warning disable CA2208 // Named after the public API's argument, which this helper receives as keyLengths.
+                throw new ArgumentOutOfRangeException("cacheLengths", keyLengths[b],
+                    $"cacheLengths: expected 0..{shape.KeyLength} (the cache capacity, shape.KeyLength), got {keyLengths[b]} at index {b}.");
+#pragma warning restore CA2208
+        }
+    }
 }

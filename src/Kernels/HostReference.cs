@@ -4,7 +4,7 @@ namespace Kernels;
 /// Plain host implementations with the library's semantics and wide accumulation (int64, float64):
 /// what every kernel is tested and verified against.
 /// </summary>
-public static class HostReference
+public static partial class HostReference
 {
     /// <summary><c>C[i,j] = Σ_k A[i,k]·B[j,k]</c> with int64 accumulation.</summary>
     public static long[] Int8Gemm(ReadOnlySpan<sbyte> a, ReadOnlySpan<sbyte> b, int m, int n, int k)

@@ -1,0 +1,84 @@
+namespace Kernels;
+
+public static partial class HostReference
+{
+    /// <summary>
+    /// Attention in float64, the semantics every attention kernel follows: for sequence b, query head h
+    /// (key/value head h / (Heads / KvHeads)) and query i at position p = i + (len_b − QueryLength), with
+    /// len_b = keyLengths[b] (or KeyLength), the visible keys are j &lt; len_b with j ≤ p when causal,
+    /// p − Window &lt; j when Window &gt; 0, and also j &lt; p + Window when Window &gt; 0 and not causal.
+    /// out = Σ_j softmax_j(scale·q·k_j)·v_j. A query with no visible key outputs zeros. NaN inputs
+    /// propagate to the rows they reach.
+    /// </summary>
+    public static double[] Attention(
+        ReadOnlySpan<float> q, ReadOnlySpan<float> k, ReadOnlySpan<float> v, AttentionShape shape,
+        AttentionOptions? options = null, ReadOnlySpan<int> keyLengths = default)
+    {
+        options ??= AttentionOptions.Default;
+        Check.Attention(shape, options, q.Length, k.Length, v.Length, keyLengths, decode: !keyLengths.IsEmpty);
+        int d = shape.HeadDim, sq = shape.QueryLength, sk = shape.KeyLength, group = shape.Heads / shape.KvHeads;
+        double scale = options.Scale ?? 1.0 / Math.Sqrt(d);
+        var output = new double[shape.QueryElements];
+        var scores = new double[sk];
+        for (int b = 0; b < shape.Batch; b++)
+        {
+            int len = keyLengths.IsEmpty ? sk : keyLengths[b];
+            for (int h = 0; h < shape.Heads; h++)
+            {
+                int kvh = h / group;
+                long kBase = ((long)b * shape.KvHeads + kvh) * sk * d;
+                for (int i = 0; i < sq; i++)
+                {
+                    long qBase = (((long)b * shape.Heads + h) * sq + i) * d;
+                    int p = i + len - sq;
+                    double max = double.NegativeInfinity;
+                    bool any = false, nan = false;
+                    for (int j = 0; j < len; j++)
+                    {
+                        if (!Visible(j, p, shape.Causal, options.Window))
+                            continue;
+                        double s = 0;
+                        for (int x = 0; x < d; x++)
+                            s += (double)q[(int)(qBase + x)] * k[(int)(kBase + (long)j * d + x)];
+                        s *= scale;
+                        scores[j] = s;
+                        nan |= double.IsNaN(s);
+                        max = Math.Max(max, s);
+                        any = true;
+                    }
+                    if (!any)
+                        continue; // zeros
+                    double sum = 0;
+                    var acc = new double[d];
+                    for (int j = 0; j < len; j++)
+                    {
+                        if (!Visible(j, p, shape.Causal, options.Window))
+                            continue;
+                        double w = nan ? double.NaN : Math.Exp(scores[j] - max);
+                        sum += w;
+                        for (int x = 0; x < d; x++)
+                            acc[x] += w * v[(int)(kBase + (long)j * d + x)];
+                    }
+                    for (int x = 0; x < d; x++)
+                        output[qBase + x] = acc[x] / sum;
+                }
+            }
+        }
+        return output;
+    }
+
+    /// <summary>Whether key <paramref name="j"/> is visible from query position <paramref name="p"/>.</summary>
+    public static bool Visible(int j, int p, bool causal, int window)
+    {
+        if (causal && j > p)
+            return false;
+        if (window > 0)
+        {
+            if (j <= p - window)
+                return false;
+            if (!causal && j >= p + window)
+                return false;
+        }
+        return true;
+    }
+}
