@@ -22,7 +22,7 @@ internal static class BenchCommand
     public static Command Create()
     {
         var op = new Option<string>("--op") { Description = "Operation to benchmark.", DefaultValueFactory = _ => "int8-gemm" };
-        op.AcceptOnlyFromAmong("int8-gemm");
+        op.AcceptOnlyFromAmong("int8-gemm", "attention");
         var backend = new Option<string>("--backend") { Description = "auto (the best usable), all (every usable backend: the default), cuda, opencl, cpu-simd or cpu." };
         var m = new Option<int?>("--m") { Description = "Rows of A and C (default: per backend, 4096 CUDA, 1024 OpenCL and cpu-simd, 256 on the simulating CPU accelerator)." };
         var n = new Option<int?>("--n") { Description = "Rows of B, columns of C (default: as --m)." };
@@ -31,11 +31,18 @@ internal static class BenchCommand
         var kernel = new Option<string>("--kernel") { Description = "auto, reference, tiled, dp4a or simd.", DefaultValueFactory = _ => "auto" };
         var seed = new Option<int>("--seed") { Description = "Seed of the random inputs.", DefaultValueFactory = _ => 1234 };
         var noPeer = new Option<bool>("--no-peer") { Description = "Skip the peer library (oneDNN on cpu-simd) that otherwise runs in the same process on the same data." };
-        var json = new Option<bool>("--json") { Description = "One JSON object per result (fields op, backend, device, m, n, k, median_ms, tops, verified, max_abs_error, ...)." };
+        var batch = new Option<int>("--batch") { Description = "attention: sequences.", DefaultValueFactory = _ => 1 };
+        var heads = new Option<int>("--heads") { Description = "attention: query heads.", DefaultValueFactory = _ => 8 };
+        var kvHeads = new Option<int?>("--kv-heads") { Description = "attention: key/value heads (default: as --heads)." };
+        var seq = new Option<int?>("--seq") { Description = "attention: query length (default per backend: 4096 CUDA, 1024 OpenCL and cpu-simd, 64 on the CPU accelerator)." };
+        var kvSeq = new Option<int?>("--kv-seq") { Description = "attention: key length (default: as --seq)." };
+        var headDim = new Option<int>("--head-dim") { Description = "attention: features per head.", DefaultValueFactory = _ => 64 };
+        var causal = new Option<bool>("--causal") { Description = "attention: causal mask (bottom-right aligned)." };
+        var json = new Option<bool>("--json") { Description = "One JSON object per result (int8-gemm: op, backend, device, m, n, k, median_ms, tops, verified, max_abs_error, ...; attention: op, backend, device, batch, heads, kv_heads, seq, kv_seq, head_dim, causal, median_ms, tflops, verified, max_abs_error, ...)." };
 
-        var command = new Command("bench", "Benchmark int8 GEMM on every usable backend (or one), verified against the reference.")
+        var command = new Command("bench", "Benchmark int8 GEMM (or attention) on every usable backend (or one), verified against the reference.")
         {
-            op, backend, m, n, k, repeat, kernel, seed, noPeer, json,
+            op, backend, m, n, k, repeat, kernel, seed, noPeer, batch, heads, kvHeads, seq, kvSeq, headDim, causal, json,
         };
         command.SetAction(result =>
         {
@@ -52,12 +59,63 @@ internal static class BenchCommand
             var settings = new Settings(
                 Backends(result.GetValue(backend)), result.GetValue(m), result.GetValue(n), result.GetValue(k),
                 result.GetValue(repeat), gemmKernel, result.GetValue(seed), result.GetValue(json), !result.GetValue(noPeer));
+            if (result.GetValue(op) == "attention")
+            {
+                var attention = new AttentionSettings(
+                    result.GetValue(batch), result.GetValue(heads), result.GetValue(kvHeads), result.GetValue(seq),
+                    result.GetValue(kvSeq), result.GetValue(headDim), result.GetValue(causal));
+                return RunAttention(settings, attention);
+            }
             return Run(settings);
         });
         return command;
     }
 
     private sealed record Settings(List<Backend> Backends, int? M, int? N, int? K, int Repeat, GemmKernel Kernel, int Seed, bool Json, bool Peer);
+
+    private sealed record AttentionSettings(int Batch, int Heads, int? KvHeads, int? Seq, int? KvSeq, int HeadDim, bool Causal);
+
+    /// <summary>Default attention sequence length per backend (the CPU accelerator simulates threads: keep it small).</summary>
+    internal static int DefaultSeq(Backend backend) => backend switch
+    {
+        Backend.Cuda => 4096,
+        Backend.OpenCL or Backend.CpuSimd => 1024,
+        _ => 64,
+    };
+
+    private static int RunAttention(Settings s, AttentionSettings a)
+    {
+        var results = new List<AttentionBenchResult>();
+        foreach (Backend backend in s.Backends)
+        {
+            using KernelSession session = KernelSession.Create(backend);
+            int seq = a.Seq ?? DefaultSeq(session.Backend);
+            var shape = new AttentionShape(a.Batch, a.Heads, a.KvHeads ?? a.Heads, seq, a.KvSeq ?? seq, a.HeadDim, a.Causal);
+            // Validates the shape with the library's own messages before any data is made.
+            Check.Attention(shape, AttentionOptions.Default, shape.QueryElements, shape.KeyElements, shape.KeyElements, default, decode: false);
+            AttentionBenchResult r = AttentionBenchmark.Run(session, shape, s.Repeat, s.Seed, s.Peer);
+            results.Add(r);
+            if (s.Json)
+                Console.WriteLine(JsonSerializer.Serialize(r, Program.Json));
+        }
+        if (!s.Json)
+        {
+            var table = new Table().AddColumns("op", "backend", "device", "B×H/KvH×Sq×Sk×D", "causal", "median ms", "TFLOPS", "peer (same run)", "verified");
+            foreach (AttentionBenchResult r in results)
+            {
+                table.AddRow(r.Op, r.Backend, Markup.Escape(r.Device),
+                    $"{r.Batch}×{r.Heads}/{r.KvHeads}×{r.Seq}×{r.KvSeq}×{r.HeadDim}", r.Causal ? "yes" : "no",
+                    r.MedianMs.ToString("F3"), r.Tflops.ToString("F4"),
+                    r.PeerTflops is { } pt ? Markup.Escape($"{r.Peer}: {pt:F4} TFLOPS; ours {r.RatioToPeer:F2}× its rate") : Markup.Escape(r.Peer ?? "-"),
+                    r.Verified ? $"[green]yes[/] ({r.Verification}, max error {r.MaxAbsError:G2})" : $"[red]NO[/] (max error {r.MaxAbsError})");
+            }
+            AnsiConsole.Write(table);
+        }
+        var failures = results.Where(r => !r.Verified).ToList();
+        foreach (AttentionBenchResult f in failures)
+            Console.Error.WriteLine($"error: attention result not verified on {f.Backend}: max error {f.MaxAbsError}");
+        return failures.Count == 0 ? 0 : 1;
+    }
 
     private static List<Backend> Backends(string? value)
     {

@@ -16,55 +16,68 @@ public static partial class HostReference
     {
         options ??= AttentionOptions.Default;
         Check.Attention(shape, options, q.Length, k.Length, v.Length, keyLengths, decode: !keyLengths.IsEmpty);
-        int d = shape.HeadDim, sq = shape.QueryLength, sk = shape.KeyLength, group = shape.Heads / shape.KvHeads;
-        double scale = options.Scale ?? 1.0 / Math.Sqrt(d);
         var output = new double[shape.QueryElements];
-        var scores = new double[sk];
         for (int b = 0; b < shape.Batch; b++)
         {
-            int len = keyLengths.IsEmpty ? sk : keyLengths[b];
             for (int h = 0; h < shape.Heads; h++)
             {
-                int kvh = h / group;
-                long kBase = ((long)b * shape.KvHeads + kvh) * sk * d;
-                for (int i = 0; i < sq; i++)
+                for (int i = 0; i < shape.QueryLength; i++)
                 {
-                    long qBase = (((long)b * shape.Heads + h) * sq + i) * d;
-                    int p = i + len - sq;
-                    double max = double.NegativeInfinity;
-                    bool any = false, nan = false;
-                    for (int j = 0; j < len; j++)
-                    {
-                        if (!Visible(j, p, shape.Causal, options.Window))
-                            continue;
-                        double s = 0;
-                        for (int x = 0; x < d; x++)
-                            s += (double)q[(int)(qBase + x)] * k[(int)(kBase + (long)j * d + x)];
-                        s *= scale;
-                        scores[j] = s;
-                        nan |= double.IsNaN(s);
-                        max = Math.Max(max, s);
-                        any = true;
-                    }
-                    if (!any)
-                        continue; // zeros
-                    double sum = 0;
-                    var acc = new double[d];
-                    for (int j = 0; j < len; j++)
-                    {
-                        if (!Visible(j, p, shape.Causal, options.Window))
-                            continue;
-                        double w = nan ? double.NaN : Math.Exp(scores[j] - max);
-                        sum += w;
-                        for (int x = 0; x < d; x++)
-                            acc[x] += w * v[(int)(kBase + (long)j * d + x)];
-                    }
-                    for (int x = 0; x < d; x++)
-                        output[qBase + x] = acc[x] / sum;
+                    AttentionRow(q, k, v, shape, options, keyLengths, b, h, i)
+                        .CopyTo(output.AsSpan((int)((((long)b * shape.Heads + h) * shape.QueryLength + i) * shape.HeadDim)));
                 }
             }
         }
         return output;
+    }
+
+    /// <summary>
+    /// One output row (sequence <paramref name="b"/>, head <paramref name="h"/>, query <paramref name="i"/>) of
+    /// <see cref="Attention"/>, for checking large problems on a sample of rows. Arguments are not validated.
+    /// </summary>
+    public static double[] AttentionRow(
+        ReadOnlySpan<float> q, ReadOnlySpan<float> k, ReadOnlySpan<float> v, AttentionShape shape,
+        AttentionOptions options, ReadOnlySpan<int> keyLengths, int b, int h, int i)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        int d = shape.HeadDim, sq = shape.QueryLength, sk = shape.KeyLength, group = shape.Heads / shape.KvHeads;
+        double scale = options.Scale ?? 1.0 / Math.Sqrt(d);
+        int len = keyLengths.IsEmpty ? sk : keyLengths[b];
+        long kBase = ((long)b * shape.KvHeads + h / group) * sk * d;
+        long qBase = (((long)b * shape.Heads + h) * sq + i) * d;
+        int p = i + len - sq;
+        var row = new double[d];
+        var scores = new double[len];
+        double max = double.NegativeInfinity;
+        bool any = false, nan = false;
+        for (int j = 0; j < len; j++)
+        {
+            if (!Visible(j, p, shape.Causal, options.Window))
+                continue;
+            double s = 0;
+            for (int x = 0; x < d; x++)
+                s += (double)q[(int)(qBase + x)] * k[(int)(kBase + (long)j * d + x)];
+            s *= scale;
+            scores[j] = s;
+            nan |= double.IsNaN(s);
+            max = Math.Max(max, s);
+            any = true;
+        }
+        if (!any)
+            return row; // zeros
+        double sum = 0;
+        for (int j = 0; j < len; j++)
+        {
+            if (!Visible(j, p, shape.Causal, options.Window))
+                continue;
+            double w = nan ? double.NaN : Math.Exp(scores[j] - max);
+            sum += w;
+            for (int x = 0; x < d; x++)
+                row[x] += w * v[(int)(kBase + (long)j * d + x)];
+        }
+        for (int x = 0; x < d; x++)
+            row[x] /= sum;
+        return row;
     }
 
     /// <summary>Whether key <paramref name="j"/> is visible from query position <paramref name="p"/>.</summary>
