@@ -133,8 +133,9 @@ internal static unsafe class AttentionSimd
             Q = q; K = k; V = v; Output = output; Lengths = lengths;
             B = s.Batch; H = s.Heads; KvH = s.KvHeads; Sq = s.QueryLength; Sk = s.KeyLength; D = s.HeadDim;
             Group = H / KvH; Causal = s.Causal; Window = window; Splits = splits; Width = width; Scale2 = scale2;
-            Packed = (long)Group * Sq >= PackThreshold;
             TilesPerSequence = (Sk + Tile - 1) / Tile;
+            // Packed K needs one array of B·KvH·tiles·64·D floats; beyond an array's reach, use the direct path.
+            Packed = (long)Group * Sq >= PackThreshold && (long)B * KvH * TilesPerSequence * Tile * D <= Array.MaxLength;
             if (Sq >= BlockRows)
             {
                 HeadsPerBlock = 1;
