@@ -58,6 +58,20 @@ public sealed partial class KernelSession
         lock (_sync)
         {
             ThrowIfDisposed();
+            if (ResolveKernel(GemmKernel) == GemmKernel.Simd)
+            {
+                // Host memory already: the SIMD path reads and writes the arrays directly, no staging copies.
+                unsafe
+                {
+                    fixed (sbyte* ap = a, bp = b)
+                    fixed (int* cp = result)
+                    {
+                        Int8GemmSimd.Gemm(ap, bp, m, n, k, batchCount, (long)m * k, strideB,
+                            SimdEpilogue.Int32(cp, (long)m * n), CpuSimd.Effective);
+                    }
+                }
+                return result;
+            }
             ArrayView<sbyte> av = Stage(ref _stageA, a, nameof(a));
             ArrayView<sbyte> bv = Stage(ref _stageB, b, nameof(b));
             ArrayView<int> cv = Scratch(ref _stageC, length, "c");
@@ -100,6 +114,19 @@ public sealed partial class KernelSession
         lock (_sync)
         {
             ThrowIfDisposed();
+            if (ResolveKernel(GemmKernel) == GemmKernel.Simd)
+            {
+                unsafe
+                {
+                    fixed (sbyte* ap = a, bp = b)
+                    fixed (float* yp = result, asp = aScale, bsp = bScale, biasp = bias)
+                    {
+                        Int8GemmSimd.Gemm(ap, bp, m, n, k, 1, 0, 0,
+                            SimdEpilogue.Dequant(yp, 0, asp, 0, bsp, bias.IsEmpty ? null : biasp, 0), CpuSimd.Effective);
+                    }
+                }
+                return result;
+            }
             ArrayView<sbyte> av = Stage(ref _stageA, a, nameof(a));
             ArrayView<sbyte> bv = Stage(ref _stageB, b, nameof(b));
             // One staging buffer for the scales and the bias: [aScale | bScale | bias].

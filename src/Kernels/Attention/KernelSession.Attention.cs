@@ -72,6 +72,17 @@ public sealed partial class KernelSession
         lock (_sync)
         {
             ThrowIfDisposed();
+            if (Backend == Backend.CpuSimd)
+            {
+                // Host memory already: no staging copies.
+                Stream.Synchronize();
+                fixed (float* qp = q, kp = k, vp = v, op = result)
+                fixed (int* lp = keyLengths)
+                {
+                    AttentionSimd.Forward(qp, kp, vp, op, keyLengths.IsEmpty ? null : lp, shape, scale, options.Window, splits);
+                }
+                return result;
+            }
             ArrayView<float> qv = Stage(ref _stageQ, q, nameof(q));
             ArrayView<float> kv = Stage(ref _stageK, k, nameof(k));
             ArrayView<float> vv = Stage(ref _stageV, v, nameof(v));
