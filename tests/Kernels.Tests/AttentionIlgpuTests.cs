@@ -42,6 +42,16 @@ public sealed class AttentionIlgpuTests
         Assert.True(float.IsNaN(DeviceCode.AttentionKernels.Exp(float.NaN)));
     }
 
+    [Fact]
+    public void SharedMemory_FitsTheStatic48KiBOfEveryGpu()
+    {
+        for (int d = 1; d <= AttentionShape.MaxHeadDim; d++)
+        {
+            Assert.True(DeviceCode.AttentionKernels.SharedFloats(d) * sizeof(float) <= 48 * 1024, $"head dim {d}");
+            Assert.Equal(0, DeviceCode.AttentionKernels.TileKeysFor(d) % DeviceCode.AttentionKernels.Lanes);
+        }
+    }
+
     [Theory]
     [MemberData(nameof(IlgpuBackends))]
     public void Attention_MatchesReference_OddLengths_CausalOrNot(Backend backend)
@@ -110,6 +120,9 @@ public sealed class AttentionIlgpuTests
                 CheckForward(session, random, new AttentionShape(1, 1, 1, 9, 40, d, true), AttentionOptions.Default, "head dim");
                 CheckForward(session, random, new AttentionShape(1, 2, 1, 1, 37, d, false), AttentionOptions.Default, "head dim");
             }
+            // Every boundary of the per-lane feature registers (lane t owns t, t + 32, …, t + 224).
+            foreach (int d in new[] { 2, 32, 63, 65, 96, 97, 159, 160, 161, 192, 224, 225, 255 })
+                CheckForward(session, random, new AttentionShape(1, 1, 1, 2, 5, d, true), AttentionOptions.Default, "head dim boundary");
         });
     }
 
