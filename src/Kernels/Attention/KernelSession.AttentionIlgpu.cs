@@ -1,17 +1,57 @@
 using ILGPU;
+using ILGPU.Runtime;
+using Kernels.DeviceCode;
 
 namespace Kernels;
 
 public sealed partial class KernelSession
 {
+    private MemoryBuffer1D<float, Stride1D.Dense>? _attentionPartials;
+
     /// <summary>
-    /// ILGPU attention (CUDA, OpenCL, CPU accelerator): STUB of the contract, to be replaced. Enqueues the
-    /// fused kernel(s) writing <paramref name="output"/> [B, H, Sq, D]; <paramref name="keyLengths"/> holds
-    /// B key lengths when <paramref name="ragged"/> (else every sequence uses shape.KeyLength);
-    /// <paramref name="splits"/> ≥ 1 key splits combined exactly.
+    /// ILGPU attention (CUDA, OpenCL, CPU accelerator): enqueues the fused kernel writing
+    /// <paramref name="output"/> [B, H, Sq, D] directly, or, with <paramref name="splits"/> &gt; 1, writing
+    /// per-split partials (max, sum of weights, unnormalized accumulators) to scratch and then the combine
+    /// kernel. <paramref name="keyLengths"/> holds B key lengths when <paramref name="ragged"/>.
     /// </summary>
     private void RunAttentionIlgpu(
         ArrayView<float> q, ArrayView<float> k, ArrayView<float> v, ArrayView<float> output, ArrayView<int> keyLengths,
-        bool ragged, AttentionShape shape, float scale, int window, int splits) =>
-        throw new NotImplementedException("ILGPU attention kernels are not written yet.");
+        bool ragged, AttentionShape shape, float scale, int window, int splits)
+    {
+        int d = shape.HeadDim;
+        splits = Math.Max(1, splits);
+        var p = new AttentionParams
+        {
+            Batch = shape.Batch,
+            Heads = shape.Heads,
+            KvHeads = shape.KvHeads,
+            QueryLength = shape.QueryLength,
+            KeyLength = shape.KeyLength,
+            HeadDim = d,
+            Causal = shape.Causal ? 1 : 0,
+            Window = window,
+            Ragged = ragged ? 1 : 0,
+            Splits = splits,
+            TileKeys = AttentionKernels.TileKeysFor(d),
+            Scale = scale,
+        };
+        long rows = (long)shape.Batch * shape.Heads * shape.QueryLength;
+        ArrayView<float> partials = splits > 1
+            ? Scratch(ref _attentionPartials, splits * rows * AttentionKernels.PartialStride(d), "attention partials")
+            : _dummy.View;
+        int rowsPerKv = shape.Heads / shape.KvHeads * shape.QueryLength;
+        var forward = Kernel("attention/forward", acc =>
+            acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, AttentionParams>(
+                AttentionKernels.Forward));
+        var config = new KernelConfig(
+            new Index3D((rowsPerKv + AttentionKernels.BlockRows - 1) / AttentionKernels.BlockRows, shape.Batch * shape.KvHeads, splits),
+            new Index3D(AttentionKernels.GroupSize, 1, 1),
+            SharedMemoryConfig.RequestDynamic<float>(AttentionKernels.SharedFloats(d)));
+        forward(Stream, config, q, k, v, output, partials, keyLengths, p);
+        if (splits == 1)
+            return;
+        var combine = Kernel("attention/combine", acc =>
+            acc.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, long, int, int>(AttentionKernels.Combine));
+        combine(Stream, new Index1D(checked((int)(rows * d))), partials, output, rows, d, splits);
+    }
 }
