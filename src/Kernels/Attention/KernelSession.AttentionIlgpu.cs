@@ -20,6 +20,12 @@ public sealed partial class KernelSession
     {
         int d = shape.HeadDim;
         splits = Math.Max(1, splits);
+        if ((long)shape.Batch * shape.KvHeads > Check.MaxBatch)
+            throw new ArgumentException(
+                $"shape: the {Backend.ToName()} attention kernel launches Batch·KvHeads groups along a grid axis limited to {Check.MaxBatch}; got {(long)shape.Batch * shape.KvHeads}.", nameof(shape));
+        if ((long)shape.Batch * shape.Heads * shape.QueryLength * d > int.MaxValue)
+            throw new ArgumentException(
+                $"shape: at most {int.MaxValue} output elements per call on the {Backend.ToName()} backend, got {(long)shape.Batch * shape.Heads * shape.QueryLength * d}.", nameof(shape));
         var p = new AttentionParams
         {
             Batch = shape.Batch,
