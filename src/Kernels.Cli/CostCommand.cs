@@ -270,7 +270,7 @@ internal static class CostCommand
                     e.JoulesPerToken, e.RelativeUncertainty, e.TokensPerSecond, EnergySource.NameOf(first.Source), first.Boundary.ToString(),
                     first.SourceDescription + (e.Extrapolated ? "; weight GEMMs extrapolated from smaller proxies by m·n·k: "
                         + string.Join(", ", e.Gemms.Where(g => g.Extrapolated).Select(g => $"{g.Gemm.Name} {g.Gemm.M}x{g.Gemm.N}x{g.Gemm.K} from {g.Measured.M}x{g.Measured.N}x{g.Measured.K}")) : ""),
-                    FlagNames(issues), phaseName, ModelPhaseEnergy.Attention, e.Extrapolated,
+                    FlagNames(issues), phaseName, e.Attention, e.Extrapolated,
                     string.Join(" ", e.Gemms.Select(g => $"{g.Gemm.Name}:{g.Gemm.M}x{g.Gemm.N}x{g.Gemm.K}")) + $" ×{shape.Layers} layers"));
             }
         }

@@ -16,7 +16,7 @@ public sealed record TransformerShape(string Name, int Layers, int Hidden, int H
     /// <summary>
     /// The GEMMs of one layer for <paramref name="rows"/> token rows (n = output features, k = input features):
     /// QKV projection, attention output projection, FFN gate+up (fused), FFN down. Attention itself (QKᵀ, softmax,
-    /// ·V) is not a weight GEMM and is not included: the library has no attention kernel yet.
+    /// ·V) is not a weight GEMM: see <see cref="AttentionShapeFor"/>.
     /// </summary>
     public IReadOnlyList<LayerGemm> LayerGemms(int rows) =>
     [
@@ -25,6 +25,13 @@ public sealed record TransformerShape(string Name, int Layers, int Hidden, int H
         new("ffn_gate_up", rows, 2 * FfnHidden, Hidden),
         new("ffn_down", rows, Hidden, FfnHidden),
     ];
+
+    /// <summary>
+    /// The attention of one layer: causal, float32, the model's heads and kv heads. Prefill: batch × context
+    /// queries against context keys; decode: one query per sequence against a cache of context keys.
+    /// </summary>
+    public AttentionShape AttentionShapeFor(InferencePhase phase, int batch, int context) =>
+        new(batch, Heads, KvHeads, phase == InferencePhase.Prefill ? context : 1, context, HeadDim, Causal: true);
 
     /// <summary>int8 multiply-adds per token across all layers (weight GEMMs only).</summary>
     public long MacsPerToken => LayerGemms(1).Sum(g => (long)g.N * g.K) * Layers;
@@ -81,31 +88,55 @@ public sealed record GemmEnergy(LayerGemm Gemm, LayerGemm Measured, EnergyMeasur
     public bool Extrapolated => Measured != Gemm;
 }
 
-/// <summary>A model-level estimate for one phase: weight GEMMs measured, attention explicitly not measured.</summary>
+/// <summary>The energy of one layer's attention: as run, and scaled by FLOPs when a shorter context was run.</summary>
+/// <param name="Shape">The real attention.</param>
+/// <param name="Measured">The attention actually run (equal to <paramref name="Shape"/> unless scaled down).</param>
+/// <param name="Measurement">The measurement of <paramref name="Measured"/>.</param>
+/// <param name="Joules">Energy of one call of the real attention.</param>
+/// <param name="Seconds">Time of one call of the real attention.</param>
+public sealed record AttentionEnergy(AttentionShape Shape, AttentionShape Measured, EnergyMeasurement Measurement, double Joules, double Seconds)
+{
+    /// <summary>True when a shorter context was run and its joules per FLOP applied to the real shape.</summary>
+    public bool Extrapolated => Measured != Shape;
+
+    /// <summary>Multiply-adds of an attention call (QKᵀ and P·V; half of them for a causal square).</summary>
+    public static double Macs(AttentionShape s) =>
+        2.0 * s.Batch * s.Heads * s.QueryLength * s.KeyLength * s.HeadDim * (s.Causal && s.QueryLength == s.KeyLength ? 0.5 : 1.0);
+}
+
+/// <summary>A model-level estimate for one phase: the weight GEMMs and the attention of each layer, measured.</summary>
 /// <param name="Shape">The model.</param>
 /// <param name="Phase">Prefill or decode.</param>
 /// <param name="Batch">Sequences.</param>
 /// <param name="Context">Context length (prompt tokens per sequence).</param>
 /// <param name="Gemms">Each layer GEMM's energy.</param>
-public sealed record ModelPhaseEnergy(TransformerShape Shape, InferencePhase Phase, int Batch, int Context, IReadOnlyList<GemmEnergy> Gemms)
+/// <param name="AttentionPart">The layer's attention energy (null when it was not measured).</param>
+public sealed record ModelPhaseEnergy(
+    TransformerShape Shape, InferencePhase Phase, int Batch, int Context, IReadOnlyList<GemmEnergy> Gemms,
+    AttentionEnergy? AttentionPart = null)
 {
     /// <summary>Token rows of one pass (prefill: batch × context; decode: batch).</summary>
     public int Rows => Phase == InferencePhase.Prefill ? Batch * Context : Batch;
 
-    /// <summary>Weight-GEMM joules per token over all layers.</summary>
-    public double JoulesPerToken => Gemms.Sum(g => g.Joules) * Shape.Layers / Rows;
+    /// <summary>Joules per token over all layers: weight GEMMs plus attention when measured.</summary>
+    public double JoulesPerToken => (Gemms.Sum(g => g.Joules) + (AttentionPart?.Joules ?? 0)) * Shape.Layers / Rows;
 
-    /// <summary>Weight-GEMM tokens per second (GEMM time only).</summary>
-    public double TokensPerSecond => Rows / (Gemms.Sum(g => g.Seconds) * Shape.Layers);
+    /// <summary>Tokens per second (kernel time only: GEMMs plus attention when measured).</summary>
+    public double TokensPerSecond => Rows / ((Gemms.Sum(g => g.Seconds) + (AttentionPart?.Seconds ?? 0)) * Shape.Layers);
 
     /// <summary>Relative uncertainty: the largest of the parts'.</summary>
-    public double RelativeUncertainty => Gemms.Max(g => g.Measurement.RelativeUncertainty);
+    public double RelativeUncertainty =>
+        Math.Max(Gemms.Max(g => g.Measurement.RelativeUncertainty), AttentionPart?.Measurement.RelativeUncertainty ?? 0);
 
-    /// <summary>True when any part was extrapolated from a smaller GEMM.</summary>
-    public bool Extrapolated => Gemms.Any(g => g.Extrapolated);
+    /// <summary>True when any part was extrapolated from a smaller problem.</summary>
+    public bool Extrapolated => Gemms.Any(g => g.Extrapolated) || AttentionPart?.Extrapolated == true;
 
-    /// <summary>Always "not measured": the library has no attention kernel, so its energy is not included, nor invented.</summary>
-    public static string Attention => "not measured (no attention kernel in the library yet; not included)";
+    /// <summary>What the attention part is: measured (and on which shape) or not.</summary>
+    public string Attention => AttentionPart is not { } a
+        ? "not measured (not included)"
+        : $"measured: causal float32 attention B{a.Shape.Batch} H{a.Shape.Heads}/{a.Shape.KvHeads} Sq{a.Shape.QueryLength} Sk{a.Shape.KeyLength} D{a.Shape.HeadDim} per layer"
+          + (a.Extrapolated ? $", extrapolated by FLOPs from Sq{a.Measured.QueryLength} Sk{a.Measured.KeyLength}" : "")
+          + $", {a.Joules / Rows * Shape.Layers:G3} J/token of the total";
 }
 
 /// <summary>Runs a model's per-layer int8 GEMMs on a session and composes joules per token.</summary>
@@ -147,7 +178,35 @@ public static class ModelEnergy
             double scale = (double)gemm.Macs / run.Macs;
             parts.Add(new GemmEnergy(gemm, run, m, m.Joules * scale, m.Seconds * scale));
         }
-        return new ModelPhaseEnergy(shape, phase, batch, context, parts);
+        return new ModelPhaseEnergy(shape, phase, batch, context, parts, MeasureAttention(session, meter, shape, phase, batch, context, maxMacsPerGemm, random));
+    }
+
+    /// <summary>
+    /// Measures one layer's attention; above <paramref name="maxMacs"/> multiply-adds the context is halved (and
+    /// the joules per FLOP applied to the real shape), as for the GEMMs.
+    /// </summary>
+    private static AttentionEnergy MeasureAttention(KernelSession session, EnergyMeter meter, TransformerShape shape,
+        InferencePhase phase, int batch, int context, long maxMacs, Random random)
+    {
+        AttentionShape real = shape.AttentionShapeFor(phase, batch, context);
+        int runContext = context;
+        while (runContext > 1 && AttentionEnergy.Macs(shape.AttentionShapeFor(phase, batch, runContext)) > maxMacs)
+            runContext = (runContext + 1) / 2;
+        AttentionShape run = shape.AttentionShapeFor(phase, batch, runContext);
+        float[] q = RandomFloats(random, run.QueryElements);
+        float[] k = RandomFloats(random, run.KeyElements);
+        float[] v = RandomFloats(random, run.KeyElements);
+        EnergyMeasurement m = meter.Measure(() => session.Attention(q, k, v, run), (long)run.Batch * run.QueryLength);
+        double scale = AttentionEnergy.Macs(real) / AttentionEnergy.Macs(run);
+        return new AttentionEnergy(real, run, m, m.Joules * scale, m.Seconds * scale);
+    }
+
+    private static float[] RandomFloats(Random random, long length)
+    {
+        var data = new float[length];
+        for (long i = 0; i < length; i++)
+            data[i] = (float)(random.NextDouble() * 2 - 1);
+        return data;
     }
 
     internal static LayerGemm Fit(LayerGemm gemm, long maxMacs)

@@ -156,7 +156,7 @@ public class EnergyMeterTests
     }
 
     [Fact]
-    public void A_model_phase_is_measured_with_attention_marked_not_measured()
+    public void A_model_phase_is_measured_with_its_attention()
     {
         KernelSession session = Sessions.Get(Backend.Cpu);
         using var meter = new EnergyMeter(new EstimatedEnergySource(10), session.Synchronize, new EnergyMeterOptions { Warmup = false });
@@ -166,6 +166,12 @@ public class EnergyMeterTests
         Assert.True(e.Extrapolated);
         Assert.All(e.Gemms, g => Assert.True(g.Measured.Macs <= 1 << 14));
         Assert.True(e.JoulesPerToken > 0 && double.IsFinite(e.JoulesPerToken));
-        Assert.Contains("not measured", ModelPhaseEnergy.Attention, StringComparison.Ordinal);
+        Assert.NotNull(e.AttentionPart);
+        Assert.Equal(new AttentionShape(2, 28, 4, 1, 64, 128, true), e.AttentionPart!.Shape);
+        Assert.True(AttentionEnergy.Macs(e.AttentionPart.Measured) <= 1 << 14 || e.AttentionPart.Measured.KeyLength == 1);
+        Assert.True(e.AttentionPart.Joules > 0);
+        Assert.StartsWith("measured", e.Attention, StringComparison.Ordinal);
+        double gemmsOnly = e.Gemms.Sum(g => g.Joules) * e.Shape.Layers / e.Rows;
+        Assert.True(e.JoulesPerToken > gemmsOnly);
     }
 }
