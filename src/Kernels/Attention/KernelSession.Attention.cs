@@ -48,6 +48,69 @@ public sealed partial class KernelSession
         return RunAttentionHost(q, kCache, vCache, cacheLengths, shape, options, resolved);
     }
 
+    /// <summary>
+    /// Enqueues fused attention on device buffers (see <see cref="Attention(ReadOnlySpan{float}, ReadOnlySpan{float}, ReadOnlySpan{float}, AttentionShape, AttentionOptions)"/>):
+    /// buffers may be longer than needed; only the first elements are read and written. Returns at once on GPU
+    /// backends; the result is ready after <see cref="Synchronize"/> or a copy back.
+    /// </summary>
+    public void Attention(
+        DeviceBuffer<float> q, DeviceBuffer<float> k, DeviceBuffer<float> v, DeviceBuffer<float> output,
+        AttentionShape shape, AttentionOptions? options = null)
+    {
+        options ??= AttentionOptions.Default;
+        lock (_sync)
+        {
+            ThrowIfDisposed();
+            ValidateAttentionBuffers(q, k, v, output, shape, options);
+            RunAttention(q.View, k.View, v.View, output.View, NoKeyLengths(), false, shape,
+                options.Scale ?? 1f / MathF.Sqrt(shape.HeadDim), options.Window, 1);
+        }
+    }
+
+    /// <summary>
+    /// Enqueues decode attention on device buffers: the KV cache stays on the device between steps; the
+    /// B cache lengths are read back once per call to be validated before anything runs.
+    /// </summary>
+    public void AttentionDecode(
+        DeviceBuffer<float> q, DeviceBuffer<float> kCache, DeviceBuffer<float> vCache, DeviceBuffer<int> cacheLengths,
+        DeviceBuffer<float> output, AttentionShape shape, AttentionOptions? options = null, int splits = 0)
+    {
+        options ??= AttentionOptions.Default;
+        if (splits < 0)
+            throw new ArgumentOutOfRangeException(nameof(splits), splits, $"splits: expected ≥ 0 (0: automatic), got {splits}.");
+        lock (_sync)
+        {
+            ThrowIfDisposed();
+            Check.Buffer(cacheLengths, this, nameof(cacheLengths));
+            Check.MinLength(cacheLengths.Length, shape.Batch, nameof(cacheLengths), "Batch");
+            var lengths = new int[Math.Max(0, shape.Batch)];
+            HostCopy.ToHost(Stream, cacheLengths.View, lengths);
+            Check.Attention(shape, options, shape.QueryElements, shape.KeyElements, shape.KeyElements, lengths, decode: true);
+            ValidateAttentionBuffers(q, kCache, vCache, output, shape, options);
+            int resolved = splits > 0 ? Math.Min(splits, shape.KeyLength) : AutoSplits(shape);
+            RunAttention(q.View, kCache.View, vCache.View, output.View, cacheLengths.View, true, shape,
+                options.Scale ?? 1f / MathF.Sqrt(shape.HeadDim), options.Window, resolved);
+        }
+    }
+
+    private void ValidateAttentionBuffers(
+        DeviceBuffer<float> q, DeviceBuffer<float> k, DeviceBuffer<float> v, DeviceBuffer<float> output,
+        AttentionShape shape, AttentionOptions options)
+    {
+        Check.Buffer(q, this, nameof(q));
+        Check.Buffer(k, this, nameof(k));
+        Check.Buffer(v, this, nameof(v));
+        Check.Buffer(output, this, nameof(output));
+        // Shape and options first (lengths as if exact), then the buffers hold at least what is needed.
+        Check.Attention(shape, options, shape.QueryElements, shape.KeyElements, shape.KeyElements, default, decode: false);
+        Check.MinLength(q.Length, shape.QueryElements, nameof(q), "Batch·Heads·QueryLength·HeadDim");
+        Check.MinLength(k.Length, shape.KeyElements, nameof(k), "Batch·KvHeads·KeyLength·HeadDim");
+        Check.MinLength(v.Length, shape.KeyElements, nameof(v), "Batch·KvHeads·KeyLength·HeadDim");
+        Check.MinLength(output.Length, shape.QueryElements, nameof(output), "Batch·Heads·QueryLength·HeadDim");
+    }
+
+    private ArrayView<int> NoKeyLengths() => Scratch(ref _stageLengths, 1, "cacheLengths");
+
     /// <summary>Key splits for decode: enough independent work for the device, at least 256 keys per split.</summary>
     internal int AutoSplits(AttentionShape shape)
     {
