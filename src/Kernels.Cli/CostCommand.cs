@@ -1,7 +1,5 @@
 using System.CommandLine;
 using System.Globalization;
-using System.Security;
-using System.Text;
 using System.Text.Json;
 using Kernels.Energy;
 using Spectre.Console;
@@ -54,7 +52,7 @@ internal static class CostCommand
         var minWindow = new Option<double?>("--min-window") { Description = "Extend each measured window to at least this many seconds (default: 20 counter update periods)." };
         var raplRoot = new Option<string>("--rapl-root") { Description = "powercap sysfs root.", DefaultValueFactory = _ => RaplEnergySource.DefaultRoot };
         var json = new Option<bool>("--json") { Description = "One JSON object per (region, variant) instead of a table." };
-        var plot = new Option<string?>("--plot") { Description = "Write a bar chart of cost per 1M tokens to this .svg file." };
+        var plot = new Option<string?>("--plot") { Description = "Write a bar chart of cost per 1M tokens to this .png or .svg file (ScottPlot)." };
 
         var command = new Command("cost", "Energy, cost and CO2 per 1M tokens across regions and kernel variants.")
         {
@@ -90,8 +88,9 @@ internal static class CostCommand
             if (w is double ww && (!double.IsFinite(ww) || ww <= 0))
                 throw new ArgumentException($"--watts: expected a finite value > 0, got {ww}.", "--watts");
             string? plotPath = result.GetValue(plot);
-            if (plotPath is not null && !plotPath.EndsWith(".svg", StringComparison.OrdinalIgnoreCase))
-                throw new ArgumentException($"--plot: expected a path ending in .svg (PNG output is not built in), got '{plotPath}'.", "--plot");
+            if (plotPath is not null && !plotPath.EndsWith(".svg", StringComparison.OrdinalIgnoreCase)
+                && !plotPath.EndsWith(".png", StringComparison.OrdinalIgnoreCase))
+                throw new ArgumentException($"--plot: expected a path ending in .png or .svg, got '{plotPath}'.", "--plot");
 
             List<Variant> variants;
             if (result.GetValue(fromBench) is string benchPath)
@@ -130,7 +129,7 @@ internal static class CostCommand
             }
             if (plotPath is not null)
             {
-                File.WriteAllText(plotPath, Svg(rows, cur));
+                Plot(rows, cur, plotPath);
                 if (!result.GetValue(json))
                     Console.WriteLine($"plot written to {plotPath}");
             }
@@ -360,31 +359,37 @@ internal static class CostCommand
             AnsiConsole.MarkupLine("[yellow]energy is ESTIMATED (no readable energy counter): configured watts × busy time, ±50 %; not a measurement.[/]");
     }
 
-    /// <summary>A horizontal bar chart of total cost per 1M tokens, one bar per (region, variant).</summary>
-    internal static string Svg(List<CostRow> rows, string currency)
+    /// <summary>
+    /// A horizontal bar chart of total cost per 1M tokens, one bar per (region, variant), coloured by variant,
+    /// drawn with ScottPlot and saved as PNG or SVG (by the file's extension).
+    /// </summary>
+    internal static void Plot(List<CostRow> rows, string currency, string path)
     {
-        const int barHeight = 18, gap = 4, labelWidth = 360, chartWidth = 420, top = 40;
-        double max = rows.Count == 0 ? 1 : rows.Max(r => r.CostPerMillionTokens);
-        if (!(max > 0))
-            max = 1;
-        int height = top + rows.Count * (barHeight + gap) + 30;
-        var svg = new StringBuilder();
-        svg.Append(CultureInfo.InvariantCulture, $"<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{labelWidth + chartWidth + 120}\" height=\"{height}\" font-family=\"sans-serif\" font-size=\"12\">\n");
-        svg.Append(CultureInfo.InvariantCulture, $"<text x=\"10\" y=\"20\" font-size=\"14\">Cost per 1M tokens ({Escape(currency)}); energy source: {Escape(string.Join(", ", rows.Select(r => r.EnergySource).Distinct()))}</text>\n");
-        string[] palette = ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7"];
-        var variantIndex = rows.Select(r => r.Variant).Distinct().Select((v, i) => (v, i)).ToDictionary(p => p.v, p => p.i);
-        for (int i = 0; i < rows.Count; i++)
+        var plot = new ScottPlot.Plot();
+        var variants = rows.Select(r => r.Variant).Distinct().ToList();
+        var palette = new ScottPlot.Palettes.Category10();
+        var bars = rows.Select((r, i) => new ScottPlot.Bar
         {
-            CostRow r = rows[i];
-            int y = top + i * (barHeight + gap);
-            double w = r.CostPerMillionTokens / max * chartWidth;
-            svg.Append(CultureInfo.InvariantCulture, $"<text x=\"{labelWidth - 6}\" y=\"{y + 13}\" text-anchor=\"end\">{Escape($"{r.Region} · {r.Variant}")}</text>\n");
-            svg.Append(CultureInfo.InvariantCulture, $"<rect x=\"{labelWidth}\" y=\"{y}\" width=\"{w:F1}\" height=\"{barHeight}\" fill=\"{palette[variantIndex[r.Variant] % palette.Length]}\"/>\n");
-            svg.Append(CultureInfo.InvariantCulture, $"<text x=\"{labelWidth + w + 4:F1}\" y=\"{y + 13}\">{Escape(Num(r.CostPerMillionTokens))}</text>\n");
-        }
-        svg.Append("</svg>\n");
-        return svg.ToString();
+            Position = i,
+            Value = r.CostPerMillionTokens,
+            FillColor = palette.GetColor(variants.IndexOf(r.Variant)),
+            Label = Num(r.CostPerMillionTokens),
+        }).ToList();
+        ScottPlot.Plottables.BarPlot barPlot = plot.Add.Bars(bars);
+        barPlot.Horizontal = true;
+        barPlot.ValueLabelStyle.FontSize = 11;
+        plot.Axes.Left.SetTicks(
+            Enumerable.Range(0, rows.Count).Select(i => (double)i).ToArray(),
+            rows.Select(r => $"{r.Region} · {r.Variant}").ToArray());
+        plot.Axes.Margins(left: 0, right: 0.15);
+        string sources = string.Join(", ", rows.Select(r => r.EnergySource).Distinct());
+        plot.Title($"Cost per 1M tokens ({currency}); energy: {sources}");
+        plot.XLabel($"{currency} per 1M tokens");
+        int height = Math.Max(240, 60 + rows.Count * 26);
+        if (path.EndsWith(".png", StringComparison.OrdinalIgnoreCase))
+            plot.SavePng(path, 1000, height);
+        else
+            plot.SaveSvg(path, 1000, height);
     }
 
-    private static string Escape(string text) => SecurityElement.Escape(text) ?? "";
 }
