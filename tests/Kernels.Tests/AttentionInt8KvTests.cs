@@ -171,19 +171,21 @@ public sealed class AttentionInt8KvTests
     }
 
     [Fact]
-    public void DequantizeKernel_CompilesToPtxForSm90AndOpenCLC()
+    public void ForwardKernel_CompilesToPtxForSm90AndOpenCLC()
     {
         using var context = Context.Create(b => b.CPU().Optimize(OptimizationLevel.O2));
-        var entry = EntryPointDescription.FromImplicitlyGroupedKernel(
-            typeof(AttentionInt8KvKernels).GetMethod(nameof(AttentionInt8KvKernels.Dequantize))!);
+        var entry = EntryPointDescription.FromExplicitlyGroupedKernel(
+            typeof(AttentionInt8KvKernels).GetMethod(nameof(AttentionInt8KvKernels.Forward))!);
         using (var ptx = new PTXBackend(context, new CudaCapabilityContext(CudaArchitecture.SM_90),
             CudaArchitecture.SM_90, CudaInstructionSet.ISA_78, null))
         {
             var compiled = (PTXCompiledKernel)ptx.Compile(entry, KernelSpecialization.Empty);
             Assert.Contains(".entry", compiled.PTXAssembly, StringComparison.Ordinal);
+            Assert.Contains("bar.sync", compiled.PTXAssembly, StringComparison.Ordinal);
         }
         using var cl = new CLBackend(context, new CLCapabilityContext(false, false, false, false, true), CLDeviceVendor.Other, CLCVersion.CL20);
         var source = ((CLCompiledKernel)cl.Compile(entry, KernelSpecialization.Empty)).Source;
         Assert.Contains("kernel", source, StringComparison.Ordinal);
+        Assert.Contains("barrier", source, StringComparison.Ordinal);
     }
 }

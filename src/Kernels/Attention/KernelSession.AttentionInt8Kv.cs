@@ -77,24 +77,54 @@ public sealed partial class KernelSession
     }
 
     /// <summary>
-    /// ILGPU path: dequantizes the int8 cache into float scratch (one element per thread) and runs the float
-    /// fused decode kernel on it (the caller holds the lock).
+    /// ILGPU path (the caller holds the lock): the fused int8 kernel, which dequantizes K/V while staging its
+    /// shared tiles, writing the output directly or, with splits &gt; 1, partials that
+    /// <see cref="AttentionKernels.Combine"/> merges (same layout as the float kernel).
     /// </summary>
     private void RunAttentionInt8KvIlgpu(
         ArrayView<float> q, ArrayView<sbyte> k, ArrayView<float> kScale, ArrayView<sbyte> v, ArrayView<float> vScale,
         ArrayView<float> output, ArrayView<int> keyLengths, AttentionShape shape, float scale, int window, int splits)
     {
-        if (shape.KeyElements > int.MaxValue)
+        int d = shape.HeadDim;
+        splits = Math.Max(1, splits);
+        if ((long)shape.Batch * shape.KvHeads > Check.MaxBatch)
             throw new ArgumentException(
-                $"shape: at most {int.MaxValue} cache elements per call on the {Backend.ToName()} backend, got {shape.KeyElements}.", nameof(shape));
-        int n = (int)shape.KeyElements;
-        ArrayView<float> kf = Scratch(ref _stageK, n, "kCache (dequantized)");
-        ArrayView<float> vf = Scratch(ref _stageV, n, "vCache (dequantized)");
-        var dequantize = Kernel("attention/int8kv-dequantize", acc =>
-            acc.LoadAutoGroupedKernel<Index1D, ArrayView<sbyte>, ArrayView<float>, ArrayView<float>, int>(
-                AttentionInt8KvKernels.Dequantize));
-        dequantize(Stream, new Index1D(n), k, kScale, kf, shape.HeadDim);
-        dequantize(Stream, new Index1D(n), v, vScale, vf, shape.HeadDim);
-        RunAttentionIlgpu(q, kf, vf, output, keyLengths, true, shape, scale, window, splits);
+                $"shape: the {Backend.ToName()} attention kernel launches Batch·KvHeads groups along a grid axis limited to {Check.MaxBatch}; got {(long)shape.Batch * shape.KvHeads}.", nameof(shape));
+        if ((long)shape.Batch * shape.Heads * shape.QueryLength * d > int.MaxValue)
+            throw new ArgumentException(
+                $"shape: at most {int.MaxValue} output elements per call on the {Backend.ToName()} backend, got {(long)shape.Batch * shape.Heads * shape.QueryLength * d}.", nameof(shape));
+        var p = new AttentionParams
+        {
+            Batch = shape.Batch,
+            Heads = shape.Heads,
+            KvHeads = shape.KvHeads,
+            QueryLength = shape.QueryLength,
+            KeyLength = shape.KeyLength,
+            HeadDim = d,
+            Causal = shape.Causal ? 1 : 0,
+            Window = window,
+            Ragged = 1,
+            Splits = splits,
+            TileKeys = AttentionKernels.TileKeysFor(d),
+            Scale = scale,
+        };
+        long rows = (long)shape.Batch * shape.Heads * shape.QueryLength;
+        ArrayView<float> partials = splits > 1
+            ? Scratch(ref _attentionPartials, splits * rows * AttentionKernels.PartialStride(d), "attention partials")
+            : _dummy.View;
+        int rowsPerKv = shape.Heads / shape.KvHeads * shape.QueryLength;
+        var forward = Kernel("attention/int8kv-forward", acc =>
+            acc.LoadKernel<ArrayView<float>, ArrayView<sbyte>, ArrayView<float>, ArrayView<sbyte>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, AttentionParams>(
+                AttentionInt8KvKernels.Forward));
+        var config = new KernelConfig(
+            new Index3D((rowsPerKv + AttentionKernels.BlockRows - 1) / AttentionKernels.BlockRows, shape.Batch * shape.KvHeads, splits),
+            new Index3D(AttentionKernels.GroupSize, 1, 1),
+            SharedMemoryConfig.RequestDynamic<float>(AttentionKernels.SharedFloats(d)));
+        forward(Stream, config, q, k, kScale, v, vScale, output, partials, keyLengths, p);
+        if (splits == 1)
+            return;
+        var combine = Kernel("attention/combine", acc =>
+            acc.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, long, int, int>(AttentionKernels.Combine));
+        combine(Stream, new Index1D(checked((int)(rows * d))), partials, output, rows, d, splits);
     }
 }
