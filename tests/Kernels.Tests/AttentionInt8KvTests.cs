@@ -73,7 +73,7 @@ public sealed class AttentionInt8KvTests
 
     [Theory]
     [MemberData(nameof(Sessions.Backends), MemberType = typeof(Sessions))]
-    public void Decode_AllZeroTokensAndEmptyCache_GiveZerosOrValues(Backend backend)
+    public void Decode_EmptyCacheAndAllZeroTokens_GiveZeros(Backend backend)
     {
         KernelSession session = Sessions.Get(backend);
         var shape = new AttentionShape(2, 2, 1, 1, 4, 8, Causal: true);
