@@ -1,0 +1,130 @@
+using ILGPU;
+using ILGPU.Runtime;
+using Kernels.DeviceCode;
+using Kernels.Simd;
+
+namespace Kernels;
+
+public sealed partial class KernelSession
+{
+    private MemoryBuffer1D<sbyte, Stride1D.Dense>? _stageKInt8;
+    private MemoryBuffer1D<sbyte, Stride1D.Dense>? _stageVInt8;
+    private MemoryBuffer1D<float, Stride1D.Dense>? _stageKScale;
+    private MemoryBuffer1D<float, Stride1D.Dense>? _stageVScale;
+
+    /// <summary>
+    /// Decode attention over an int8 KV cache: <paramref name="kCache"/> and <paramref name="vCache"/> are sbyte
+    /// [B, KvH, capacity = shape.KeyLength, D] with scales [B, KvH, capacity] (value = int8 · scale, see
+    /// <see cref="KvCacheQuantization"/>). Same semantics as
+    /// <see cref="AttentionDecode(ReadOnlySpan{float}, ReadOnlySpan{float}, ReadOnlySpan{float}, ReadOnlySpan{int}, AttentionShape, AttentionOptions?, int)"/>
+    /// on the dequantized cache. Scales must be finite and ≥ 0.
+    /// </summary>
+    public float[] AttentionDecodeInt8Kv(
+        ReadOnlySpan<float> q, ReadOnlySpan<sbyte> kCache, ReadOnlySpan<float> kScale, ReadOnlySpan<sbyte> vCache,
+        ReadOnlySpan<float> vScale, ReadOnlySpan<int> cacheLengths, AttentionShape shape, AttentionOptions? options = null,
+        int splits = 0)
+    {
+        options ??= AttentionOptions.Default;
+        Check.Attention(shape, options, q.Length, kCache.Length, vCache.Length, cacheLengths, decode: true);
+        long tokens = (long)shape.Batch * shape.KvHeads * shape.KeyLength;
+        CheckScales(kScale, tokens, nameof(kScale));
+        CheckScales(vScale, tokens, nameof(vScale));
+        if (splits < 0)
+            throw new ArgumentOutOfRangeException(nameof(splits), splits, $"splits: expected ≥ 0 (0: automatic), got {splits}.");
+        int resolved = splits > 0 ? Math.Min(splits, shape.KeyLength) : AutoSplits(shape);
+        int length = Check.ArrayLength(shape.QueryElements, "Batch·Heads·QueryLength·HeadDim");
+        var result = new float[length];
+        float scale = options.Scale ?? 1f / MathF.Sqrt(shape.HeadDim);
+        lock (_sync)
+        {
+            ThrowIfDisposed();
+            if (Backend == Backend.CpuSimd)
+            {
+                // Host memory already: no staging copies.
+                Stream.Synchronize();
+                unsafe
+                {
+                    fixed (float* qp = q, ksp = kScale, vsp = vScale, op = result)
+                    fixed (sbyte* kp = kCache, vp = vCache)
+                    fixed (int* lp = cacheLengths)
+                    {
+                        AttentionInt8KvSimd.Forward(qp, kp, ksp, vp, vsp, op, lp, shape, scale, options.Window, resolved);
+                    }
+                }
+                return result;
+            }
+            ArrayView<float> qv = Stage(ref _stageQ, q, nameof(q));
+            ArrayView<sbyte> kv = Stage(ref _stageKInt8, kCache, nameof(kCache));
+            ArrayView<sbyte> vv = Stage(ref _stageVInt8, vCache, nameof(vCache));
+            ArrayView<float> ksv = Stage(ref _stageKScale, kScale, nameof(kScale));
+            ArrayView<float> vsv = Stage(ref _stageVScale, vScale, nameof(vScale));
+            ArrayView<float> ov = Scratch(ref _stageO, length, "output");
+            ArrayView<int> lv = Stage(ref _stageLengths, cacheLengths, "cacheLengths");
+            RunAttentionInt8KvIlgpu(qv, kv, ksv, vv, vsv, ov, lv, shape, scale, options.Window, resolved);
+            HostCopy.ToHost(Stream, ov, result);
+        }
+        return result;
+    }
+
+    private static void CheckScales(ReadOnlySpan<float> scales, long expected, string name)
+    {
+        Check.ExactLength(scales.Length, expected, name, "Batch·KvHeads·KeyLength");
+        for (int i = 0; i < scales.Length; i++)
+        {
+            if (!float.IsFinite(scales[i]) || scales[i] < 0)
+                throw new ArgumentException($"{name}: expected finite scales ≥ 0, got {scales[i]} at index {i}.", name);
+        }
+    }
+
+    /// <summary>
+    /// ILGPU path (the caller holds the lock): the fused int8 kernel, which dequantizes K/V while staging its
+    /// shared tiles, writing the output directly or, with splits &gt; 1, partials that
+    /// <see cref="AttentionKernels.Combine"/> merges (same layout as the float kernel).
+    /// </summary>
+    private void RunAttentionInt8KvIlgpu(
+        ArrayView<float> q, ArrayView<sbyte> k, ArrayView<float> kScale, ArrayView<sbyte> v, ArrayView<float> vScale,
+        ArrayView<float> output, ArrayView<int> keyLengths, AttentionShape shape, float scale, int window, int splits)
+    {
+        int d = shape.HeadDim;
+        splits = Math.Max(1, splits);
+        if ((long)shape.Batch * shape.KvHeads > Check.MaxBatch)
+            throw new ArgumentException(
+                $"shape: the {Backend.ToName()} attention kernel launches Batch·KvHeads groups along a grid axis limited to {Check.MaxBatch}; got {(long)shape.Batch * shape.KvHeads}.", nameof(shape));
+        if ((long)shape.Batch * shape.Heads * shape.QueryLength * d > int.MaxValue)
+            throw new ArgumentException(
+                $"shape: at most {int.MaxValue} output elements per call on the {Backend.ToName()} backend, got {(long)shape.Batch * shape.Heads * shape.QueryLength * d}.", nameof(shape));
+        var p = new AttentionParams
+        {
+            Batch = shape.Batch,
+            Heads = shape.Heads,
+            KvHeads = shape.KvHeads,
+            QueryLength = shape.QueryLength,
+            KeyLength = shape.KeyLength,
+            HeadDim = d,
+            Causal = shape.Causal ? 1 : 0,
+            Window = window,
+            Ragged = 1,
+            Splits = splits,
+            TileKeys = AttentionKernels.TileKeysFor(d),
+            Scale = scale,
+        };
+        long rows = (long)shape.Batch * shape.Heads * shape.QueryLength;
+        ArrayView<float> partials = splits > 1
+            ? Scratch(ref _attentionPartials, splits * rows * AttentionKernels.PartialStride(d), "attention partials")
+            : _dummy.View;
+        int rowsPerKv = shape.Heads / shape.KvHeads * shape.QueryLength;
+        var forward = Kernel("attention/int8kv-forward", acc =>
+            acc.LoadKernel<ArrayView<float>, ArrayView<sbyte>, ArrayView<float>, ArrayView<sbyte>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, AttentionParams>(
+                AttentionInt8KvKernels.Forward));
+        var config = new KernelConfig(
+            new Index3D((rowsPerKv + AttentionKernels.BlockRows - 1) / AttentionKernels.BlockRows, shape.Batch * shape.KvHeads, splits),
+            new Index3D(AttentionKernels.GroupSize, 1, 1),
+            SharedMemoryConfig.RequestDynamic<float>(AttentionKernels.SharedFloats(d)));
+        forward(Stream, config, q, k, kScale, v, vScale, output, partials, keyLengths, p);
+        if (splits == 1)
+            return;
+        var combine = Kernel("attention/combine", acc =>
+            acc.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, long, int, int>(AttentionKernels.Combine));
+        combine(Stream, new Index1D(checked((int)(rows * d))), partials, output, rows, d, splits);
+    }
+}
