@@ -114,46 +114,15 @@ public sealed partial class KernelSession
         ArrayView<ushort> q, ArrayView<ushort> k, ArrayView<ushort> v, ArrayView<ushort> output, ArrayView<int> keyLengths,
         bool ragged, AttentionShape shape, float scale, int window, int splits)
     {
-        int d = shape.HeadDim;
-        splits = Math.Max(1, splits);
-        if ((long)shape.Batch * shape.KvHeads > Check.MaxBatch)
-            throw new ArgumentException(
-                $"shape: the {Backend.ToName()} attention kernel launches Batch·KvHeads groups along a grid axis limited to {Check.MaxBatch}; got {(long)shape.Batch * shape.KvHeads}.", nameof(shape));
-        if ((long)shape.Batch * shape.Heads * shape.QueryLength * d > int.MaxValue)
-            throw new ArgumentException(
-                $"shape: at most {int.MaxValue} output elements per call on the {Backend.ToName()} backend, got {(long)shape.Batch * shape.Heads * shape.QueryLength * d}.", nameof(shape));
-        var p = new AttentionParams
-        {
-            Batch = shape.Batch,
-            Heads = shape.Heads,
-            KvHeads = shape.KvHeads,
-            QueryLength = shape.QueryLength,
-            KeyLength = shape.KeyLength,
-            HeadDim = d,
-            Causal = shape.Causal ? 1 : 0,
-            Window = window,
-            Ragged = ragged ? 1 : 0,
-            Splits = splits,
-            TileKeys = AttentionKernels.TileKeysFor(d),
-            Scale = scale,
-        };
-        long rows = (long)shape.Batch * shape.Heads * shape.QueryLength;
-        ArrayView<float> partials = splits > 1
-            ? Scratch(ref _attentionPartials, splits * rows * AttentionKernels.PartialStride(d), "attention partials")
-            : _dummy.View;
-        int rowsPerKv = shape.Heads / shape.KvHeads * shape.QueryLength;
+        AttentionLaunch launch = PrepareAttentionLaunch(shape, scale, window, ragged, splits);
         var forward = Kernel("attention/half-forward", acc =>
             acc.LoadKernel<ArrayView<ushort>, ArrayView<ushort>, ArrayView<ushort>, ArrayView<ushort>, ArrayView<float>, ArrayView<int>, AttentionParams>(
                 AttentionHalfKernels.Forward));
-        var config = new KernelConfig(
-            new Index3D((rowsPerKv + AttentionKernels.BlockRows - 1) / AttentionKernels.BlockRows, shape.Batch * shape.KvHeads, splits),
-            new Index3D(AttentionKernels.GroupSize, 1, 1),
-            SharedMemoryConfig.RequestDynamic<float>(AttentionKernels.SharedFloats(d)));
-        forward(Stream, config, q, k, v, output, partials, keyLengths, p);
-        if (splits == 1)
+        forward(Stream, launch.Config, q, k, v, output, launch.Partials, keyLengths, launch.Params);
+        if (launch.Params.Splits == 1)
             return;
         var combine = Kernel("attention/half-combine", acc =>
             acc.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<ushort>, long, int, int>(AttentionHalfKernels.Combine));
-        combine(Stream, new Index1D(checked((int)(rows * d))), partials, output, rows, d, splits);
+        combine(Stream, new Index1D(checked((int)(launch.Rows * shape.HeadDim))), launch.Partials, output, launch.Rows, shape.HeadDim, launch.Params.Splits);
     }
 }

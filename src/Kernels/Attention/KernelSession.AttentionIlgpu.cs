@@ -18,6 +18,28 @@ public sealed partial class KernelSession
         ArrayView<float> q, ArrayView<float> k, ArrayView<float> v, ArrayView<float> output, ArrayView<int> keyLengths,
         bool ragged, AttentionShape shape, float scale, int window, int splits)
     {
+        AttentionLaunch launch = PrepareAttentionLaunch(shape, scale, window, ragged, splits);
+        var forward = Kernel("attention/forward", acc =>
+            acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, AttentionParams>(
+                AttentionKernels.Forward));
+        forward(Stream, launch.Config, q, k, v, output, launch.Partials, keyLengths, launch.Params);
+        if (launch.Params.Splits == 1)
+            return;
+        var combine = Kernel("attention/combine", acc =>
+            acc.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, long, int, int>(AttentionKernels.Combine));
+        combine(Stream, new Index1D(checked((int)(launch.Rows * shape.HeadDim))), launch.Partials, output, launch.Rows, shape.HeadDim, launch.Params.Splits);
+    }
+
+    /// <summary>Grid, parameters and split scratch of one ILGPU attention launch (float, half or int8-KV kernels).</summary>
+    private readonly record struct AttentionLaunch(AttentionParams Params, KernelConfig Config, ArrayView<float> Partials, long Rows);
+
+    /// <summary>
+    /// Checks the grid limits and sets up a launch of the fused attention kernels, which all share the same
+    /// tiling: groups of <see cref="AttentionKernels.GroupSize"/> threads over (query blocks, batch·kv heads,
+    /// splits), dynamic shared memory for the tiles, and split partials in session scratch when splits &gt; 1.
+    /// </summary>
+    private AttentionLaunch PrepareAttentionLaunch(AttentionShape shape, float scale, int window, bool ragged, int splits)
+    {
         int d = shape.HeadDim;
         splits = Math.Max(1, splits);
         if ((long)shape.Batch * shape.KvHeads > Check.MaxBatch)
@@ -46,18 +68,10 @@ public sealed partial class KernelSession
             ? Scratch(ref _attentionPartials, splits * rows * AttentionKernels.PartialStride(d), "attention partials")
             : _dummy.View;
         int rowsPerKv = shape.Heads / shape.KvHeads * shape.QueryLength;
-        var forward = Kernel("attention/forward", acc =>
-            acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, AttentionParams>(
-                AttentionKernels.Forward));
         var config = new KernelConfig(
             new Index3D((rowsPerKv + AttentionKernels.BlockRows - 1) / AttentionKernels.BlockRows, shape.Batch * shape.KvHeads, splits),
             new Index3D(AttentionKernels.GroupSize, 1, 1),
             SharedMemoryConfig.RequestDynamic<float>(AttentionKernels.SharedFloats(d)));
-        forward(Stream, config, q, k, v, output, partials, keyLengths, p);
-        if (splits == 1)
-            return;
-        var combine = Kernel("attention/combine", acc =>
-            acc.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, long, int, int>(AttentionKernels.Combine));
-        combine(Stream, new Index1D(checked((int)(rows * d))), partials, output, rows, d, splits);
+        return new AttentionLaunch(p, config, partials, rows);
     }
 }
