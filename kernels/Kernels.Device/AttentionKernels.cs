@@ -89,16 +89,13 @@ public static class AttentionKernels
     /// The fused kernel. Explicitly grouped: grid (⌈(Heads/KvHeads)·QueryLength / BlockRows⌉, Batch·KvHeads, Splits),
     /// group (GroupSize, 1, 1), dynamic shared memory of <see cref="SharedFloats"/> floats.
     /// </summary>
-    /// <param name="q">Q [B, H, Sq, D].</param>
-    /// <param name="k">K [B, KvH, Sk, D].</param>
-    /// <param name="v">V [B, KvH, Sk, D].</param>
-    /// <param name="output">The output [B, H, Sq, D] (written when Splits = 1).</param>
+    /// <param name="io">Where Q, K and V are read from and the output [B, H, Sq, D] goes (written when Splits = 1):
+    /// float32, half bits or an int8 KV cache, converted to float32 at the loads.</param>
     /// <param name="partials">[Splits, B, H, Sq, D + 2] partial results (written when Splits &gt; 1).</param>
     /// <param name="lengths">B key lengths when ragged.</param>
     /// <param name="p">Scalar parameters.</param>
-    public static void Forward(
-        ArrayView<float> q, ArrayView<float> k, ArrayView<float> v, ArrayView<float> output,
-        ArrayView<float> partials, ArrayView<int> lengths, AttentionParams p)
+    public static void Forward<TIo>(TIo io, ArrayView<float> partials, ArrayView<int> lengths, AttentionParams p)
+        where TIo : struct, IAttentionIo
     {
         int d = p.HeadDim;
         int pitch = PitchFor(d);
@@ -126,7 +123,7 @@ public static class AttentionKernels
 
         int len = p.Ragged != 0 ? lengths[b] : p.KeyLength;
         int pos = i + len - p.QueryLength;
-        long kBase = ((long)b * p.KvHeads + kvh) * p.KeyLength * d;
+        long tokenBase = ((long)b * p.KvHeads + kvh) * p.KeyLength;
 
         // This split's keys, then the keys any row of the block can see (uniform over the group).
         int chunk = (len + p.Splits - 1) / p.Splits;
@@ -161,7 +158,7 @@ public static class AttentionKernels
             {
                 int qh = (kvh * groupHeads) + (qr / p.QueryLength);
                 int qi = qr % p.QueryLength;
-                value = q[((((long)b * p.Heads + qh) * p.QueryLength) + qi) * d + x];
+                value = io.Q(((((long)b * p.Heads + qh) * p.QueryLength) + qi) * d + x);
             }
             sQ[(rr * pitch) + x] = value;
         }
@@ -182,7 +179,7 @@ public static class AttentionKernels
             {
                 int j = idx / d;
                 int x = idx - (j * d);
-                sKV[(j * pitch) + x] = k[kBase + ((long)(k0 + j) * d) + x];
+                sKV[(j * pitch) + x] = io.K(tokenBase + k0 + j, d, x);
             }
             Group.Barrier();
 
@@ -222,7 +219,7 @@ public static class AttentionKernels
             {
                 int j = idx / d;
                 int x = idx - (j * d);
-                sKV[(j * pitch) + x] = v[kBase + ((long)(k0 + j) * d) + x];
+                sKV[(j * pitch) + x] = io.V(tokenBase + k0 + j, d, x);
             }
             a0 *= alpha; a1 *= alpha; a2 *= alpha; a3 *= alpha;
             a4 *= alpha; a5 *= alpha; a6 *= alpha; a7 *= alpha;
@@ -264,14 +261,14 @@ public static class AttentionKernels
                 a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = 0;
                 inv = 1;
             }
-            if (c0) output[o + lane] = a0 * inv;
-            if (c1) output[o + lane + 32] = a1 * inv;
-            if (c2) output[o + lane + 64] = a2 * inv;
-            if (c3) output[o + lane + 96] = a3 * inv;
-            if (c4) output[o + lane + 128] = a4 * inv;
-            if (c5) output[o + lane + 160] = a5 * inv;
-            if (c6) output[o + lane + 192] = a6 * inv;
-            if (c7) output[o + lane + 224] = a7 * inv;
+            if (c0) io.Store(o + lane, a0 * inv);
+            if (c1) io.Store(o + lane + 32, a1 * inv);
+            if (c2) io.Store(o + lane + 64, a2 * inv);
+            if (c3) io.Store(o + lane + 96, a3 * inv);
+            if (c4) io.Store(o + lane + 128, a4 * inv);
+            if (c5) io.Store(o + lane + 160, a5 * inv);
+            if (c6) io.Store(o + lane + 192, a6 * inv);
+            if (c7) io.Store(o + lane + 224, a7 * inv);
         }
         else
         {
@@ -299,11 +296,12 @@ public static class AttentionKernels
     /// </summary>
     /// <param name="index">The output element.</param>
     /// <param name="partials">[Splits, rows, D + 2] partial results.</param>
-    /// <param name="output">The output [rows, D].</param>
+    /// <param name="io">Where the output [rows, D] goes.</param>
     /// <param name="rows">B·H·Sq.</param>
     /// <param name="headDim">D.</param>
     /// <param name="splits">Splits.</param>
-    public static void Combine(Index1D index, ArrayView<float> partials, ArrayView<float> output, long rows, int headDim, int splits)
+    public static void Combine<TIo>(Index1D index, ArrayView<float> partials, TIo io, long rows, int headDim, int splits)
+        where TIo : struct, IAttentionIo
     {
         long e = index;
         long row = e / headDim;
@@ -314,7 +312,7 @@ public static class AttentionKernels
             mMax = MaxNaN(mMax, partials[(((long)s * rows) + row) * stride + headDim]);
         if (mMax == float.NegativeInfinity)
         {
-            output[e] = 0;
+            io.Store(e, 0);
             return;
         }
         float num = 0, den = 0;
@@ -326,7 +324,7 @@ public static class AttentionKernels
             num += w * partials[o + x];
             den += w * partials[o + headDim + 1];
         }
-        output[e] = num / den;
+        io.Store(e, num / den);
     }
 
     private static bool Visible(int j, int pos, bool causal, int window)

@@ -46,7 +46,9 @@ public sealed class AttentionCompileTests : IDisposable
 
     private static EntryPointDescription EntryPoint(string name) => name switch
     {
-        "Forward" => EntryPointDescription.FromExplicitlyGroupedKernel(typeof(AttentionKernels).GetMethod(nameof(AttentionKernels.Forward))!),
-        _ => EntryPointDescription.FromImplicitlyGroupedKernel(typeof(AttentionKernels).GetMethod(nameof(AttentionKernels.Combine))!),
+        "Forward" => EntryPointDescription.FromExplicitlyGroupedKernel(
+            typeof(AttentionKernels).GetMethod(nameof(AttentionKernels.Forward))!.MakeGenericMethod(typeof(FloatAttentionIo))),
+        _ => EntryPointDescription.FromImplicitlyGroupedKernel(
+            typeof(AttentionKernels).GetMethod(nameof(AttentionKernels.Combine))!.MakeGenericMethod(typeof(FloatAttentionIo))),
     };
 }

@@ -164,8 +164,10 @@ public sealed class AttentionHalfTests
     {
         using var context = Context.Create(b => b.CPU().Optimize(OptimizationLevel.O2));
         var entry = name == "Forward"
-            ? EntryPointDescription.FromExplicitlyGroupedKernel(typeof(AttentionHalfKernels).GetMethod(nameof(AttentionHalfKernels.Forward))!)
-            : EntryPointDescription.FromImplicitlyGroupedKernel(typeof(AttentionHalfKernels).GetMethod(nameof(AttentionHalfKernels.Combine))!);
+            ? EntryPointDescription.FromExplicitlyGroupedKernel(
+                typeof(AttentionKernels).GetMethod(nameof(AttentionKernels.Forward))!.MakeGenericMethod(typeof(HalfAttentionIo)))
+            : EntryPointDescription.FromImplicitlyGroupedKernel(
+                typeof(AttentionKernels).GetMethod(nameof(AttentionKernels.Combine))!.MakeGenericMethod(typeof(HalfAttentionIo)));
         using (var ptx = new PTXBackend(context, new CudaCapabilityContext(CudaArchitecture.SM_90),
             CudaArchitecture.SM_90, CudaInstructionSet.ISA_78, null))
         {

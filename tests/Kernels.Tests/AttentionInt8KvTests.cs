@@ -175,7 +175,7 @@ public sealed class AttentionInt8KvTests
     {
         using var context = Context.Create(b => b.CPU().Optimize(OptimizationLevel.O2));
         var entry = EntryPointDescription.FromExplicitlyGroupedKernel(
-            typeof(AttentionInt8KvKernels).GetMethod(nameof(AttentionInt8KvKernels.Forward))!);
+            typeof(AttentionKernels).GetMethod(nameof(AttentionKernels.Forward))!.MakeGenericMethod(typeof(Int8KvAttentionIo)));
         using (var ptx = new PTXBackend(context, new CudaCapabilityContext(CudaArchitecture.SM_90),
             CudaArchitecture.SM_90, CudaInstructionSet.ISA_78, null))
         {

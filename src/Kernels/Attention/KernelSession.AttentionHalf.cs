@@ -108,21 +108,13 @@ public sealed partial class KernelSession
     /// <summary>
     /// ILGPU path (the caller holds the lock): the fused half kernel, which converts Q/K/V to float while staging its
     /// shared tiles and writes half output directly or, with splits &gt; 1, float partials that
-    /// <see cref="AttentionHalfKernels.Combine"/> merges and rounds to half.
+    /// the combine kernel merges and rounds to half.
     /// </summary>
     private void RunAttentionHalfIlgpu(
         ArrayView<ushort> q, ArrayView<ushort> k, ArrayView<ushort> v, ArrayView<ushort> output, ArrayView<int> keyLengths,
         bool ragged, AttentionShape shape, float scale, int window, int splits)
     {
         AttentionLaunch launch = PrepareAttentionLaunch(shape, scale, window, ragged, splits);
-        var forward = Kernel("attention/half-forward", acc =>
-            acc.LoadKernel<ArrayView<ushort>, ArrayView<ushort>, ArrayView<ushort>, ArrayView<ushort>, ArrayView<float>, ArrayView<int>, AttentionParams>(
-                AttentionHalfKernels.Forward));
-        forward(Stream, launch.Config, q, k, v, output, launch.Partials, keyLengths, launch.Params);
-        if (launch.Params.Splits == 1)
-            return;
-        var combine = Kernel("attention/half-combine", acc =>
-            acc.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<ushort>, long, int, int>(AttentionHalfKernels.Combine));
-        combine(Stream, new Index1D(checked((int)(launch.Rows * shape.HeadDim))), launch.Partials, output, launch.Rows, shape.HeadDim, launch.Params.Splits);
+        LaunchAttention(new HalfAttentionIo { Query = q, Key = k, Value = v, Output = output }, keyLengths, launch, shape.HeadDim);
     }
 }

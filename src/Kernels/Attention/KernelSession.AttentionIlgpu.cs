@@ -19,15 +19,21 @@ public sealed partial class KernelSession
         bool ragged, AttentionShape shape, float scale, int window, int splits)
     {
         AttentionLaunch launch = PrepareAttentionLaunch(shape, scale, window, ragged, splits);
-        var forward = Kernel("attention/forward", acc =>
-            acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, AttentionParams>(
-                AttentionKernels.Forward));
-        forward(Stream, launch.Config, q, k, v, output, launch.Partials, keyLengths, launch.Params);
+        LaunchAttention(new FloatAttentionIo { Query = q, Key = k, Value = v, Output = output }, keyLengths, launch, shape.HeadDim);
+    }
+
+    /// <summary>Enqueues the fused kernel for one storage format and, with splits &gt; 1, the combine kernel.</summary>
+    private void LaunchAttention<TIo>(TIo io, ArrayView<int> keyLengths, AttentionLaunch launch, int headDim)
+        where TIo : struct, IAttentionIo
+    {
+        var forward = Kernel($"attention/forward/{typeof(TIo).Name}", acc =>
+            acc.LoadKernel<TIo, ArrayView<float>, ArrayView<int>, AttentionParams>(AttentionKernels.Forward<TIo>));
+        forward(Stream, launch.Config, io, launch.Partials, keyLengths, launch.Params);
         if (launch.Params.Splits == 1)
             return;
-        var combine = Kernel("attention/combine", acc =>
-            acc.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, long, int, int>(AttentionKernels.Combine));
-        combine(Stream, new Index1D(checked((int)(launch.Rows * shape.HeadDim))), launch.Partials, output, launch.Rows, shape.HeadDim, launch.Params.Splits);
+        var combine = Kernel($"attention/combine/{typeof(TIo).Name}", acc =>
+            acc.LoadAutoGroupedKernel<Index1D, ArrayView<float>, TIo, long, int, int>(AttentionKernels.Combine<TIo>));
+        combine(Stream, new Index1D(checked((int)(launch.Rows * headDim))), launch.Partials, io, launch.Rows, headDim, launch.Params.Splits);
     }
 
     /// <summary>Grid, parameters and split scratch of one ILGPU attention launch (float, half or int8-KV kernels).</summary>

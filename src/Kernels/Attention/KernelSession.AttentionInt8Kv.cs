@@ -79,21 +79,15 @@ public sealed partial class KernelSession
     /// <summary>
     /// ILGPU path (the caller holds the lock): the fused int8 kernel, which dequantizes K/V while staging its
     /// shared tiles, writing the output directly or, with splits &gt; 1, partials that
-    /// <see cref="AttentionKernels.Combine"/> merges (same layout as the float kernel).
+    /// the combine kernel merges.
     /// </summary>
     private void RunAttentionInt8KvIlgpu(
         ArrayView<float> q, ArrayView<sbyte> k, ArrayView<float> kScale, ArrayView<sbyte> v, ArrayView<float> vScale,
         ArrayView<float> output, ArrayView<int> keyLengths, AttentionShape shape, float scale, int window, int splits)
     {
         AttentionLaunch launch = PrepareAttentionLaunch(shape, scale, window, ragged: true, splits);
-        var forward = Kernel("attention/int8kv-forward", acc =>
-            acc.LoadKernel<ArrayView<float>, ArrayView<sbyte>, ArrayView<float>, ArrayView<sbyte>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, AttentionParams>(
-                AttentionInt8KvKernels.Forward));
-        forward(Stream, launch.Config, q, k, kScale, v, vScale, output, launch.Partials, keyLengths, launch.Params);
-        if (launch.Params.Splits == 1)
-            return;
-        var combine = Kernel("attention/combine", acc =>
-            acc.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, long, int, int>(AttentionKernels.Combine));
-        combine(Stream, new Index1D(checked((int)(launch.Rows * shape.HeadDim))), launch.Partials, output, launch.Rows, shape.HeadDim, launch.Params.Splits);
+        LaunchAttention(
+            new Int8KvAttentionIo { Query = q, Key = k, KeyScale = kScale, Value = v, ValueScale = vScale, Output = output },
+            keyLengths, launch, shape.HeadDim);
     }
 }
