@@ -21,7 +21,7 @@ internal static class SparseLayout
 
     // ---------------------------------------------------------------- from dense
 
-    public static SparseParts<T> FromDense<T>(ReadOnlySpan<T> w, int rows, int cols, SparseFormat format, int blockRows, int blockCols)
+    public static SparseParts<T> FromDense<T>(ReadOnlySpan<T> w, int rows, int cols, SparseFormat format, int blockRows, int blockColumns)
         where T : unmanaged, INumberBase<T>
     {
         Size(rows, cols);
@@ -31,17 +31,17 @@ internal static class SparseLayout
         if (format == SparseFormat.Bsr)
         {
             Check.Positive(blockRows, nameof(blockRows));
-            Check.Positive(blockCols, nameof(blockCols));
+            Check.Positive(blockColumns, nameof(blockColumns));
         }
         else
         {
             UnitBlock(blockRows, nameof(blockRows), format);
-            UnitBlock(blockCols, nameof(blockCols), format);
+            UnitBlock(blockColumns, nameof(blockColumns), format);
         }
         return format switch
         {
             SparseFormat.Csr => DenseToCsr(w, rows, cols),
-            SparseFormat.Bsr => DenseToBsr(w, rows, cols, blockRows, blockCols),
+            SparseFormat.Bsr => DenseToBsr(w, rows, cols, blockRows, blockColumns),
             SparseFormat.TwoFour => DenseToTwoFour(w, rows, cols),
             _ => throw new ArgumentOutOfRangeException(nameof(format), format, $"format: expected a SparseFormat, got {(int)format}."),
         };
@@ -157,19 +157,19 @@ internal static class SparseLayout
     }
 
     public static SparseParts<T> FromBsr<T>(
-        int rows, int cols, int blockRows, int blockCols, int[] rowPointers, int[] columnIndices, T[] values)
+        int rows, int cols, int blockRows, int blockColumns, int[] rowPointers, int[] columnIndices, T[] values)
         where T : unmanaged, INumberBase<T>
     {
         Size(rows, cols);
         Check.Positive(blockRows, nameof(blockRows));
-        Check.Positive(blockCols, nameof(blockCols));
+        Check.Positive(blockColumns, nameof(blockColumns));
         ArgumentNullException.ThrowIfNull(rowPointers);
         ArgumentNullException.ThrowIfNull(columnIndices);
         ArgumentNullException.ThrowIfNull(values);
-        int gridRows = (rows + blockRows - 1) / blockRows, gridCols = (cols + blockCols - 1) / blockCols;
+        int gridRows = (rows + blockRows - 1) / blockRows, gridCols = (cols + blockColumns - 1) / blockColumns;
         Check.ExactLength(rowPointers.Length, (long)gridRows + 1, nameof(rowPointers), "ceil(rows/blockRows) + 1");
-        Check.ExactLength(values.Length, (long)columnIndices.Length * blockRows * blockCols, nameof(values),
-            $"columnIndices.Length·blockRows·blockColumns = {columnIndices.Length}·{blockRows}·{blockCols}");
+        Check.ExactLength(values.Length, (long)columnIndices.Length * blockRows * blockColumns, nameof(values),
+            $"columnIndices.Length·blockRows·blockColumns = {columnIndices.Length}·{blockRows}·{blockColumns}");
         FiniteValues(values);
         RowStructure(rowPointers, columnIndices, gridCols, "block row", "block column");
         for (int b = 0; b < gridRows; b++)
@@ -178,10 +178,10 @@ internal static class SparseLayout
             {
                 for (int i = 0; i < blockRows; i++)
                 {
-                    for (int j = 0; j < blockCols; j++)
+                    for (int j = 0; j < blockColumns; j++)
                     {
-                        int r = b * blockRows + i, c = columnIndices[p] * blockCols + j;
-                        T v = values[(long)p * blockRows * blockCols + i * blockCols + j];
+                        int r = b * blockRows + i, c = columnIndices[p] * blockColumns + j;
+                        T v = values[(long)p * blockRows * blockColumns + i * blockColumns + j];
                         if ((r >= rows || c >= cols) && !T.IsZero(v))
                             throw new ArgumentException(
                                 $"values: expected zeros in the part of edge block {p} outside the matrix, got {v} at block element ({i}, {j}) (matrix position ({r}, {c}) of a {rows}×{cols} matrix).", nameof(values));
@@ -189,7 +189,7 @@ internal static class SparseLayout
                 }
             }
         }
-        return new(SparseFormat.Bsr, rows, cols, blockRows, blockCols, Pinned<int>(rowPointers), Pinned<int>(columnIndices), Pinned<T>(values), Pinned<byte>([]));
+        return new(SparseFormat.Bsr, rows, cols, blockRows, blockColumns, Pinned<int>(rowPointers), Pinned<int>(columnIndices), Pinned<T>(values), Pinned<byte>([]));
     }
 
     public static SparseParts<T> FromTwoFour<T>(int rows, int cols, T[] values, byte[] meta)
