@@ -137,8 +137,46 @@ public struct TwoFourRows<T> : ISparseRows<T>
     public readonly T Value(int row, int e) => Values[e];
 }
 
-/// <summary>The float32 output of the sparse GEMM: <c>Y[token·Ldy + row] = acc (+ Bias[row])</c>.</summary>
-public struct SparseFloatOutput
+/// <summary>
+/// The arithmetic and the output of a sparse product: how a product of an activation and a weight is
+/// accumulated, how partial sums combine, and where a finished sum goes.
+/// </summary>
+/// <typeparam name="TValue">The value type of X and W.</typeparam>
+/// <typeparam name="TAcc">The accumulator type (its default value is the zero sum).</typeparam>
+public interface ISparseProduct<TValue, TAcc>
+    where TValue : unmanaged
+    where TAcc : unmanaged
+{
+    /// <summary><c>acc + x·w</c>.</summary>
+    TAcc MultiplyAdd(TAcc acc, TValue x, TValue w);
+
+    /// <summary><c>a + b</c>.</summary>
+    TAcc Add(TAcc a, TAcc b);
+
+    /// <summary>Stores the finished sum of output element (<paramref name="token"/>, <paramref name="row"/>).</summary>
+    void Store(int token, int row, TAcc acc);
+}
+
+/// <summary>int8 × int8 with exact int32 accumulation, stored through the dense GEMM's epilogue (row = token, col = weight row, batch 0).</summary>
+/// <typeparam name="TEpilogue">The epilogue.</typeparam>
+public struct Int8Product<TEpilogue> : ISparseProduct<sbyte, int>
+    where TEpilogue : struct, IGemmEpilogue
+{
+    /// <summary>Where the result goes.</summary>
+    public TEpilogue Epilogue;
+
+    /// <inheritdoc />
+    public readonly int MultiplyAdd(int acc, sbyte x, sbyte w) => acc + x * w;
+
+    /// <inheritdoc />
+    public readonly int Add(int a, int b) => a + b;
+
+    /// <inheritdoc />
+    public readonly void Store(int token, int row, int acc) => Epilogue.Store(0, token, row, acc);
+}
+
+/// <summary>float32 with float32 accumulation: <c>Y[token·Ldy + row] = acc (+ Bias[row])</c>.</summary>
+public struct Float32Product : ISparseProduct<float, float>
 {
     /// <summary>The output view, m×n row-major.</summary>
     public ArrayView<float> Y;
@@ -152,7 +190,13 @@ public struct SparseFloatOutput
     /// <summary>Elements between two rows of Y (n).</summary>
     public int Ldy;
 
-    /// <summary>Stores output element (<paramref name="token"/>, <paramref name="row"/>).</summary>
+    /// <inheritdoc />
+    public readonly float MultiplyAdd(float acc, float x, float w) => acc + x * w;
+
+    /// <inheritdoc />
+    public readonly float Add(float a, float b) => a + b;
+
+    /// <inheritdoc />
     public readonly void Store(int token, int row, float acc)
     {
         float value = acc;
@@ -164,8 +208,9 @@ public struct SparseFloatOutput
 
 /// <summary>
 /// Device code of the sparse × dense products <c>Y[m, n] = Σ_k X[m, k]·W[n, k]</c> with W sparse
-/// (<see cref="ISparseRows{T}"/>) and X dense activations: int8 with int32 accumulation through the dense
-/// GEMM's <see cref="IGemmEpilogue"/> (so the dequantized result is bit-identical), and float32.
+/// (<see cref="ISparseRows{T}"/>) and X dense activations, generic over the arithmetic
+/// (<see cref="ISparseProduct{TValue, TAcc}"/>): int8 with int32 accumulation through the dense GEMM's
+/// <see cref="IGemmEpilogue"/> (so the dequantized result is bit-identical), and float32.
 /// </summary>
 /// <remarks>
 /// Two shapes of kernel: for general m, X is first transposed to Xᵀ (k×m) and one thread computes one
@@ -174,14 +219,15 @@ public struct SparseFloatOutput
 /// small m (decode, m ≤ <see cref="SmallM"/>) one group of <see cref="Lanes"/> threads computes one output:
 /// the lanes split the row's elements (lane l takes elements l, l + Lanes, …) and lane 0 adds the
 /// partial sums in lane order. Float32 summation order: general kernel, the row's elements in storage
-/// order from 0; small kernel, each lane's elements in storage order, then the lanes 0, 1, …; the bias last.
+/// order starting from 0; small kernel, each lane's elements in storage order from 0, then the lane
+/// sums 0, 1, … from 0; the bias last. (GPU compilers may contract a multiply-add to an FMA.)
 /// </remarks>
 public static class SparseKernels
 {
-    /// <summary>The largest m that uses the small-m kernels.</summary>
+    /// <summary>The largest m that uses the small-m kernel.</summary>
     public const int SmallM = 16;
 
-    /// <summary>Threads per group of the small-m kernels (one output per group).</summary>
+    /// <summary>Threads per group of the small-m kernel (one output per group).</summary>
     public const int Lanes = 32;
 
     /// <summary>
@@ -196,113 +242,63 @@ public static class SparseKernels
         where T : unmanaged =>
         xt[(long)index.Y * m + index.X] = x[(long)index.X * k + index.Y];
 
-    /// <summary>int8, general m: one thread per output. Launched implicitly grouped over (m, n).</summary>
+    /// <summary>General m: one thread per output. Launched implicitly grouped over (m, n).</summary>
     /// <param name="index">(token, weight row).</param>
     /// <param name="w">The sparse weights.</param>
     /// <param name="xt">Xᵀ, k×m.</param>
     /// <param name="m">Tokens.</param>
-    /// <param name="epilogue">Where the result goes (row = token, col = weight row, batch 0).</param>
-    public static void Int8General<TRows, TEpilogue>(Index2D index, TRows w, ArrayView<sbyte> xt, int m, TEpilogue epilogue)
-        where TRows : struct, ISparseRows<sbyte>
-        where TEpilogue : struct, IGemmEpilogue
+    /// <param name="product">The arithmetic and where the result goes.</param>
+    public static void General<TValue, TAcc, TRows, TProduct>(Index2D index, TRows w, ArrayView<TValue> xt, int m, TProduct product)
+        where TValue : unmanaged
+        where TAcc : unmanaged
+        where TRows : struct, ISparseRows<TValue>
+        where TProduct : struct, ISparseProduct<TValue, TAcc>
     {
         int token = index.X;
         int row = index.Y;
-        int acc = 0;
+        TAcc acc = default;
         int end = w.Limit(row);
         for (int e = w.Begin(row); e < end; e++)
         {
             int col = w.Column(row, e);
             if (col >= 0)
-                acc += xt[(long)col * m + token] * w.Value(row, e);
+                acc = product.MultiplyAdd(acc, xt[(long)col * m + token], w.Value(row, e));
         }
-        epilogue.Store(0, token, row, acc);
+        product.Store(token, row, acc);
     }
 
-    /// <summary>float32, general m: one thread per output. Launched implicitly grouped over (m, n).</summary>
-    /// <param name="index">(token, weight row).</param>
-    /// <param name="w">The sparse weights.</param>
-    /// <param name="xt">Xᵀ, k×m.</param>
-    /// <param name="m">Tokens.</param>
-    /// <param name="output">Where the result goes.</param>
-    public static void Float32General<TRows>(Index2D index, TRows w, ArrayView<float> xt, int m, SparseFloatOutput output)
-        where TRows : struct, ISparseRows<float>
-    {
-        int token = index.X;
-        int row = index.Y;
-        float acc = 0;
-        int end = w.Limit(row);
-        for (int e = w.Begin(row); e < end; e++)
-        {
-            int col = w.Column(row, e);
-            if (col >= 0)
-                acc += xt[(long)col * m + token] * w.Value(row, e);
-        }
-        output.Store(token, row, acc);
-    }
-
-    /// <summary>int8, small m: one group of <see cref="Lanes"/> threads per output. Grid (n, m), group (Lanes, 1).</summary>
+    /// <summary>Small m: one group of <see cref="Lanes"/> threads per output. Grid (n, m), group (Lanes, 1).</summary>
     /// <param name="w">The sparse weights.</param>
     /// <param name="x">X, m×k row-major.</param>
     /// <param name="k">Columns of X.</param>
-    /// <param name="epilogue">Where the result goes (row = token, col = weight row, batch 0).</param>
-    public static void Int8Small<TRows, TEpilogue>(TRows w, ArrayView<sbyte> x, int k, TEpilogue epilogue)
-        where TRows : struct, ISparseRows<sbyte>
-        where TEpilogue : struct, IGemmEpilogue
+    /// <param name="product">The arithmetic and where the result goes.</param>
+    public static void Small<TValue, TAcc, TRows, TProduct>(TRows w, ArrayView<TValue> x, int k, TProduct product)
+        where TValue : unmanaged
+        where TAcc : unmanaged
+        where TRows : struct, ISparseRows<TValue>
+        where TProduct : struct, ISparseProduct<TValue, TAcc>
     {
-        var partial = SharedMemory.Allocate<int>(Lanes);
+        var partial = SharedMemory.Allocate<TAcc>(Lanes);
         int lane = Group.IdxX;
         int row = Grid.IdxX;
         int token = Grid.IdxY;
         long xRow = (long)token * k;
-        int acc = 0;
+        TAcc acc = default;
         int end = w.Limit(row);
         for (int e = w.Begin(row) + lane; e < end; e += Lanes)
         {
             int col = w.Column(row, e);
             if (col >= 0)
-                acc += x[xRow + col] * w.Value(row, e);
+                acc = product.MultiplyAdd(acc, x[xRow + col], w.Value(row, e));
         }
         partial[lane] = acc;
         Group.Barrier();
         if (lane == 0)
         {
-            int sum = 0;
+            TAcc sum = default;
             for (int l = 0; l < Lanes; l++)
-                sum += partial[l];
-            epilogue.Store(0, token, row, sum);
-        }
-    }
-
-    /// <summary>float32, small m: one group of <see cref="Lanes"/> threads per output. Grid (n, m), group (Lanes, 1).</summary>
-    /// <param name="w">The sparse weights.</param>
-    /// <param name="x">X, m×k row-major.</param>
-    /// <param name="k">Columns of X.</param>
-    /// <param name="output">Where the result goes.</param>
-    public static void Float32Small<TRows>(TRows w, ArrayView<float> x, int k, SparseFloatOutput output)
-        where TRows : struct, ISparseRows<float>
-    {
-        var partial = SharedMemory.Allocate<float>(Lanes);
-        int lane = Group.IdxX;
-        int row = Grid.IdxX;
-        int token = Grid.IdxY;
-        long xRow = (long)token * k;
-        float acc = 0;
-        int end = w.Limit(row);
-        for (int e = w.Begin(row) + lane; e < end; e += Lanes)
-        {
-            int col = w.Column(row, e);
-            if (col >= 0)
-                acc += x[xRow + col] * w.Value(row, e);
-        }
-        partial[lane] = acc;
-        Group.Barrier();
-        if (lane == 0)
-        {
-            float sum = 0;
-            for (int l = 0; l < Lanes; l++)
-                sum += partial[l];
-            output.Store(token, row, sum);
+                sum = product.Add(sum, partial[l]);
+            product.Store(token, row, sum);
         }
     }
 }

@@ -8,8 +8,7 @@ namespace Kernels;
 
 public sealed partial class KernelSession
 {
-    private MemoryBuffer1D<sbyte, Stride1D.Dense>? _sparseXt8;
-    private MemoryBuffer1D<float, Stride1D.Dense>? _sparseXtF;
+    private MemoryBuffer1D<byte, Stride1D.Dense>? _sparseXt;
     private MemoryBuffer1D<float, Stride1D.Dense>? _stageSparseX;
     private readonly ConditionalWeakTable<object, object> _sparseUploads = new();
     private readonly List<(WeakReference<object> Matrix, IDisposable Uploaded)> _sparseUploadList = [];
@@ -280,7 +279,7 @@ public sealed partial class KernelSession
         Ldy = n,
     };
 
-    private SparseFloatOutput FloatOutput(ArrayView<float> y, ArrayView<float>? bias, int n) => new()
+    private Float32Product FloatOutput(ArrayView<float> y, ArrayView<float>? bias, int n) => new()
     {
         Y = y,
         Bias = bias ?? _dummy.View,
@@ -329,12 +328,10 @@ public sealed partial class KernelSession
             }
             return;
         }
-        CheckSparseGrid(m, w.Rows, w.Columns);
-        var launch = new Int8Launch<TEpilogue>(this, x, m, w.Rows, w.Columns, epilogue);
-        w.Dispatch(ref launch);
+        LaunchSparse<sbyte, int, Int8Product<TEpilogue>>(w, x, m, new Int8Product<TEpilogue> { Epilogue = epilogue });
     }
 
-    private void RunSparseFloat32(DeviceSparseMatrix<float> w, ArrayView<float> x, int m, SparseFloatOutput output)
+    private void RunSparseFloat32(DeviceSparseMatrix<float> w, ArrayView<float> x, int m, Float32Product output)
     {
         if (Backend == Backend.CpuSimd)
         {
@@ -346,9 +343,7 @@ public sealed partial class KernelSession
             }
             return;
         }
-        CheckSparseGrid(m, w.Rows, w.Columns);
-        var launch = new Float32Launch(this, x, m, w.Rows, w.Columns, output);
-        w.Dispatch(ref launch);
+        LaunchSparse<float, float, Float32Product>(w, x, m, output);
     }
 
     private void CheckSparseGrid(int m, int n, int k)
@@ -358,60 +353,45 @@ public sealed partial class KernelSession
                 $"m: the {Backend.ToName()} sparse kernel handles at most {int.MaxValue} elements of X and of Y per call, got m·Columns = {(long)m * k} and m·Rows = {(long)m * n}; split the call.", nameof(m));
     }
 
-    /// <summary>Xᵀ (k×m) in session scratch, for the general-m kernels.</summary>
-    private ArrayView<T> Transposed<T>(ArrayView<T> x, int m, int k, ref MemoryBuffer1D<T, Stride1D.Dense>? scratch)
-        where T : unmanaged
+    /// <summary>Enqueues the sparse product on an ILGPU accelerator: the small-m kernel, or the transpose and the general kernel.</summary>
+    private void LaunchSparse<TValue, TAcc, TProduct>(DeviceSparseMatrix<TValue> w, ArrayView<TValue> x, int m, TProduct product)
+        where TValue : unmanaged
+        where TAcc : unmanaged
+        where TProduct : struct, ISparseProduct<TValue, TAcc>
     {
-        ArrayView<T> xt = Scratch(ref scratch, (long)m * k, "transposed x");
-        var transpose = Kernel($"sparse/transpose/{typeof(T).Name}", acc =>
-            acc.LoadAutoGroupedKernel<Index2D, ArrayView<T>, ArrayView<T>, int, int>(SparseKernels.Transpose));
-        transpose(Stream, new Index2D(m, k), x, xt, m, k);
-        return xt;
+        CheckSparseGrid(m, w.Rows, w.Columns);
+        var launch = new SparseLaunch<TValue, TAcc, TProduct>(this, x, m, w.Rows, w.Columns, product);
+        w.Dispatch(ref launch);
     }
 
-    private static KernelConfig SmallGrid(int m, int n) =>
-        new(new Index2D(n, m), new Index2D(SparseKernels.Lanes, 1));
-
-    private readonly struct Int8Launch<TEpilogue>(KernelSession session, ArrayView<sbyte> x, int m, int n, int k, TEpilogue epilogue)
-        : ISparseLaunch<sbyte>
-        where TEpilogue : struct, IGemmEpilogue
+    private readonly struct SparseLaunch<TValue, TAcc, TProduct>(KernelSession session, ArrayView<TValue> x, int m, int n, int k, TProduct product)
+        : ISparseLaunch<TValue>
+        where TValue : unmanaged
+        where TAcc : unmanaged
+        where TProduct : struct, ISparseProduct<TValue, TAcc>
     {
         public void Launch<TRows>(TRows rows)
-            where TRows : struct, ISparseRows<sbyte>
+            where TRows : struct, ISparseRows<TValue>
         {
-            string key = $"sparse/int8/{typeof(TRows).Name}/{typeof(TEpilogue).Name}";
+            // The product type's name and its epilogue's (Int8Product`1 of Int32Epilogue or DequantEpilogue).
+            string productName = typeof(TProduct).Name + string.Concat(typeof(TProduct).GenericTypeArguments.Select(t => "/" + t.Name));
+            string key = $"sparse/{typeof(TValue).Name}/{typeof(TRows).Name}/{productName}";
             if (m <= SparseKernels.SmallM)
             {
                 var small = session.Kernel($"{key}/small", acc =>
-                    acc.LoadKernel<TRows, ArrayView<sbyte>, int, TEpilogue>(SparseKernels.Int8Small<TRows, TEpilogue>));
-                small(session.Stream, SmallGrid(m, n), rows, x, k, epilogue);
+                    acc.LoadKernel<TRows, ArrayView<TValue>, int, TProduct>(SparseKernels.Small<TValue, TAcc, TRows, TProduct>));
+                small(session.Stream, new KernelConfig(new Index2D(n, m), new Index2D(SparseKernels.Lanes, 1)), rows, x, k, product);
                 return;
             }
-            ArrayView<sbyte> xt = session.Transposed(x, m, k, ref session._sparseXt8);
-            var general = session.Kernel($"{key}/general", acc =>
-                acc.LoadAutoGroupedKernel<Index2D, TRows, ArrayView<sbyte>, int, TEpilogue>(SparseKernels.Int8General<TRows, TEpilogue>));
-            general(session.Stream, new Index2D(m, n), rows, xt, m, epilogue);
-        }
-    }
 
-    private readonly struct Float32Launch(KernelSession session, ArrayView<float> x, int m, int n, int k, SparseFloatOutput output)
-        : ISparseLaunch<float>
-    {
-        public void Launch<TRows>(TRows rows)
-            where TRows : struct, ISparseRows<float>
-        {
-            string key = $"sparse/float32/{typeof(TRows).Name}";
-            if (m <= SparseKernels.SmallM)
-            {
-                var small = session.Kernel($"{key}/small", acc =>
-                    acc.LoadKernel<TRows, ArrayView<float>, int, SparseFloatOutput>(SparseKernels.Float32Small<TRows>));
-                small(session.Stream, SmallGrid(m, n), rows, x, k, output);
-                return;
-            }
-            ArrayView<float> xt = session.Transposed(x, m, k, ref session._sparseXtF);
+            // Xᵀ (k×m) in session scratch, so that the threads of a group read consecutive tokens.
+            ArrayView<TValue> xt = session.Scratch(ref session._sparseXt, (long)m * k * Unsafe.SizeOf<TValue>(), "transposed x").Cast<TValue>();
+            var transpose = session.Kernel($"sparse/transpose/{typeof(TValue).Name}", acc =>
+                acc.LoadAutoGroupedKernel<Index2D, ArrayView<TValue>, ArrayView<TValue>, int, int>(SparseKernels.Transpose));
+            transpose(session.Stream, new Index2D(m, k), x, xt, m, k);
             var general = session.Kernel($"{key}/general", acc =>
-                acc.LoadAutoGroupedKernel<Index2D, TRows, ArrayView<float>, int, SparseFloatOutput>(SparseKernels.Float32General<TRows>));
-            general(session.Stream, new Index2D(m, n), rows, xt, m, output);
+                acc.LoadAutoGroupedKernel<Index2D, TRows, ArrayView<TValue>, int, TProduct>(SparseKernels.General<TValue, TAcc, TRows, TProduct>));
+            general(session.Stream, new Index2D(m, n), rows, xt, m, product);
         }
     }
 }

@@ -119,10 +119,19 @@ public static class Pruning
     /// <see cref="KernelSession.SparseInt8GemmDequant(SparseMatrix, ReadOnlySpan{sbyte}, ReadOnlySpan{float}, ReadOnlySpan{float}, ReadOnlySpan{float}, int)"/>.
     /// </summary>
     /// <exception cref="ArgumentException">A size is not positive, the length does not match, or a value is not finite.</exception>
-    public static QuantizedMatrix QuantizePerChannel(ReadOnlySpan<float> w, int rows, int cols) =>
-        Quantization.Quantize(w, rows, cols, QuantizationGranularity.PerRow);
+    public static QuantizedMatrix QuantizePerChannel(ReadOnlySpan<float> w, int rows, int cols)
+    {
+        Validate(w, rows, cols, 0);
+        return Quantization.Quantize(w, rows, cols, QuantizationGranularity.PerRow);
+    }
 
     private static float[] Prepare(ReadOnlySpan<float> w, int rows, int cols, double sparsity)
+    {
+        Validate(w, rows, cols, sparsity);
+        return w.ToArray();
+    }
+
+    private static void Validate(ReadOnlySpan<float> w, int rows, int cols, double sparsity)
     {
         Check.Positive(rows, nameof(rows));
         Check.Positive(cols, nameof(cols));
@@ -130,7 +139,6 @@ public static class Pruning
         Check.Finite(w, nameof(w));
         if (!(sparsity >= 0 && sparsity <= 1))
             throw new ArgumentOutOfRangeException(nameof(sparsity), sparsity, $"sparsity: expected a fraction in [0, 1], got {sparsity}.");
-        return w.ToArray();
     }
 
     private static int Pruned(double sparsity, int count) =>

@@ -27,13 +27,12 @@ public sealed class SparseCompileTests : IDisposable
             var data = new TheoryData<string>("Transpose/sbyte", "Transpose/float");
             foreach (string format in new[] { "Csr", "Bsr", "TwoFour" })
             {
-                foreach (string kernel in new[] { "Int8General", "Int8Small" })
+                foreach (string kernel in new[] { "General", "Small" })
                 {
                     data.Add($"{kernel}/{format}/Int32");
                     data.Add($"{kernel}/{format}/Dequant");
+                    data.Add($"{kernel}/{format}/Float32");
                 }
-                data.Add($"Float32General/{format}/Float");
-                data.Add($"Float32Small/{format}/Float");
             }
             return data;
         }
@@ -72,7 +71,7 @@ public sealed class SparseCompileTests : IDisposable
             return EntryPointDescription.FromImplicitlyGroupedKernel(
                 typeof(SparseKernels).GetMethod(nameof(SparseKernels.Transpose))!.MakeGenericMethod(element));
         }
-        bool int8 = parts[0].StartsWith("Int8", StringComparison.Ordinal);
+        bool int8 = parts[2] != "Float32";
         Type value = int8 ? typeof(sbyte) : typeof(float);
         Type rows = parts[1] switch
         {
@@ -82,10 +81,11 @@ public sealed class SparseCompileTests : IDisposable
         };
         rows = rows.MakeGenericType(value);
         MethodInfo method = typeof(SparseKernels).GetMethod(parts[0])!;
-        method = int8
-            ? method.MakeGenericMethod(rows, parts[2] == "Dequant" ? typeof(DequantEpilogue) : typeof(Int32Epilogue))
-            : method.MakeGenericMethod(rows);
-        return parts[0].EndsWith("Small", StringComparison.Ordinal)
+        Type product = int8
+            ? typeof(Int8Product<>).MakeGenericType(parts[2] == "Dequant" ? typeof(DequantEpilogue) : typeof(Int32Epilogue))
+            : typeof(Float32Product);
+        method = method.MakeGenericMethod(value, int8 ? typeof(int) : typeof(float), rows, product);
+        return parts[0] == "Small"
             ? EntryPointDescription.FromExplicitlyGroupedKernel(method)
             : EntryPointDescription.FromImplicitlyGroupedKernel(method);
     }
