@@ -108,18 +108,10 @@ public sealed class DeviceSparseMatrix<T> : IDisposable
     }
 
     /// <summary>The matrix as raw pointers, for sessions whose device memory is host memory (cpu-simd).</summary>
-    internal unsafe SparseWeights HostWeights => new()
-    {
-        Format = Format,
-        Rows = Rows,
-        Columns = Columns,
-        BlockRows = BlockRows,
-        BlockColumns = BlockColumns,
-        RowPointers = Format == SparseFormat.TwoFour ? null : (int*)_rowPointers.View.LoadEffectiveAddressAsPtr(),
-        ColumnIndices = Format == SparseFormat.TwoFour ? null : (int*)_columnIndices.View.LoadEffectiveAddressAsPtr(),
-        Values = (void*)_values.View.LoadEffectiveAddressAsPtr(),
-        Meta = Format == SparseFormat.TwoFour ? (byte*)_meta.View.LoadEffectiveAddressAsPtr() : null,
-    };
+    internal unsafe SparseWeights HostWeights => SparseLayout.Weights(
+        Format, Rows, Columns, BlockRows, BlockColumns,
+        (void*)_rowPointers.View.LoadEffectiveAddressAsPtr(), (void*)_columnIndices.View.LoadEffectiveAddressAsPtr(),
+        (void*)_values.View.LoadEffectiveAddressAsPtr(), (void*)_meta.View.LoadEffectiveAddressAsPtr());
 
     private static DeviceBuffer<TElement> UploadOrPlaceholder<TElement>(KernelSession session, TElement[] data)
         where TElement : unmanaged =>

@@ -1,4 +1,5 @@
 using System.Numerics;
+using Kernels.Simd;
 
 namespace Kernels;
 
@@ -272,6 +273,29 @@ internal static class SparseLayout
                 }
                 break;
         }
+    }
+
+    /// <summary>
+    /// The raw-pointer view of a matrix for the CPU kernels, from the addresses of its four arrays
+    /// (the row pointers and column indices are null for 2:4, the metadata null for the other formats).
+    /// </summary>
+    public static unsafe SparseWeights Weights(
+        SparseFormat format, int rows, int cols, int blockRows, int blockColumns,
+        void* rowPointers, void* columnIndices, void* values, void* meta)
+    {
+        bool twoFour = format == SparseFormat.TwoFour;
+        return new SparseWeights
+        {
+            Format = format,
+            Rows = rows,
+            Columns = cols,
+            BlockRows = blockRows,
+            BlockColumns = blockColumns,
+            RowPointers = twoFour ? null : (int*)rowPointers,
+            ColumnIndices = twoFour ? null : (int*)columnIndices,
+            Values = values,
+            Meta = twoFour ? (byte*)meta : null,
+        };
     }
 
     // ---------------------------------------------------------------- checks

@@ -65,18 +65,9 @@ public abstract class SparseMatrix<T>
     /// pointers stay valid while this object is alive (keep it alive across the call, e.g. with
     /// <see cref="GC.KeepAlive"/>).
     /// </summary>
-    internal unsafe SparseWeights Weights => new()
-    {
-        Format = Format,
-        Rows = Rows,
-        Columns = Columns,
-        BlockRows = BlockRows,
-        BlockColumns = BlockColumns,
-        RowPointers = Format == SparseFormat.TwoFour ? null : (int*)Address(Parts.RowPointers),
-        ColumnIndices = Format == SparseFormat.TwoFour ? null : (int*)Address(Parts.ColumnIndices),
-        Values = Address(Parts.Values),
-        Meta = Format == SparseFormat.TwoFour ? (byte*)Address(Parts.Meta) : null,
-    };
+    internal unsafe SparseWeights Weights => SparseLayout.Weights(
+        Format, Rows, Columns, BlockRows, BlockColumns,
+        Address(Parts.RowPointers), Address(Parts.ColumnIndices), Address(Parts.Values), Address(Parts.Meta));
 
     private static unsafe void* Address<TElement>(TElement[] pinned)
         where TElement : unmanaged =>

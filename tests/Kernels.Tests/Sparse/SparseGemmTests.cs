@@ -168,6 +168,13 @@ public class SparseGemmTests
                 for (int i = 0; i < m * n; i++)
                     Assert.Equal(exact[i], (long)yf[i]);
                 Assert.All(yf[(m * n)..], v => Assert.True(float.IsNaN(v)));
+
+                // With a bias: the exact sum plus the bias, rounded once.
+                session.SparseGemm(dwf, dxf, db, dyf, m);
+                yf = dyf.ToArray();
+                for (int i = 0; i < m * n; i++)
+                    Assert.Equal((float)(exact[i] + (double)bias[i % n]), yf[i]);
+                Assert.All(yf[(m * n)..], v => Assert.True(float.IsNaN(v)));
             }
         });
     }
@@ -191,8 +198,24 @@ public class SparseGemmTests
             SparseMatrix other = SparseMatrix.FromDense(dense, n, k, SparseFormat.Bsr);
             Assert.Equal(first, session.SparseInt8Gemm(other, x, m));
             Assert.Equal(2, session.CachedSparseUploads);
+
+            // The upload of a matrix that was collected is freed at the next call.
+            UseThrowawayMatrix(session, dense, n, k, x, m);
+            Assert.Equal(3, session.CachedSparseUploads);
+            long withThrowaway = session.AllocatedBytes;
+            GC.Collect();
+            GC.WaitForPendingFinalizers();
+            GC.Collect();
+            Assert.Equal(first, session.SparseInt8Gemm(w, x, m));
+            Assert.Equal(2, session.CachedSparseUploads);
+            Assert.True(session.AllocatedBytes < withThrowaway, "the collected matrix's upload was freed");
+            GC.KeepAlive(other);
         });
     }
+
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.NoInlining)]
+    private static void UseThrowawayMatrix(KernelSession session, sbyte[] dense, int n, int k, sbyte[] x, int m) =>
+        Assert.Equal(HostReference.Int8Gemm(x, dense, m, n, k), session.SparseInt8Gemm(SparseMatrix.FromDense(dense, n, k, SparseFormat.Csr), x, m).Select(v => (long)v).ToArray());
 
     [Fact]
     public void ValidationErrorsLeaveOutputsUntouched()
