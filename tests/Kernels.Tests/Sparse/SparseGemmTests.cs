@@ -29,7 +29,9 @@ public class SparseGemmTests
                     string what = $"{backend}/{format} {m}×{n}×{k} sparsity {sparsity}";
                     int[] y = session.SparseInt8Gemm(w, x, m);
                     Expect.Equal(HostReference.Int8Gemm(x, dense, m, n, k), y, what);
-                    Assert.True(session.Int8Gemm(x, dense, m, n, k).SequenceEqual(y), $"{what}: differs from the dense kernel");
+                    // The dense kernel is slow on the CPU accelerator (it simulates the tiled kernel's barriers): one sparsity.
+                    if (sparsity == 0.5)
+                        Assert.True(session.Int8Gemm(x, dense, m, n, k).SequenceEqual(y), $"{what}: differs from the dense kernel");
                 }
             }
         });
