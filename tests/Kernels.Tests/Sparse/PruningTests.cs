@@ -159,24 +159,16 @@ public class PruningTests
         float[] w = [1, 2, 3, 4];
         foreach (double bad in new[] { -0.01, 1.01, double.NaN, double.PositiveInfinity })
         {
-            Throws("sparsity", () => Pruning.Magnitude(w, 2, 2, bad), "[0, 1]");
-            Throws("sparsity", () => Pruning.MagnitudePerRow(w, 2, 2, bad), "[0, 1]");
-            Throws("sparsity", () => Pruning.Block(w, 2, 2, 1, 1, bad), "[0, 1]");
+            SparseTestData.Throws("sparsity", () => Pruning.Magnitude(w, 2, 2, bad), "[0, 1]");
+            SparseTestData.Throws("sparsity", () => Pruning.MagnitudePerRow(w, 2, 2, bad), "[0, 1]");
+            SparseTestData.Throws("sparsity", () => Pruning.Block(w, 2, 2, 1, 1, bad), "[0, 1]");
         }
-        Throws("w", () => Pruning.Magnitude([1, float.NaN, 3, 4], 2, 2, 0.5), "finite", "index 1");
-        Throws("w", () => Pruning.TwoFour([1, 2, float.NegativeInfinity, 4], 2, 2), "finite", "index 2");
-        Throws("w", () => Pruning.MagnitudePerRow(w, 3, 2, 0.5), "rows·cols", "got 4");
-        Throws("rows", () => Pruning.TwoFour([], 0, 2), "expected ≥ 1");
-        Throws("blockRows", () => Pruning.Block(w, 2, 2, 0, 1, 0.5), "expected ≥ 1");
-        Throws("blockCols", () => Pruning.Block(w, 2, 2, 1, -2, 0.5), "expected ≥ 1");
-        Throws("w", () => Pruning.QuantizePerChannel([1, float.NaN], 1, 2), "finite");
-    }
-
-    private static void Throws(string argument, Action action, params string[] fragments)
-    {
-        var ex = Assert.ThrowsAny<ArgumentException>(action);
-        Assert.Equal(argument, ex.ParamName);
-        foreach (string f in fragments)
-            Assert.Contains(f, ex.Message, StringComparison.Ordinal);
+        SparseTestData.Throws("w", () => Pruning.Magnitude([1, float.NaN, 3, 4], 2, 2, 0.5), "finite", "index 1");
+        SparseTestData.Throws("w", () => Pruning.TwoFour([1, 2, float.NegativeInfinity, 4], 2, 2), "finite", "index 2");
+        SparseTestData.Throws("w", () => Pruning.MagnitudePerRow(w, 3, 2, 0.5), "rows·cols", "got 4");
+        SparseTestData.Throws("rows", () => Pruning.TwoFour([], 0, 2), "expected ≥ 1");
+        SparseTestData.Throws("blockRows", () => Pruning.Block(w, 2, 2, 0, 1, 0.5), "expected ≥ 1");
+        SparseTestData.Throws("blockCols", () => Pruning.Block(w, 2, 2, 1, -2, 0.5), "expected ≥ 1");
+        SparseTestData.Throws("w", () => Pruning.QuantizePerChannel([1, float.NaN], 1, 2), "finite");
     }
 }

@@ -142,20 +142,20 @@ public class SparseFormatTests
     public void MalformedCsrIsRejected()
     {
         // 3×4, valid: [0, 2, 2, 4], [1, 3, 0, 3].
-        Throws("rowPointers", () => SparseMatrix.FromCsr(3, 4, [0, 2, 4], [1, 3, 0, 3], new sbyte[4]), "rows + 1", "got 3");
-        Throws("rowPointers", () => SparseMatrix.FromCsr(3, 4, [1, 2, 2, 4], [1, 3, 0, 3], new sbyte[4]), "expected 0 at index 0, got 1");
-        Throws("rowPointers", () => SparseMatrix.FromCsr(3, 4, [0, 3, 2, 4], [1, 3, 0, 3], new sbyte[4]), "non-decreasing", "got 2 after 3 at index 2");
-        Throws("rowPointers", () => SparseMatrix.FromCsr(3, 4, [0, 2, 2, 3], [1, 3, 0, 3], new sbyte[4]), "last pointer", "got 3");
-        Throws("rowPointers", () => SparseMatrix.FromCsr(3, 4, [0, 2, 2, 5], [1, 3, 0, 3], new sbyte[4]), "last pointer", "got 5");
-        Throws("values", () => SparseMatrix.FromCsr(3, 4, [0, 2, 2, 4], [1, 3, 0, 3], new sbyte[3]), "columnIndices.Length", "got 3");
-        Throws("columnIndices", () => SparseMatrix.FromCsr(3, 4, [0, 2, 2, 4], [1, 4, 0, 3], new sbyte[4]), "[0, 4)", "got 4 at position 1 (row 0)");
-        Throws("columnIndices", () => SparseMatrix.FromCsr(3, 4, [0, 2, 2, 4], [-1, 3, 0, 3], new sbyte[4]), "got -1 at position 0");
-        Throws("columnIndices", () => SparseMatrix.FromCsr(3, 4, [0, 2, 2, 4], [3, 1, 0, 3], new sbyte[4]), "strictly increasing column indices within row 0, got 1 after 3 at position 1");
-        Throws("columnIndices", () => SparseMatrix.FromCsr(3, 4, [0, 2, 2, 4], [1, 3, 3, 3], new sbyte[4]), "within row 2, got 3 after 3 at position 3");
-        Throws("rows", () => SparseMatrix.FromCsr(0, 4, [0], [], []), "expected ≥ 1");
-        Throws("cols", () => SparseMatrix.FromCsr(1, 0, [0, 0], [], []), "expected ≥ 1");
-        Throws("rowPointers", () => SparseMatrix.FromCsr(1, 4, null!, [], []));
-        Throws("values", () => SparseMatrixF32.FromCsr(1, 4, [0, 1], [2], [float.NaN]), "finite");
+        SparseTestData.Throws("rowPointers", () => SparseMatrix.FromCsr(3, 4, [0, 2, 4], [1, 3, 0, 3], new sbyte[4]), "rows + 1", "got 3");
+        SparseTestData.Throws("rowPointers", () => SparseMatrix.FromCsr(3, 4, [1, 2, 2, 4], [1, 3, 0, 3], new sbyte[4]), "expected 0 at index 0, got 1");
+        SparseTestData.Throws("rowPointers", () => SparseMatrix.FromCsr(3, 4, [0, 3, 2, 4], [1, 3, 0, 3], new sbyte[4]), "non-decreasing", "got 2 after 3 at index 2");
+        SparseTestData.Throws("rowPointers", () => SparseMatrix.FromCsr(3, 4, [0, 2, 2, 3], [1, 3, 0, 3], new sbyte[4]), "last pointer", "got 3");
+        SparseTestData.Throws("rowPointers", () => SparseMatrix.FromCsr(3, 4, [0, 2, 2, 5], [1, 3, 0, 3], new sbyte[4]), "last pointer", "got 5");
+        SparseTestData.Throws("values", () => SparseMatrix.FromCsr(3, 4, [0, 2, 2, 4], [1, 3, 0, 3], new sbyte[3]), "columnIndices.Length", "got 3");
+        SparseTestData.Throws("columnIndices", () => SparseMatrix.FromCsr(3, 4, [0, 2, 2, 4], [1, 4, 0, 3], new sbyte[4]), "[0, 4)", "got 4 at position 1 (row 0)");
+        SparseTestData.Throws("columnIndices", () => SparseMatrix.FromCsr(3, 4, [0, 2, 2, 4], [-1, 3, 0, 3], new sbyte[4]), "got -1 at position 0");
+        SparseTestData.Throws("columnIndices", () => SparseMatrix.FromCsr(3, 4, [0, 2, 2, 4], [3, 1, 0, 3], new sbyte[4]), "strictly increasing column indices within row 0, got 1 after 3 at position 1");
+        SparseTestData.Throws("columnIndices", () => SparseMatrix.FromCsr(3, 4, [0, 2, 2, 4], [1, 3, 3, 3], new sbyte[4]), "within row 2, got 3 after 3 at position 3");
+        SparseTestData.Throws("rows", () => SparseMatrix.FromCsr(0, 4, [0], [], []), "expected ≥ 1");
+        SparseTestData.Throws("cols", () => SparseMatrix.FromCsr(1, 0, [0, 0], [], []), "expected ≥ 1");
+        SparseTestData.Throws("rowPointers", () => SparseMatrix.FromCsr(1, 4, null!, [], []));
+        SparseTestData.Throws("values", () => SparseMatrixF32.FromCsr(1, 4, [0, 1], [2], [float.NaN]), "finite");
     }
 
     [Fact]
@@ -163,53 +163,45 @@ public class SparseFormatTests
     {
         // 3×5 with 2×2 blocks (grid 2×3): valid [0, 2, 3], [0, 2, 1], 12 values.
         sbyte[] values = [1, 0, 0, 3, 2, 0, 0, 0, 4, 0, 0, 0];
-        Throws("rowPointers", () => SparseMatrix.FromBsr(3, 5, 2, 2, [0, 2, 3, 3], [0, 2, 1], values), "ceil(rows/blockRows) + 1", "got 4");
-        Throws("rowPointers", () => SparseMatrix.FromBsr(3, 5, 2, 2, [0, 3, 2], [0, 2, 1], values), "non-decreasing");
-        Throws("rowPointers", () => SparseMatrix.FromBsr(3, 5, 2, 2, [0, 2, 2], [0, 2, 1], values), "last pointer");
-        Throws("values", () => SparseMatrix.FromBsr(3, 5, 2, 2, [0, 2, 3], [0, 2, 1], values[..11]), "columnIndices.Length·blockRows·blockColumns", "got 11");
-        Throws("columnIndices", () => SparseMatrix.FromBsr(3, 5, 2, 2, [0, 2, 3], [0, 3, 1], values), "block column indices in [0, 3)", "got 3");
-        Throws("columnIndices", () => SparseMatrix.FromBsr(3, 5, 2, 2, [0, 2, 3], [2, 0, 1], values), "strictly increasing block column indices within block row 0");
-        Throws("columnIndices", () => SparseMatrix.FromBsr(3, 5, 2, 2, [0, 2, 3], [1, 1, 1], values), "got 1 after 1");
+        SparseTestData.Throws("rowPointers", () => SparseMatrix.FromBsr(3, 5, 2, 2, [0, 2, 3, 3], [0, 2, 1], values), "ceil(rows/blockRows) + 1", "got 4");
+        SparseTestData.Throws("rowPointers", () => SparseMatrix.FromBsr(3, 5, 2, 2, [0, 3, 2], [0, 2, 1], values), "non-decreasing");
+        SparseTestData.Throws("rowPointers", () => SparseMatrix.FromBsr(3, 5, 2, 2, [0, 2, 2], [0, 2, 1], values), "last pointer");
+        SparseTestData.Throws("values", () => SparseMatrix.FromBsr(3, 5, 2, 2, [0, 2, 3], [0, 2, 1], values[..11]), "columnIndices.Length·blockRows·blockColumns", "got 11");
+        SparseTestData.Throws("columnIndices", () => SparseMatrix.FromBsr(3, 5, 2, 2, [0, 2, 3], [0, 3, 1], values), "block column indices in [0, 3)", "got 3");
+        SparseTestData.Throws("columnIndices", () => SparseMatrix.FromBsr(3, 5, 2, 2, [0, 2, 3], [2, 0, 1], values), "strictly increasing block column indices within block row 0");
+        SparseTestData.Throws("columnIndices", () => SparseMatrix.FromBsr(3, 5, 2, 2, [0, 2, 3], [1, 1, 1], values), "got 1 after 1");
         // Padding: block (0, 2) column 5 and block (1, 1) row 3 lie outside the 3×5 matrix.
         sbyte[] rightPadding = (sbyte[])values.Clone();
         rightPadding[5] = 9;
-        Throws("values", () => SparseMatrix.FromBsr(3, 5, 2, 2, [0, 2, 3], [0, 2, 1], rightPadding), "zeros", "edge block 1", "(0, 5)");
+        SparseTestData.Throws("values", () => SparseMatrix.FromBsr(3, 5, 2, 2, [0, 2, 3], [0, 2, 1], rightPadding), "zeros", "edge block 1", "(0, 5)");
         sbyte[] bottomPadding = (sbyte[])values.Clone();
         bottomPadding[10] = -1;
-        Throws("values", () => SparseMatrix.FromBsr(3, 5, 2, 2, [0, 2, 3], [0, 2, 1], bottomPadding), "edge block 2", "(3, 2)");
-        Throws("blockRows", () => SparseMatrix.FromBsr(3, 5, 0, 2, [0], [], []), "expected ≥ 1");
-        Throws("blockColumns", () => SparseMatrix.FromDense(new sbyte[15], 3, 5, SparseFormat.Bsr, 2, -1), "expected ≥ 1");
-        Throws("blockRows", () => SparseMatrix.FromDense(new sbyte[15], 3, 5, SparseFormat.Csr, 2, 2), "expected 1 for the Csr format");
+        SparseTestData.Throws("values", () => SparseMatrix.FromBsr(3, 5, 2, 2, [0, 2, 3], [0, 2, 1], bottomPadding), "edge block 2", "(3, 2)");
+        SparseTestData.Throws("blockRows", () => SparseMatrix.FromBsr(3, 5, 0, 2, [0], [], []), "expected ≥ 1");
+        SparseTestData.Throws("blockColumns", () => SparseMatrix.FromDense(new sbyte[15], 3, 5, SparseFormat.Bsr, 2, -1), "expected ≥ 1");
+        SparseTestData.Throws("blockRows", () => SparseMatrix.FromDense(new sbyte[15], 3, 5, SparseFormat.Csr, 2, 2), "expected 1 for the Csr format");
     }
 
     [Fact]
     public void MalformedTwoFourIsRejected()
     {
         // 1×6: 2 groups; valid meta [13, 4], values [7, -3, 0, 9].
-        Throws("meta", () => SparseMatrix.FromTwoFour(1, 6, [7, -3, 0, 9], [13]), "rows·ceil(cols/4)", "got 1");
-        Throws("values", () => SparseMatrix.FromTwoFour(1, 6, [7, -3, 0], [13, 4]), "rows·ceil(cols/4)·2", "got 3");
-        Throws("meta", () => SparseMatrix.FromTwoFour(1, 6, [7, -3, 0, 9], [13, 1]), "first < second", "got 0x01", "index 1");
-        Throws("meta", () => SparseMatrix.FromTwoFour(1, 6, [7, -3, 0, 9], [13, 5]), "first 1, second 1");
-        Throws("meta", () => SparseMatrix.FromTwoFour(1, 6, [7, -3, 0, 9], [(byte)(13 | 16), 4]), "zero bits 4-7", "0x1D");
+        SparseTestData.Throws("meta", () => SparseMatrix.FromTwoFour(1, 6, [7, -3, 0, 9], [13]), "rows·ceil(cols/4)", "got 1");
+        SparseTestData.Throws("values", () => SparseMatrix.FromTwoFour(1, 6, [7, -3, 0], [13, 4]), "rows·ceil(cols/4)·2", "got 3");
+        SparseTestData.Throws("meta", () => SparseMatrix.FromTwoFour(1, 6, [7, -3, 0, 9], [13, 1]), "first < second", "got 0x01", "index 1");
+        SparseTestData.Throws("meta", () => SparseMatrix.FromTwoFour(1, 6, [7, -3, 0, 9], [13, 5]), "first 1, second 1");
+        SparseTestData.Throws("meta", () => SparseMatrix.FromTwoFour(1, 6, [7, -3, 0, 9], [(byte)(13 | 16), 4]), "zero bits 4-7", "0x1D");
         // Group 1 covers columns 4-5 only: positions 2 and 3 lie beyond the matrix and must hold 0.
-        Throws("values", () => SparseMatrix.FromTwoFour(1, 6, [7, -3, 1, 9], [13, 2 | (3 << 2)]), "position 2 of row 0, group 1", "beyond the 6 columns", "got 1 at index 2");
+        SparseTestData.Throws("values", () => SparseMatrix.FromTwoFour(1, 6, [7, -3, 1, 9], [13, 2 | (3 << 2)]), "position 2 of row 0, group 1", "beyond the 6 columns", "got 1 at index 2");
         Assert.True(new sbyte[] { 0, 7, 0, -3, 0, 0 }.SequenceEqual(SparseMatrix.FromTwoFour(1, 6, [7, -3, 0, 0], [13, 2 | (3 << 2)]).ToDense()));
-        Throws("meta", () => SparseMatrix.FromTwoFour(1, 6, [7, -3, 0, 9], null!));
+        SparseTestData.Throws("meta", () => SparseMatrix.FromTwoFour(1, 6, [7, -3, 0, 9], null!));
     }
 
     [Fact]
     public void BadDenseInputIsRejected()
     {
-        Throws("w", () => SparseMatrix.FromDense(new sbyte[5], 2, 3, SparseFormat.Csr), "rows·cols", "got 5");
-        Throws("w", () => SparseMatrixF32.FromDense([1, float.PositiveInfinity], 1, 2, SparseFormat.Csr), "finite", "index 1");
-        Throws("format", () => SparseMatrix.FromDense(new sbyte[6], 2, 3, (SparseFormat)7), "got 7");
-    }
-
-    private static void Throws(string argument, Action action, params string[] fragments)
-    {
-        var ex = Assert.ThrowsAny<ArgumentException>(action);
-        Assert.Equal(argument, ex.ParamName);
-        foreach (string f in fragments)
-            Assert.Contains(f, ex.Message, StringComparison.Ordinal);
+        SparseTestData.Throws("w", () => SparseMatrix.FromDense(new sbyte[5], 2, 3, SparseFormat.Csr), "rows·cols", "got 5");
+        SparseTestData.Throws("w", () => SparseMatrixF32.FromDense([1, float.PositiveInfinity], 1, 2, SparseFormat.Csr), "finite", "index 1");
+        SparseTestData.Throws("format", () => SparseMatrix.FromDense(new sbyte[6], 2, 3, (SparseFormat)7), "got 7");
     }
 }

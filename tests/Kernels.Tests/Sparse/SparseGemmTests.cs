@@ -233,44 +233,36 @@ public class SparseGemmTests
         using DeviceBuffer<float> dy = s.Upload<float>(Enumerable.Repeat(-7f, m * n).ToArray());
         using DeviceBuffer<float> scales = s.Upload<float>(Enumerable.Repeat(1f, 8).ToArray());
 
-        Throws("m", () => s.SparseInt8Gemm(dw, dx, dc, 0), "expected ≥ 1");
-        Throws("x", () => s.SparseInt8Gemm(dw, dx, dc, m + 1), "m·w.Columns");
-        Throws("y", () => s.SparseInt8Gemm(dw, dx, shortC, m), "m·w.Rows", $"got {m * n - 1}");
+        SparseTestData.Throws("m", () => s.SparseInt8Gemm(dw, dx, dc, 0), "expected ≥ 1");
+        SparseTestData.Throws("x", () => s.SparseInt8Gemm(dw, dx, dc, m + 1), "m·w.Columns");
+        SparseTestData.Throws("y", () => s.SparseInt8Gemm(dw, dx, shortC, m), "m·w.Rows", $"got {m * n - 1}");
         using DeviceBuffer<float> twoScales = s.Upload<float>([1f, 1f]);
-        Throws("xScale", () => s.SparseInt8GemmDequant(dw, dx, twoScales, scales, null, dy, m), "got 2");
-        Throws("wScale", () => s.SparseInt8GemmDequant(dw, dx, scales, twoScales, null, dy, m), "got 2");
-        Throws("bias", () => s.SparseInt8GemmDequant(dw, dx, scales, scales, twoScales, dy, m), "got 2");
+        SparseTestData.Throws("xScale", () => s.SparseInt8GemmDequant(dw, dx, twoScales, scales, null, dy, m), "got 2");
+        SparseTestData.Throws("wScale", () => s.SparseInt8GemmDequant(dw, dx, scales, twoScales, null, dy, m), "got 2");
+        SparseTestData.Throws("bias", () => s.SparseInt8GemmDequant(dw, dx, scales, scales, twoScales, dy, m), "got 2");
 
         using var other = KernelSession.Create(Backend.Cpu);
         using DeviceSparseMatrix<sbyte> foreign = other.Upload(w);
-        Throws("w", () => s.SparseInt8Gemm(foreign, dx, dc, m), "another session");
+        SparseTestData.Throws("w", () => s.SparseInt8Gemm(foreign, dx, dc, m), "another session");
         DeviceSparseMatrix<sbyte> disposed = s.Upload(w);
         disposed.Dispose();
-        Throws("w", () => s.SparseInt8Gemm(disposed, dx, dc, m), "disposed");
+        SparseTestData.Throws("w", () => s.SparseInt8Gemm(disposed, dx, dc, m), "disposed");
 
         Assert.Equal(poison, dc.ToArray());
         Assert.All(dy.ToArray(), v => Assert.Equal(-7f, v));
 
         // Convenience layer.
-        Throws("x", () => s.SparseInt8Gemm(w, new sbyte[m * k - 1], m), "m·w.Columns", $"got {m * k - 1}");
-        Throws("m", () => s.SparseInt8Gemm(w, [], 0), "expected ≥ 1");
-        Throws("xScale", () => s.SparseInt8GemmDequant(w, new sbyte[m * k], new float[m - 1], new float[n], [], m), "got 2");
-        Throws("wScale", () => s.SparseInt8GemmDequant(w, new sbyte[m * k], new float[m], [1, float.NaN, 1, 1], [], m), "index 1");
-        Throws("bias", () => s.SparseInt8GemmDequant(w, new sbyte[m * k], new float[m], new float[n], new float[n + 1], m), "got 5");
+        SparseTestData.Throws("x", () => s.SparseInt8Gemm(w, new sbyte[m * k - 1], m), "m·w.Columns", $"got {m * k - 1}");
+        SparseTestData.Throws("m", () => s.SparseInt8Gemm(w, [], 0), "expected ≥ 1");
+        SparseTestData.Throws("xScale", () => s.SparseInt8GemmDequant(w, new sbyte[m * k], new float[m - 1], new float[n], [], m), "got 2");
+        SparseTestData.Throws("wScale", () => s.SparseInt8GemmDequant(w, new sbyte[m * k], new float[m], [1, float.NaN, 1, 1], [], m), "index 1");
+        SparseTestData.Throws("bias", () => s.SparseInt8GemmDequant(w, new sbyte[m * k], new float[m], new float[n], new float[n + 1], m), "got 5");
         SparseMatrixF32 wf = SparseMatrixF32.FromDense(new float[n * k], n, k, SparseFormat.Csr);
-        Throws("bias", () => s.SparseGemm(wf, new float[m * k], m, [float.PositiveInfinity, 0, 0, 0]), "index 0");
-        Throws("x", () => s.SparseGemm(wf, new float[m * k + 1], m), "got 19");
+        SparseTestData.Throws("bias", () => s.SparseGemm(wf, new float[m * k], m, [float.PositiveInfinity, 0, 0, 0]), "index 0");
+        SparseTestData.Throws("x", () => s.SparseGemm(wf, new float[m * k + 1], m), "got 19");
 
         SparseMatrix wide = SparseMatrix.FromCsr(1, 131072, [0, 1], [131071], [1]);
-        Throws("w", () => s.SparseInt8Gemm(wide, new sbyte[131072], 1), "131071", "131072");
+        SparseTestData.Throws("w", () => s.SparseInt8Gemm(wide, new sbyte[131072], 1), "131071", "131072");
         Assert.Single(s.SparseGemm(SparseMatrixF32.FromCsr(1, 131072, [0, 1], [131071], [1]), new float[131072], 1));
-    }
-
-    private static void Throws(string argument, Action action, params string[] fragments)
-    {
-        var ex = Assert.ThrowsAny<ArgumentException>(action);
-        Assert.Equal(argument, ex.ParamName);
-        foreach (string f in fragments)
-            Assert.Contains(f, ex.Message, StringComparison.Ordinal);
     }
 }
