@@ -1,0 +1,92 @@
+using System.Reflection;
+using ILGPU;
+using ILGPU.Backends;
+using ILGPU.Backends.EntryPoints;
+using ILGPU.Backends.OpenCL;
+using ILGPU.Backends.PTX;
+using ILGPU.Runtime;
+using ILGPU.Runtime.CPU;
+using ILGPU.Runtime.Cuda;
+using ILGPU.Runtime.OpenCL;
+using Kernels.DeviceCode;
+
+namespace Kernels.Tests.Sparse;
+
+/// <summary>Every sparse kernel instantiation compiles to PTX (sm_90) and OpenCL C with ILGPU's own backends, without a GPU.</summary>
+public sealed class SparseCompileTests : IDisposable
+{
+    private readonly Context _context = Context.Create(b => b.CPU().Optimize(OptimizationLevel.O2));
+
+    public void Dispose() => _context.Dispose();
+
+    /// <summary>"kernel/format/epilogue" for the products, "Transpose/type" for the transpose.</summary>
+    public static TheoryData<string> KernelNames
+    {
+        get
+        {
+            var data = new TheoryData<string>("Transpose/sbyte", "Transpose/float");
+            foreach (string format in new[] { "Csr", "Bsr", "TwoFour" })
+            {
+                foreach (string kernel in new[] { "General", "Small" })
+                {
+                    data.Add($"{kernel}/{format}/Int32");
+                    data.Add($"{kernel}/{format}/Dequant");
+                    data.Add($"{kernel}/{format}/Float32");
+                }
+            }
+            return data;
+        }
+    }
+
+    [Theory]
+    [MemberData(nameof(KernelNames))]
+    public void SparseCompilesToPtxForSm90(string name)
+    {
+        using var backend = new PTXBackend(_context, new CudaCapabilityContext(CudaArchitecture.SM_90),
+            CudaArchitecture.SM_90, CudaInstructionSet.ISA_78, null);
+        var compiled = (PTXCompiledKernel)backend.Compile(EntryPoint(name), KernelSpecialization.Empty);
+        Assert.Contains(".entry", compiled.PTXAssembly, StringComparison.Ordinal);
+        if (name.Contains("Small", StringComparison.Ordinal))
+            Assert.Contains("bar.sync", compiled.PTXAssembly, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [MemberData(nameof(KernelNames))]
+    public void SparseCompilesToOpenCLC(string name)
+    {
+        var capabilities = new CLCapabilityContext(false, false, false, false, true);
+        using var backend = new CLBackend(_context, capabilities, CLDeviceVendor.Other, CLCVersion.CL20);
+        var compiled = (CLCompiledKernel)backend.Compile(EntryPoint(name), KernelSpecialization.Empty);
+        Assert.Contains("kernel", compiled.Source, StringComparison.Ordinal);
+        if (name.Contains("Small", StringComparison.Ordinal))
+            Assert.Contains("barrier", compiled.Source, StringComparison.Ordinal);
+    }
+
+    private static EntryPointDescription EntryPoint(string name)
+    {
+        string[] parts = name.Split('/');
+        if (parts[0] == "Transpose")
+        {
+            Type element = parts[1] == "float" ? typeof(float) : typeof(sbyte);
+            return EntryPointDescription.FromImplicitlyGroupedKernel(
+                typeof(SparseKernels).GetMethod(nameof(SparseKernels.Transpose))!.MakeGenericMethod(element));
+        }
+        bool int8 = parts[2] != "Float32";
+        Type value = int8 ? typeof(sbyte) : typeof(float);
+        Type rows = parts[1] switch
+        {
+            "Csr" => typeof(CsrRows<>),
+            "Bsr" => typeof(BsrRows<>),
+            _ => typeof(TwoFourRows<>),
+        };
+        rows = rows.MakeGenericType(value);
+        MethodInfo method = typeof(SparseKernels).GetMethod(parts[0])!;
+        Type product = int8
+            ? typeof(Int8Product<>).MakeGenericType(parts[2] == "Dequant" ? typeof(DequantEpilogue) : typeof(Int32Epilogue))
+            : typeof(Float32Product);
+        method = method.MakeGenericMethod(value, int8 ? typeof(int) : typeof(float), rows, product);
+        return parts[0] == "Small"
+            ? EntryPointDescription.FromExplicitlyGroupedKernel(method)
+            : EntryPointDescription.FromImplicitlyGroupedKernel(method);
+    }
+}
