@@ -22,7 +22,7 @@ internal static class BenchCommand
     public static Command Create()
     {
         var op = new Option<string>("--op") { Description = "Operation to benchmark.", DefaultValueFactory = _ => "int8-gemm" };
-        op.AcceptOnlyFromAmong("int8-gemm", "attention");
+        op.AcceptOnlyFromAmong("int8-gemm", "attention", "sparse-gemm");
         var backend = new Option<string>("--backend") { Description = "auto (the best usable), all (every usable backend: the default), cuda, opencl, cpu-simd or cpu." };
         var m = new Option<int?>("--m") { Description = "Rows of A and C (default: per backend, 4096 CUDA, 1024 OpenCL and cpu-simd, 256 on the simulating CPU accelerator)." };
         var n = new Option<int?>("--n") { Description = "Rows of B, columns of C (default: as --m)." };
@@ -38,11 +38,16 @@ internal static class BenchCommand
         var kvSeq = new Option<int?>("--kv-seq") { Description = "attention: key length (default: as --seq)." };
         var headDim = new Option<int>("--head-dim") { Description = "attention: features per head.", DefaultValueFactory = _ => 64 };
         var causal = new Option<bool>("--causal") { Description = "attention: causal mask (bottom-right aligned)." };
+        var format = new Option<string>("--format") { Description = "sparse-gemm: csr, bsr or 2:4.", DefaultValueFactory = _ => "csr" };
+        var sparsity = new Option<double>("--sparsity") { Description = "sparse-gemm: fraction of weights pruned (2:4 is at least 0.5).", DefaultValueFactory = _ => 0.9 };
+        var block = new Option<string>("--block") { Description = "sparse-gemm: BSR block shape ROWSxCOLUMNS.", DefaultValueFactory = _ => "4x4" };
+        var sweep = new Option<bool>("--sweep") { Description = "sparse-gemm: also measure sparsities 0.5 to 0.99 and report the crossover (where sparse becomes faster than dense)." };
         var json = new Option<bool>("--json") { Description = "One JSON object per result (int8-gemm: op, backend, device, m, n, k, median_ms, tops, verified, max_abs_error, ...; attention: op, backend, device, batch, heads, kv_heads, seq, kv_seq, head_dim, causal, median_ms, tflops, verified, max_abs_error, ...)." };
 
         var command = new Command("bench", "Benchmark int8 GEMM (or attention) on every usable backend (or one), verified against the reference.")
         {
-            op, backend, m, n, k, repeat, kernel, seed, noPeer, batch, heads, kvHeads, seq, kvSeq, headDim, causal, json,
+            op, backend, m, n, k, repeat, kernel, seed, noPeer, batch, heads, kvHeads, seq, kvSeq, headDim, causal,
+            format, sparsity, block, sweep, json,
         };
         command.SetAction(result =>
         {
@@ -59,6 +64,15 @@ internal static class BenchCommand
             var settings = new Settings(
                 Backends(result.GetValue(backend)), result.GetValue(m), result.GetValue(n), result.GetValue(k),
                 result.GetValue(repeat), gemmKernel, result.GetValue(seed), result.GetValue(json), !result.GetValue(noPeer));
+            if (result.GetValue(op) == "sparse-gemm")
+            {
+                SparseFormat sparseFormat = SparseBenchmark.ParseFormat(result.GetValue(format) ?? "csr");
+                (int, int) blockShape = SparseBenchmark.ParseBlock(result.GetValue(block) ?? "4x4");
+                double s = result.GetValue(sparsity);
+                if (!(s >= 0 && s <= 1))
+                    throw new ArgumentException($"--sparsity: expected a fraction in [0, 1], got {s}.", "--sparsity");
+                return RunSparse(settings, sparseFormat, blockShape, s, result.GetValue(sweep));
+            }
             if (result.GetValue(op) == "attention")
             {
                 var attention = new AttentionSettings(
@@ -114,6 +128,46 @@ internal static class BenchCommand
         var failures = results.Where(r => !r.Verified).ToList();
         foreach (AttentionBenchResult f in failures)
             Console.Error.WriteLine($"error: attention result not verified on {f.Backend}: max error {f.MaxAbsError}");
+        return failures.Count == 0 ? 0 : 1;
+    }
+
+    private static int RunSparse(Settings s, SparseFormat format, (int Rows, int Columns) block, double sparsity, bool sweep)
+    {
+        var results = new List<SparseBenchResult>();
+        foreach (Backend backend in s.Backends)
+        {
+            using KernelSession session = KernelSession.Create(backend);
+            int size = SparseBenchmark.DefaultSize(session.Backend);
+            int m = s.M ?? size, n = s.N ?? s.M ?? size, k = s.K ?? s.M ?? size;
+            List<SparseBenchResult> measured = SparseBenchmark.Run(session, m, n, k, format, block, sparsity, sweep, s.Repeat, s.Seed);
+            results.AddRange(measured);
+            if (s.Json)
+            {
+                foreach (SparseBenchResult r in measured)
+                    Console.WriteLine(JsonSerializer.Serialize(r, Program.Json));
+            }
+        }
+        if (!s.Json)
+        {
+            var table = new Table().AddColumns("op", "backend", "device", "format", "shape (m×n×k)", "sparsity", "median ms", "dense int8 ms (same run)", "speed-up vs dense", "verified");
+            foreach (SparseBenchResult r in results)
+            {
+                table.AddRow(r.Op, r.Backend, Markup.Escape(r.Device), r.Format + (r.Block == "-" ? "" : $" {r.Block}"),
+                    $"{r.M}×{r.N}×{r.K}", $"{r.Sparsity:P1}", r.MedianMs.ToString("F3"), r.DenseMedianMs.ToString("F3"),
+                    $"{r.SpeedupVsDense:F2}×", r.Verified ? "[green]yes[/]" : "[red]NO[/]");
+            }
+            AnsiConsole.Write(table);
+            foreach (var group in results.GroupBy(r => r.Backend).Where(g => g.Count() > 1))
+            {
+                double? crossover = group.First().CrossoverSparsity;
+                AnsiConsole.MarkupLine(crossover is { } c
+                    ? $"{group.Key}: sparse becomes faster than dense at about {c:P0} sparsity (interpolated)."
+                    : $"{group.Key}: sparse was not faster than dense at any measured sparsity.");
+            }
+        }
+        var failures = results.Where(r => !r.Verified).ToList();
+        foreach (SparseBenchResult f in failures)
+            Console.Error.WriteLine($"error: sparse result not verified on {f.Backend} at sparsity {f.Sparsity:F3}");
         return failures.Count == 0 ? 0 : 1;
     }
 
