@@ -1,6 +1,8 @@
 using ILGPU;
 using ILGPU.Runtime;
+using Kernels.Cuda;
 using Kernels.DeviceCode;
+using Kernels.DeviceCode.Ptx;
 using Kernels.Simd;
 
 namespace Kernels;
@@ -27,6 +29,9 @@ public sealed partial class KernelSession
     private MemoryBuffer1D<int, Stride1D.Dense>? _stageC;
     private MemoryBuffer1D<float, Stride1D.Dense>? _stageY;
     private MemoryBuffer1D<float, Stride1D.Dense>? _stageScales;
+    private TensorCoreGemm? _tensorCore;
+    private string? _tensorCoreUnsupported;
+    private bool _tensorCoreChecked;
 
     // ---------------------------------------------------------------- convenience layer (host arrays)
 
@@ -243,7 +248,7 @@ public sealed partial class KernelSession
     {
         GemmKernel.Auto => Backend switch
         {
-            Backend.Cuda => GemmKernel.Dp4a,
+            Backend.Cuda => TensorCoreUnsupported is null ? GemmKernel.TensorCore : GemmKernel.Dp4a,
             Backend.CpuSimd => GemmKernel.Simd,
             _ => GemmKernel.Tiled,
         },
@@ -251,6 +256,10 @@ public sealed partial class KernelSession
         GemmKernel.Simd when Backend == Backend.CpuSimd => kernel,
         GemmKernel.Simd => throw new ArgumentException(
             $"kernel: expected a kernel of the {Backend.ToName()} backend, got simd (only the cpu-simd backend has it).", nameof(kernel)),
+        // Compute capability below 8.0: the dp4a kernel instead (TensorCoreUnsupported says why).
+        GemmKernel.TensorCore when Backend == Backend.Cuda => TensorCoreUnsupported is null ? kernel : GemmKernel.Dp4a,
+        GemmKernel.TensorCore => throw new ArgumentException(
+            $"kernel: expected a kernel of the {Backend.ToName()} backend, got tensorcore (only the cuda backend has it).", nameof(kernel)),
         _ => throw new ArgumentOutOfRangeException(nameof(kernel), kernel, $"kernel: expected a GemmKernel value, got {(int)kernel}."),
     };
 
@@ -280,6 +289,11 @@ public sealed partial class KernelSession
         if (kernel == GemmKernel.Simd)
         {
             RunSimd(a, b, m, n, k, batch, epilogue, weights);
+            return;
+        }
+        if (kernel == GemmKernel.TensorCore)
+        {
+            RunTensorCore(a, b, m, n, k, batch, epilogue);
             return;
         }
 
@@ -313,6 +327,104 @@ public sealed partial class KernelSession
                 batch.Count),
             new Index3D(Int8GemmKernels.GroupDim, Int8GemmKernels.GroupDim, 1));
         tiled(Stream, config, aw, bw, m, n, kWords, strideAw, strideBw, epilogue);
+    }
+
+    /// <summary>
+    /// Why this session's device cannot run <see cref="GemmKernel.TensorCore"/> (not CUDA, or compute
+    /// capability below 8.0), or null when it can.
+    /// </summary>
+    public string? TensorCoreUnsupported
+    {
+        get
+        {
+            if (!_tensorCoreChecked)
+            {
+                _tensorCoreUnsupported = TensorCoreGemm.WhyUnsupported(_accelerator);
+                _tensorCoreChecked = true;
+            }
+            return _tensorCoreUnsupported;
+        }
+    }
+
+    /// <summary>
+    /// The tensor-core path: loads the generated module on first use, repacks A and B into 16-byte
+    /// aligned, zero-padded rows when k % 16 ≠ 0 or an address or batch stride is not 16-byte aligned
+    /// (cp.async and the 16-byte loads need aligned rows), and launches on the session's stream.
+    /// </summary>
+    private void RunTensorCore<TEpilogue>(
+        ArrayView<sbyte> a, ArrayView<sbyte> b, int m, int n, int k, StridedBatch batch, TEpilogue epilogue)
+        where TEpilogue : struct, IGemmEpilogue
+    {
+        _tensorCore ??= TensorCoreGemm.Load(_accelerator);
+        int kPad = (k + 15) / 16 * 16;
+        long aAddress = DeviceAddress(a), bAddress = DeviceAddress(b);
+        long strideA = batch.StrideA, strideB = batch.StrideB;
+        if (k % 16 != 0 || aAddress % 16 != 0 || strideA % 16 != 0)
+            (aAddress, strideA) = PaddedRows(a, m, k, kPad, batch.Count, strideA, ref _packA, "a");
+        if (k % 16 != 0 || bAddress % 16 != 0 || strideB % 16 != 0)
+            (bAddress, strideB) = PaddedRows(b, n, k, kPad, batch.Count, strideB, ref _packB, "b");
+
+        long dummy = DeviceAddress<float>(_dummy.View);
+        long output, aScale = dummy, bScale = dummy, bias = dummy, strideC, strideAScale = 0, strideBScale = 0;
+        int ldc, hasBias = 0;
+        PtxEpilogue kind;
+        switch (epilogue)
+        {
+            case Int32Epilogue c:
+                kind = PtxEpilogue.Raw;
+                output = DeviceAddress(c.C);
+                ldc = c.Ldc;
+                strideC = c.BatchStride;
+                break;
+            case DequantEpilogue d:
+                kind = PtxEpilogue.Dequant;
+                output = DeviceAddress(d.Y);
+                aScale = DeviceAddress(d.AScale);
+                bScale = DeviceAddress(d.BScale);
+                bias = d.HasBias != 0 ? DeviceAddress(d.Bias) : dummy;
+                hasBias = d.HasBias != 0 ? 1 : 0;
+                ldc = d.Ldy;
+                strideC = d.YBatchStride;
+                strideAScale = d.AScaleBatchStride;
+                strideBScale = d.BScaleBatchStride;
+                break;
+            default:
+                throw new NotSupportedException($"The tensor-core path has no epilogue {typeof(TEpilogue).Name}.");
+        }
+
+        TensorCorePlan plan = TensorCoreGemm.Plan(m, n, batch.Count, _accelerator.NumMultiprocessors);
+        // The decode kernel takes k % 16 = 0: the padded k (the padding is zeros in either case).
+        int kernelK = plan.Decode is not null ? kPad : k;
+        ReadOnlySpan<long> arguments =
+        [
+            aAddress, bAddress, output, aScale, bScale, bias,
+            m, n, kernelK, kPad, kPad, ldc, hasBias,
+            strideA, strideB, strideC, strideAScale, strideBScale,
+        ];
+        _tensorCore.Launch(plan, kind, Stream, arguments);
+    }
+
+    /// <summary>The device address of a view's first element (CUDA buffers).</summary>
+    private static long DeviceAddress<T>(ArrayView<T> view)
+        where T : unmanaged =>
+        ((IArrayView)view).Buffer.NativePtr.ToInt64() + ((IContiguousArrayView)view).IndexInBytes;
+
+    /// <summary>
+    /// Rows of int8 values as zero-padded rows of <paramref name="kPad"/> bytes (a multiple of 16) in
+    /// session scratch space: the device address and the batch stride in bytes.
+    /// </summary>
+    private (long Address, long Stride) PaddedRows(
+        ArrayView<sbyte> source, int rows, int k, int kPad, int batchCount, long stride,
+        ref MemoryBuffer1D<int, Stride1D.Dense>? scratch, string name)
+    {
+        int batches = stride == 0 ? 1 : batchCount;
+        int kWords = kPad / 4;
+        ArrayView<int> packed = Scratch(ref scratch, (long)batches * rows * kWords, $"padded {name}");
+        var pack = Kernel("pack", acc =>
+            acc.LoadAutoGroupedKernel<Index3D, ArrayView<sbyte>, ArrayView<int>, int, int, int, long>(
+                Int8GemmKernels.PackRows));
+        pack(Stream, new Index3D(kWords, rows, batches), source, packed, rows, k, kWords, stride);
+        return (DeviceAddress(packed), stride == 0 ? 0 : (long)rows * kPad);
     }
 
     /// <summary>
