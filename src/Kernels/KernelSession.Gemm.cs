@@ -32,6 +32,7 @@ public sealed partial class KernelSession
     private TensorCoreGemm? _tensorCore;
     private string? _tensorCoreUnsupported;
     private bool _tensorCoreChecked;
+    private string? _tensorCoreLoadFailure;
 
     // ---------------------------------------------------------------- convenience layer (host arrays)
 
@@ -257,7 +258,8 @@ public sealed partial class KernelSession
         GemmKernel.Simd => throw new ArgumentException(
             $"kernel: expected a kernel of the {Backend.ToName()} backend, got simd (only the cpu-simd backend has it).", nameof(kernel)),
         // Compute capability below 8.0: the dp4a kernel instead (TensorCoreUnsupported says why).
-        GemmKernel.TensorCore when Backend == Backend.Cuda => TensorCoreUnsupported is null ? kernel : GemmKernel.Dp4a,
+        // An explicit request on a device that can run it but whose driver rejected the module throws (see EnsureTensorCore).
+        GemmKernel.TensorCore when Backend == Backend.Cuda => TensorCoreCapabilityGap is null ? kernel : GemmKernel.Dp4a,
         GemmKernel.TensorCore => throw new ArgumentException(
             $"kernel: expected a kernel of the {Backend.ToName()} backend, got tensorcore (only the cuda backend has it).", nameof(kernel)),
         _ => throw new ArgumentOutOfRangeException(nameof(kernel), kernel, $"kernel: expected a GemmKernel value, got {(int)kernel}."),
@@ -285,6 +287,7 @@ public sealed partial class KernelSession
         DeviceBuffer<sbyte>? weights = null)
         where TEpilogue : struct, IGemmEpilogue
     {
+        GemmKernel requested = kernel;
         kernel = ResolveKernel(kernel);
         if (kernel == GemmKernel.Simd)
         {
@@ -293,8 +296,12 @@ public sealed partial class KernelSession
         }
         if (kernel == GemmKernel.TensorCore)
         {
-            RunTensorCore(a, b, m, n, k, batch, epilogue);
-            return;
+            if (EnsureTensorCore(explicitlyRequested: requested == GemmKernel.TensorCore))
+            {
+                RunTensorCore(a, b, m, n, k, batch, epilogue);
+                return;
+            }
+            kernel = GemmKernel.Dp4a;
         }
 
         string epi = typeof(TEpilogue).Name;
@@ -330,10 +337,14 @@ public sealed partial class KernelSession
     }
 
     /// <summary>
-    /// Why this session's device cannot run <see cref="GemmKernel.TensorCore"/> (not CUDA, or compute
-    /// capability below 8.0), or null when it can.
+    /// Why this session cannot run <see cref="GemmKernel.TensorCore"/> (not CUDA, compute capability
+    /// below 8.0, or the driver rejected the generated PTX), or null when it can (as far as is known:
+    /// the module is loaded on first use).
     /// </summary>
-    public string? TensorCoreUnsupported
+    public string? TensorCoreUnsupported => TensorCoreCapabilityGap ?? _tensorCoreLoadFailure;
+
+    /// <summary>Why the device itself cannot run the tensor-core kernels (not CUDA, compute capability below 8.0), or null.</summary>
+    private string? TensorCoreCapabilityGap
     {
         get
         {
@@ -347,6 +358,30 @@ public sealed partial class KernelSession
     }
 
     /// <summary>
+    /// Loads the tensor-core module once. When the driver rejects it (an old driver that does not know
+    /// the PTX ISA version, say), <see cref="GemmKernel.Auto"/> falls back to dp4a from then on (the
+    /// failure is kept in <see cref="TensorCoreUnsupported"/>) and an explicit request throws with the JIT log.
+    /// </summary>
+    private bool EnsureTensorCore(bool explicitlyRequested)
+    {
+        if (_tensorCore is not null)
+            return true;
+        if (_tensorCoreLoadFailure is null)
+        {
+            try
+            {
+                _tensorCore = TensorCoreGemm.Load(_accelerator);
+                return true;
+            }
+            catch (InvalidOperationException ex)
+            {
+                _tensorCoreLoadFailure = ex.Message;
+            }
+        }
+        return explicitlyRequested ? throw new InvalidOperationException(_tensorCoreLoadFailure) : false;
+    }
+
+    /// <summary>
     /// The tensor-core path: loads the generated module on first use, repacks A and B into 16-byte
     /// aligned, zero-padded rows when k % 16 ≠ 0 or an address or batch stride is not 16-byte aligned
     /// (cp.async and the 16-byte loads need aligned rows), and launches on the session's stream.
@@ -355,7 +390,7 @@ public sealed partial class KernelSession
         ArrayView<sbyte> a, ArrayView<sbyte> b, int m, int n, int k, StridedBatch batch, TEpilogue epilogue)
         where TEpilogue : struct, IGemmEpilogue
     {
-        _tensorCore ??= TensorCoreGemm.Load(_accelerator);
+        TensorCoreGemm tensorCore = _tensorCore ?? throw new InvalidOperationException("The tensor-core module is not loaded.");
         int kPad = (k + 15) / 16 * 16;
         long aAddress = DeviceAddress(a), bAddress = DeviceAddress(b);
         long strideA = batch.StrideA, strideB = batch.StrideB;
@@ -401,7 +436,7 @@ public sealed partial class KernelSession
             m, n, kernelK, kPad, kPad, ldc, hasBias,
             strideA, strideB, strideC, strideAScale, strideBScale,
         ];
-        _tensorCore.Launch(plan, kind, Stream, arguments);
+        tensorCore.Launch(plan, kind, Stream, arguments);
     }
 
     /// <summary>The device address of a view's first element (CUDA buffers).</summary>
