@@ -394,48 +394,33 @@ public sealed partial class KernelSession
         int kPad = (k + 15) / 16 * 16;
         long aAddress = DeviceAddress(a), bAddress = DeviceAddress(b);
         long strideA = batch.StrideA, strideB = batch.StrideB;
-        if (k % 16 != 0 || aAddress % 16 != 0 || strideA % 16 != 0)
+        if (!TensorCoreGemm.RowsUsableInPlace(k, aAddress, strideA))
             (aAddress, strideA) = PaddedRows(a, m, k, kPad, batch.Count, strideA, ref _packA, "a");
-        if (k % 16 != 0 || bAddress % 16 != 0 || strideB % 16 != 0)
+        if (!TensorCoreGemm.RowsUsableInPlace(k, bAddress, strideB))
             (bAddress, strideB) = PaddedRows(b, n, k, kPad, batch.Count, strideB, ref _packB, "b");
 
         long dummy = DeviceAddress<float>(_dummy.View);
-        long output, aScale = dummy, bScale = dummy, bias = dummy, strideC, strideAScale = 0, strideBScale = 0;
-        int ldc, hasBias = 0;
+        TensorCoreOperands operands;
         PtxEpilogue kind;
         switch (epilogue)
         {
             case Int32Epilogue c:
                 kind = PtxEpilogue.Raw;
-                output = DeviceAddress(c.C);
-                ldc = c.Ldc;
-                strideC = c.BatchStride;
+                operands = new TensorCoreOperands(aAddress, bAddress, DeviceAddress(c.C), dummy, dummy, dummy,
+                    kPad, c.Ldc, false, strideA, strideB, c.BatchStride, 0, 0);
                 break;
             case DequantEpilogue d:
                 kind = PtxEpilogue.Dequant;
-                output = DeviceAddress(d.Y);
-                aScale = DeviceAddress(d.AScale);
-                bScale = DeviceAddress(d.BScale);
-                bias = d.HasBias != 0 ? DeviceAddress(d.Bias) : dummy;
-                hasBias = d.HasBias != 0 ? 1 : 0;
-                ldc = d.Ldy;
-                strideC = d.YBatchStride;
-                strideAScale = d.AScaleBatchStride;
-                strideBScale = d.BScaleBatchStride;
+                operands = new TensorCoreOperands(aAddress, bAddress, DeviceAddress(d.Y), DeviceAddress(d.AScale), DeviceAddress(d.BScale),
+                    d.HasBias != 0 ? DeviceAddress(d.Bias) : dummy, kPad, d.Ldy, d.HasBias != 0,
+                    strideA, strideB, d.YBatchStride, d.AScaleBatchStride, d.BScaleBatchStride);
                 break;
             default:
                 throw new NotSupportedException($"The tensor-core path has no epilogue {typeof(TEpilogue).Name}.");
         }
 
         TensorCorePlan plan = TensorCoreGemm.Plan(m, n, batch.Count, _accelerator.NumMultiprocessors);
-        // The decode kernel takes k % 16 = 0: the padded k (the padding is zeros in either case).
-        int kernelK = plan.Decode is not null ? kPad : k;
-        ReadOnlySpan<long> arguments =
-        [
-            aAddress, bAddress, output, aScale, bScale, bias,
-            m, n, kernelK, kPad, kPad, ldc, hasBias,
-            strideA, strideB, strideC, strideAScale, strideBScale,
-        ];
+        long[] arguments = TensorCoreGemm.Arguments(plan, m, n, k, operands);
         tensorCore.Launch(plan, kind, Stream, arguments);
     }
 

@@ -108,13 +108,39 @@ internal sealed class TensorCoreGemm : IDisposable
 
     private static int Blocks(int size, int tile) => (size + tile - 1) / tile;
 
+    /// <summary>
+    /// Whether rows of int8 values can be read in place: k, the address and the batch stride all
+    /// multiples of 16 bytes (cp.async 16 and the 16-byte loads need aligned row starts). Otherwise the
+    /// host copies them into zero-padded rows of ⌈k/16⌉·16 bytes first.
+    /// </summary>
+    internal static bool RowsUsableInPlace(int k, long address, long stride) =>
+        k % 16 == 0 && address % 16 == 0 && stride % 16 == 0;
+
+    /// <summary>The kernel arguments in <see cref="TensorCorePtx.Parameters"/> order.</summary>
+    /// <remarks>The decode kernel needs k % 16 = 0: it gets the row stride (the padded k; the padding is zeros).</remarks>
+    internal static long[] Arguments(TensorCorePlan plan, int m, int n, int k, in TensorCoreOperands o)
+    {
+        ArgumentNullException.ThrowIfNull(plan);
+        int kernelK = plan.Decode is not null ? o.RowBytes : k;
+        return
+        [
+            o.A, o.B, o.Output, o.AScale, o.BScale, o.Bias,
+            m, n, kernelK, o.RowBytes, o.RowBytes, o.Ldc, o.HasBias ? 1 : 0,
+            o.StrideA, o.StrideB, o.StrideC, o.StrideAScale, o.StrideBScale,
+        ];
+    }
+
+    /// <summary>The entry a plan launches.</summary>
+    internal static string EntryName(TensorCorePlan plan, PtxEpilogue epilogue) =>
+        plan.Gemm is not null ? TensorCorePtx.EntryName(plan.Gemm, epilogue) : TensorCorePtx.EntryName(plan.Decode!, epilogue);
+
     /// <summary>Enqueues one kernel on <paramref name="stream"/>; <paramref name="arguments"/> in <see cref="TensorCorePtx.Parameters"/> order.</summary>
     public unsafe void Launch(TensorCorePlan plan, PtxEpilogue epilogue, AcceleratorStream stream, ReadOnlySpan<long> arguments)
     {
         ObjectDisposedException.ThrowIf(_module == IntPtr.Zero, this);
         if (arguments.Length != TensorCorePtx.Parameters.Count)
             throw new ArgumentException($"arguments: expected {TensorCorePtx.Parameters.Count}, got {arguments.Length}.", nameof(arguments));
-        string name = plan.Gemm is not null ? TensorCorePtx.EntryName(plan.Gemm, epilogue) : TensorCorePtx.EntryName(plan.Decode!, epilogue);
+        string name = EntryName(plan, epilogue);
         IntPtr function = _functions[name];
         var cudaStream = (CudaStream)stream;
         // Every argument lives in an 8-byte slot; the u32 parameters read the low half (little-endian).
@@ -147,6 +173,25 @@ internal sealed class TensorCoreGemm : IDisposable
         _functions.Clear();
     }
 }
+
+/// <summary>The device addresses and strides a tensor-core launch works on.</summary>
+/// <param name="A">Address of A (rows of <paramref name="RowBytes"/> bytes, 16-byte aligned).</param>
+/// <param name="B">Address of B (rows of <paramref name="RowBytes"/> bytes, 16-byte aligned).</param>
+/// <param name="Output">Address of C (int32) or Y (float32).</param>
+/// <param name="AScale">Address of the per-row scales (dequant only; any valid address otherwise).</param>
+/// <param name="BScale">Address of the per-column scales (dequant only).</param>
+/// <param name="Bias">Address of the bias (read only when <paramref name="HasBias"/>).</param>
+/// <param name="RowBytes">Bytes between rows of A and of B: ⌈k/16⌉·16.</param>
+/// <param name="Ldc">Elements between output rows.</param>
+/// <param name="HasBias">Whether the bias is added.</param>
+/// <param name="StrideA">Bytes of A between GEMMs of a batch.</param>
+/// <param name="StrideB">Bytes of B between GEMMs (0: shared).</param>
+/// <param name="StrideC">Output elements between GEMMs.</param>
+/// <param name="StrideAScale">aScale elements between GEMMs.</param>
+/// <param name="StrideBScale">bScale and bias elements between GEMMs (0: shared).</param>
+internal readonly record struct TensorCoreOperands(
+    long A, long B, long Output, long AScale, long BScale, long Bias, int RowBytes, int Ldc, bool HasBias,
+    long StrideA, long StrideB, long StrideC, long StrideAScale, long StrideBScale);
 
 /// <summary>Which generated kernel runs a shape, on which grid.</summary>
 /// <param name="Name">The tile's name.</param>

@@ -1,3 +1,4 @@
+using Kernels.Cuda;
 using Kernels.DeviceCode.Ptx;
 
 namespace Kernels.Tests.TensorCore;
@@ -55,7 +56,7 @@ public class TensorCoreInterpreterTests
             var grid = ((n + tile.BlockN - 1) / tile.BlockN, (m + tile.BlockM - 1) / tile.BlockM, batch);
             Case c = Case.Create(random, m, n, k, batch, lda: (k + 15) / 16 * 16, sharedB: batch > 1, garbagePadding: true, withBias: random.Next(2) == 1);
             var interpreter = new PtxInterpreter(TensorCorePtx.Module([tile], []));
-            c.Run(interpreter, TensorCorePtx.EntryName(tile, epilogue), grid, tile.Threads, dequant);
+            c.Run(interpreter, new TensorCorePlan(tile.Name, tile, null, grid, tile.Threads), epilogue);
         });
 
     public static TheoryData<int, int, int, int, bool> DecodeCases
@@ -94,7 +95,7 @@ public class TensorCoreInterpreterTests
             // The decode kernel takes k % 16 = 0 and zero padding (the host passes the padded k).
             Case c = Case.Create(random, m, n, k, 1, lda: k, sharedB: false, garbagePadding: false, withBias: random.Next(2) == 1);
             var interpreter = new PtxInterpreter(TensorCorePtx.Module([], [tile]));
-            c.Run(interpreter, TensorCorePtx.EntryName(tile, epilogue), ((n + tile.RowsPerBlock - 1) / tile.RowsPerBlock, 1, 1), tile.Threads, dequant);
+            c.Run(interpreter, new TensorCorePlan(tile.Name, null, tile, ((n + tile.RowsPerBlock - 1) / tile.RowsPerBlock, 1, 1), tile.Threads), epilogue);
         });
 
     [Fact]
@@ -104,8 +105,61 @@ public class TensorCoreInterpreterTests
             DecodeTile tile = TensorCorePtx.DecodeTiles[1];
             Case c = Case.Create(random, 11, 40, 96, 3, lda: 96, sharedB: true, garbagePadding: false, withBias: true);
             var interpreter = new PtxInterpreter(TensorCorePtx.Module([], [tile]));
-            c.Run(interpreter, TensorCorePtx.EntryName(tile, PtxEpilogue.Dequant), ((40 + tile.RowsPerBlock - 1) / tile.RowsPerBlock, 1, 3), tile.Threads, dequant: true);
+            c.Run(interpreter, new TensorCorePlan(tile.Name, null, tile, ((40 + tile.RowsPerBlock - 1) / tile.RowsPerBlock, 1, 3), tile.Threads), PtxEpilogue.Dequant);
         });
+
+    private static readonly Lazy<PtxInterpreter> Library = new(() => new PtxInterpreter(TensorCorePtx.LibraryModule()));
+
+    /// <summary>
+    /// The module the session loads, run the way the session runs it: the host's plan (kernel and grid),
+    /// the host's rule for reading rows in place or padded with zeros, the host's argument list.
+    /// </summary>
+    [Theory]
+    [InlineData(1, 50, 40, 1, false)]
+    [InlineData(7, 130, 64, 1, true)]
+    [InlineData(20, 33, 96, 2, true)]
+    [InlineData(32, 65, 21, 1, false)]
+    [InlineData(33, 70, 77, 1, true)]
+    [InlineData(140, 20, 32, 1, false)]
+    [InlineData(45, 129, 48, 3, true)]
+    public void LibraryModuleThroughTheHostPlanAndArguments(int m, int n, int k, int batch, bool dequant) =>
+        Seeded.Run((random, _) =>
+        {
+            TensorCorePlan plan = TensorCoreGemm.Plan(m, n, batch, multiprocessors: 132);
+            int rowBytes = TensorCoreGemm.RowsUsableInPlace(k, 0, 0) ? k : (k + 15) / 16 * 16;
+            // Padded rows hold zeros past k, as the host's PackRows writes them.
+            Case c = Case.Create(random, m, n, k, batch, lda: rowBytes, sharedB: batch > 1, garbagePadding: false, withBias: true);
+            c.Run(Library.Value, plan, dequant ? PtxEpilogue.Dequant : PtxEpilogue.Raw);
+        });
+
+    [Fact]
+    public void ArgumentsFollowTheParameterOrder()
+    {
+        var operands = new TensorCoreOperands(101, 102, 103, 104, 105, 106, 112, 113, true, 115, 116, 117, 118, 119);
+        TensorCorePlan gemm = TensorCoreGemm.Plan(100, 100, 1, 132);
+        long[] arguments = TensorCoreGemm.Arguments(gemm, 107, 108, 109, operands);
+        var byName = TensorCorePtx.Parameters.Select((p, i) => (p.Name, Value: arguments[i])).ToDictionary(x => x.Name, x => x.Value);
+        Assert.Equal(101, byName["p_a"]);
+        Assert.Equal(102, byName["p_b"]);
+        Assert.Equal(103, byName["p_out"]);
+        Assert.Equal(104, byName["p_ascale"]);
+        Assert.Equal(105, byName["p_bscale"]);
+        Assert.Equal(106, byName["p_bias"]);
+        Assert.Equal(107, byName["p_m"]);
+        Assert.Equal(108, byName["p_n"]);
+        Assert.Equal(109, byName["p_k"]);
+        Assert.Equal(112, byName["p_lda"]);
+        Assert.Equal(112, byName["p_ldb"]);
+        Assert.Equal(113, byName["p_ldc"]);
+        Assert.Equal(1, byName["p_hasbias"]);
+        Assert.Equal(115, byName["p_stride_a"]);
+        Assert.Equal(116, byName["p_stride_b"]);
+        Assert.Equal(117, byName["p_stride_c"]);
+        Assert.Equal(118, byName["p_stride_ascale"]);
+        Assert.Equal(119, byName["p_stride_bscale"]);
+        // The decode kernel gets the padded k (the row stride).
+        Assert.Equal(112, TensorCoreGemm.Arguments(TensorCoreGemm.Plan(8, 100, 1, 132), 8, 108, 109, operands)[8]);
+    }
 
     [Fact]
     public void InterpreterRejectsAnOutOfBoundsRead()
@@ -165,8 +219,9 @@ public class TensorCoreInterpreterTests
             return data;
         }
 
-        public void Run(PtxInterpreter interpreter, string entry, (int, int, int) grid, int threads, bool dequant)
+        public void Run(PtxInterpreter interpreter, TensorCorePlan plan, PtxEpilogue epilogue)
         {
+            bool dequant = epilogue == PtxEpilogue.Dequant;
             var memory = new PtxInterpreter.GlobalMemory();
             ulong a = memory.Allocate(A.Select(x => (byte)x).ToArray());
             ulong b = memory.Allocate(B.Select(x => (byte)x).ToArray());
@@ -175,10 +230,10 @@ public class TensorCoreInterpreterTests
             ulong aScale = memory.Allocate(AScale);
             ulong bScale = memory.Allocate(BScale);
             ulong bias = memory.Allocate(Bias);
-            interpreter.Launch(entry, grid, threads, memory,
-                (long)a, (long)b, (long)output, (long)aScale, (long)bScale, (long)bias,
-                M, N, K, Lda, Lda, N, HasBias ? 1 : 0,
-                StrideA, StrideB, StrideC, StrideAScale, StrideBScale);
+            var operands = new TensorCoreOperands((long)a, (long)b, (long)output, (long)aScale, (long)bScale, (long)bias,
+                Lda, N, HasBias, StrideA, StrideB, StrideC, StrideAScale, StrideBScale);
+            interpreter.Launch(TensorCoreGemm.EntryName(plan, epilogue), plan.Grid, plan.Threads, memory,
+                TensorCoreGemm.Arguments(plan, M, N, K, operands));
 
             byte[] bytes = memory.Bytes(output);
             int[] stores = memory.Stores(output);
