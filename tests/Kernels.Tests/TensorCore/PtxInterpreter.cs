@@ -16,11 +16,15 @@ namespace Kernels.Tests.TensorCore;
 /// a0 = A[g][4t..4t+3], a1 = A[g+8][4t..], a2 = A[g][16+4t..], a3 = A[g+8][16+4t..] (byte j of the
 /// register = element 4t+j); b0 = B[g][4t..], b1 = B[g][16+4t..]; d0,d1 = D[g][2t, 2t+1], d2,d3 = D[g+8][2t, 2t+1].</item>
 /// <item><c>ldmatrix.sync.aligned.m8n8.x{1,2,4}.shared.b16</c> (PTX ISA, "Warp-level matrix load
-/// instruction: ldmatrix"): lane 8i+r gives the address of row r (16 bytes) of matrix i; register i of
-/// lane l receives the b16 elements 2(l%4), 2(l%4)+1 of row l/4 of matrix i (bytes 4(l%4)..4(l%4)+3).
-/// Row addresses must be 16-byte aligned.</item>
-/// <item><c>cp.async.cg.shared.global [dst], [src], 16, src-size</c> (PTX ISA, "cp.async"): copies
-/// src-size bytes and fills the rest of the 16 with zeros; both addresses aligned to 16. Run
+/// instruction: ldmatrix", read through its mirror in the ptx-90-parser crate docs, and Apache TVM's
+/// ldmatrix tile-op docs: "lane 8*matrix+row provides that row's shared address", "register word
+/// (matrix,row,word) belongs to lane 4*row+word"): lane 8i+r gives the address of row r (16 bytes) of
+/// matrix i; register i of lane l receives the b16 elements 2(l%4), 2(l%4)+1 of row l/4 of matrix i
+/// (bytes 4(l%4)..4(l%4)+3). Row addresses must be 16-byte aligned.</item>
+/// <item><c>cp.async.cg.shared.global [dst], [src], 16, src-size</c> (PTX ISA, "cp.async", same mirror:
+/// "src-size ... must be less than cp-size. In such case, remaining bytes in destination dst are
+/// filled with zeros"): copies src-size bytes and fills the rest of the 16 with zeros; both addresses
+/// aligned to 16 (the ISA's alignment rule for cp-size). Run
 /// synchronously at issue; <c>commit_group</c>/<c>wait_group</c> are no-ops (so the interpreter
 /// cannot find a missing wait, only wrong data, wrong addresses and missing barriers between warps).</item>
 /// <item>Global memory: allocations in one flat address space; any access outside an allocation, or
