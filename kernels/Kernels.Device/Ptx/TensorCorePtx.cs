@@ -28,8 +28,9 @@ namespace Kernels.DeviceCode.Ptx;
 /// </para>
 /// <para>
 /// The decode kernel (<see cref="DecodeTile"/>) for m ≤ 32 computes Cᵀ = B·Aᵀ with the weights as the
-/// mma's A operand: each warp reads 16 weight rows straight from global memory with 16-byte loads (one
-/// pass over the weights, no shared memory), the tokens as the B operand. Both operands use the same
+/// mma's A operand: each block reads 16 weight rows straight from global memory with 16-byte loads (one
+/// pass over the weights), its warps taking interleaved groups of k, the tokens as the B operand; the
+/// warps' partial sums meet in shared memory and warp 0 runs the epilogue. Both operands use the same
 /// permutation of k inside each 64-byte step, which leaves the dot products unchanged. It needs k % 16 = 0
 /// (the host passes the padded k when it repacks).
 /// </para>
@@ -455,11 +456,10 @@ public static class TensorCorePtx
 
         Prologue(w);
         w.Op($"setp.ne.s32 {w.P("has_bias")}, %hasbias, 0");
-        w.Comment($"warp computes weight rows row_base .. row_base+15 (= output columns) for tokens 0..{tile.MaxTokens - 1}");
+        w.Comment($"block computes weight rows row_base .. row_base+15 (= output columns) for tokens 0..{tile.MaxTokens - 1}; its {tile.Warps} warps split k");
         string rowBase = w.R("row_base"), exit = w.P("exit");
         w.Op($"mov.u32 {w.R("ctaid_x")}, %ctaid.x");
-        w.Op($"mad.lo.s32 {rowBase}, %ctaid_x, {tile.Warps}, %warp");
-        w.Op($"mul.lo.s32 {rowBase}, {rowBase}, 16");
+        w.Op($"mul.lo.s32 {rowBase}, %ctaid_x, 16");
         w.Op($"setp.ge.s32 {exit}, {rowBase}, %n");
         w.Op($"@{exit} bra.uni DONE");
 
@@ -545,9 +545,10 @@ public static class TensorCorePtx
             }
         }
 
-        w.Comment($"main loop: {unroll} steps of 64 bytes per iteration while they fit in k");
-        w.Op($"mov.u32 {kb}, 0");
-        w.Op($"sub.s32 {kEnd}, %k, {64 * unroll}");
+        int group = 64 * unroll, warps = tile.Warps;
+        w.Comment($"main loop: groups of {unroll} steps of 64 bytes that fit in k; warp w takes groups w, w+{warps}, ...");
+        w.Op($"mul.lo.s32 {kb}, %warp, {group}");
+        w.Op($"sub.s32 {kEnd}, %k, {group}");
         w.Label("MAIN_LOOP");
         w.Op($"setp.gt.s32 {stop}, {kb}, {kEnd}");
         w.Op($"@{stop} bra.uni TAIL_LOOP");
@@ -556,11 +557,15 @@ public static class TensorCorePtx
             Loads(u, null);
         for (int u = 0; u < unroll; u++)
             Mmas(u);
-        w.Op($"add.s32 {kb}, {kb}, {64 * unroll}");
+        w.Op($"add.s32 {kb}, {kb}, {group * warps}");
         w.Op("bra.uni MAIN_LOOP");
 
-        w.Comment("tail: one 64-byte step at a time; a lane's 16-byte chunk counts only below k");
+        w.Comment($"tail: the 64-byte steps after the whole groups, warp w takes steps w, w+{warps}, ...; a lane's 16-byte chunk counts only below k");
         w.Label("TAIL_LOOP");
+        w.Op($"div.s32 {kb}, %k, {group}");
+        w.Op($"mul.lo.s32 {kb}, {kb}, {group}");
+        w.Op($"mad.lo.s32 {kb}, %warp, 64, {kb}");
+        w.Label("TAIL_STEP");
         w.Op($"setp.ge.s32 {stop}, {kb}, %k");
         w.Op($"@{stop} bra.uni EPILOGUE");
         w.Op($"cvt.u64.u32 {kbd}, {kb}");
@@ -569,10 +574,46 @@ public static class TensorCorePtx
         w.Op($"setp.lt.s32 {chunkOk}, {chunk}, %k");
         Loads(0, chunkOk);
         Mmas(0);
-        w.Op($"add.s32 {kb}, {kb}, 64");
-        w.Op("bra.uni TAIL_LOOP");
+        w.Op($"add.s32 {kb}, {kb}, {64 * warps}");
+        w.Op("bra.uni TAIL_STEP");
 
         w.Label("EPILOGUE");
+        if (warps > 1)
+        {
+            // Warps 1.. leave their partial sums in shared memory ([warp-1][register][lane], conflict-free)
+            // and finish; warp 0 adds them (in warp order) and runs the epilogue.
+            string smem = name + "_partial";
+            string slot = w.R("red_slot"), notFirst = w.P("red_not_first"), partial = w.R("red_partial");
+            int registers = 4 * tt;
+            w.Comment("partial sums of warps 1.. through shared memory; warp 0 adds them up");
+            w.Op($"mov.u32 {slot}, {smem}");
+            w.Op($"mad.lo.s32 {slot}, %lane, 4, {slot}");
+            w.Op($"setp.ne.s32 {notFirst}, %warp, 0");
+            w.Op($"@!{notFirst} bra.uni REDUCE_WAIT");
+            string mine = w.R("red_mine");
+            w.Op($"sub.s32 {mine}, %warp, 1");
+            w.Op($"mad.lo.s32 {mine}, {mine}, {registers * 128}, {slot}");
+            for (int j = 0; j < tt; j++)
+            {
+                for (int e = 0; e < 4; e++)
+                    w.Op($"st.shared.b32 [{mine}+{(4 * j + e) * 128}], %acc_{j}_{e}");
+            }
+            w.Op("bar.sync 0");
+            w.Op("bra.uni DONE");
+            w.Label("REDUCE_WAIT");
+            w.Op("bar.sync 0");
+            for (int other = 1; other < warps; other++)
+            {
+                for (int j = 0; j < tt; j++)
+                {
+                    for (int e = 0; e < 4; e++)
+                    {
+                        w.Op($"ld.shared.b32 {partial}, [{slot}+{((other - 1) * registers + 4 * j + e) * 128}]");
+                        w.Op($"add.s32 %acc_{j}_{e}, %acc_{j}_{e}, {partial}");
+                    }
+                }
+            }
+        }
         w.Comment("d0,d1: weight row g (output column), tokens 8j+2t, 8j+2t+1 (output rows); d2,d3: weight row g+8");
         string aS = w.F("e_ascale"), address = w.D("e_addr"), ok2 = w.P("e_ok");
         for (int h = 0; h < 2; h++)
@@ -614,6 +655,8 @@ public static class TensorCorePtx
         var text = new StringBuilder();
         text.Append(Header(name, tile.Threads, 0));
         text.Append("{\n");
+        if (tile.Warps > 1)
+            text.Append("\t.shared .align 16 .b8 ").Append(name).Append("_partial[").Append(tile.SharedBytes).Append("];\n");
         text.Append(w.Build());
         text.Append("}\n");
         return text.ToString();

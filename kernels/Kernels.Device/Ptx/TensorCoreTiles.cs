@@ -76,11 +76,12 @@ public sealed record TensorCoreTile(int BlockM, int BlockN, int BlockK, int Warp
 }
 
 /// <summary>
-/// The shape of the decode kernel for few rows of A (tokens): each warp streams 16 rows of B (weights)
-/// once and multiplies them with up to 8·<see cref="TokenTiles"/> tokens.
+/// The shape of the decode kernel for few rows of A (tokens): a block streams 16 rows of B (weights)
+/// once, its <see cref="Warps"/> warps splitting k between them, and multiplies them with up to
+/// 8·<see cref="TokenTiles"/> tokens; the warps' partial sums meet in shared memory.
 /// </summary>
 /// <param name="TokenTiles">n8 tiles of tokens (1..4): handles m ≤ 8·TokenTiles.</param>
-/// <param name="Warps">Warps per block.</param>
+/// <param name="Warps">Warps per block, each taking every Warps-th group of k (1..16).</param>
 /// <param name="KUnroll">64-byte k steps loaded before the first mma of a loop iteration (loads in flight).</param>
 public sealed record DecodeTile(int TokenTiles, int Warps, int KUnroll)
 {
@@ -90,8 +91,11 @@ public sealed record DecodeTile(int TokenTiles, int Warps, int KUnroll)
     /// <summary>Threads per block.</summary>
     public int Threads => 32 * Warps;
 
-    /// <summary>Weight rows per block.</summary>
-    public int RowsPerBlock => 16 * Warps;
+    /// <summary>Weight rows (output columns) per block.</summary>
+    public const int RowsPerBlock = 16;
+
+    /// <summary>Shared memory for the partial sums of warps 1.. (warp 0 adds them up).</summary>
+    public int SharedBytes => (Warps - 1) * TokenTiles * 4 * 32 * 4;
 
     /// <summary>A short name: <c>decode_t{MaxTokens}_w{Warps}_u{KUnroll}</c>.</summary>
     public string Name => $"decode_t{MaxTokens}_w{Warps}_u{KUnroll}";
@@ -101,8 +105,8 @@ public sealed record DecodeTile(int TokenTiles, int Warps, int KUnroll)
     {
         if (TokenTiles is < 1 or > 4)
             throw new ArgumentException($"tile: TokenTiles must be 1..4, got {TokenTiles}", "tile");
-        if (Warps is < 1 or > 32)
-            throw new ArgumentException($"tile: Warps must be 1..32, got {Warps}", "tile");
+        if (Warps is < 1 or > 16)
+            throw new ArgumentException($"tile: Warps must be 1..16, got {Warps}", "tile");
         if (KUnroll is < 1 or > 8)
             throw new ArgumentException($"tile: KUnroll must be 1..8, got {KUnroll}", "tile");
     }

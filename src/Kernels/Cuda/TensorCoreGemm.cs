@@ -98,7 +98,7 @@ internal sealed class TensorCoreGemm : IDisposable
         if (m <= 32)
         {
             DecodeTile decode = TensorCorePtx.DecodeTiles.First(t => t.MaxTokens >= m);
-            return new TensorCorePlan(decode.Name, null, decode, ((n + decode.RowsPerBlock - 1) / decode.RowsPerBlock, 1, batchCount), decode.Threads);
+            return new TensorCorePlan(decode.Name, null, decode, ((n + DecodeTile.RowsPerBlock - 1) / DecodeTile.RowsPerBlock, 1, batchCount), decode.Threads);
         }
         TensorCoreTile large = TensorCorePtx.GemmTiles[0], small = TensorCorePtx.GemmTiles[1];
         long largeBlocks = (long)Blocks(m, large.BlockM) * Blocks(n, large.BlockN) * batchCount;

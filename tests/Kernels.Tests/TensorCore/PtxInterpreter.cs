@@ -587,6 +587,24 @@ internal sealed class PtxInterpreter
                         regs[o[0].Items![e].Register] = Z32(BitConverter.ToInt32(data, offset + 4 * e));
                     return;
                 }
+            case "st.shared.b32":
+                {
+                    int address = (int)AddressOf(context, regs, o[0], thread);
+                    if (address % 4 != 0)
+                        throw new InvalidOperationException("misaligned st.shared.b32");
+                    CheckShared(context, address, 4);
+                    BitConverter.TryWriteBytes(context.Shared.AsSpan(address, 4), (int)A(1));
+                    return;
+                }
+            case "ld.shared.b32":
+                {
+                    int address = (int)AddressOf(context, regs, o[1], thread);
+                    if (address % 4 != 0)
+                        throw new InvalidOperationException("misaligned ld.shared.b32");
+                    CheckShared(context, address, 4);
+                    Set(Z32(BitConverter.ToInt32(context.Shared, address)));
+                    return;
+                }
             case "st.global.b32":
             case "st.global.f32":
                 {

@@ -146,8 +146,10 @@ public class TensorCoreHostTests
 
     private static IEnumerable<(int Row, int Col)> DecodeOutputs(DecodeTile tile, int bx, int warp, int g, int t)
     {
-        // Output row = token 8j + 2t + e, output column = weight row rowBase + g + 8h.
-        int rowBase = (bx * tile.Warps + warp) * 16;
+        // Warp 0 of a block stores: output row = token 8j + 2t + e, output column = weight row 16·block + g + 8h.
+        if (warp != 0)
+            yield break;
+        int rowBase = bx * DecodeTile.RowsPerBlock;
         for (int j = 0; j < tile.TokenTiles; j++)
         {
             for (int e = 0; e < 2; e++)

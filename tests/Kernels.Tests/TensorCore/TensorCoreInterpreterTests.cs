@@ -59,6 +59,14 @@ public class TensorCoreInterpreterTests
             c.Run(interpreter, new TensorCorePlan(tile.Name, tile, null, grid, tile.Threads), epilogue);
         });
 
+    /// <summary>The shipped decode tiles and two more: one warp (no reduction), three warps with one step per group.</summary>
+    internal static readonly DecodeTile[] DecodeTiles =
+    [
+        .. TensorCorePtx.DecodeTiles,
+        new DecodeTile(2, 1, 3),
+        new DecodeTile(1, 3, 1),
+    ];
+
     public static TheoryData<int, int, int, int, bool> DecodeCases
     {
         get
@@ -75,6 +83,11 @@ public class TensorCoreInterpreterTests
                 (2, 32, 33, 272),
                 (2, 19, 17, 48),
                 (2, 25, 70, 528),
+                (0, 6, 20, 2000),
+                (3, 16, 40, 400),
+                (3, 1, 3, 16),
+                (4, 8, 35, 1008),
+                (4, 3, 16, 64),
             ];
             foreach ((int tile, int m, int n, int k) in shapes)
             {
@@ -90,12 +103,12 @@ public class TensorCoreInterpreterTests
     public void DecodeComputesTheProductAndEpilogue(int tileIndex, int m, int n, int k, bool dequant) =>
         Seeded.Run((random, _) =>
         {
-            DecodeTile tile = TensorCorePtx.DecodeTiles[tileIndex];
+            DecodeTile tile = DecodeTiles[tileIndex];
             PtxEpilogue epilogue = dequant ? PtxEpilogue.Dequant : PtxEpilogue.Raw;
             // The decode kernel takes k % 16 = 0 and zero padding (the host passes the padded k).
             Case c = Case.Create(random, m, n, k, 1, lda: k, sharedB: false, garbagePadding: false, withBias: random.Next(2) == 1);
             var interpreter = new PtxInterpreter(TensorCorePtx.Module([], [tile]));
-            c.Run(interpreter, new TensorCorePlan(tile.Name, null, tile, ((n + tile.RowsPerBlock - 1) / tile.RowsPerBlock, 1, 1), tile.Threads), epilogue);
+            c.Run(interpreter, new TensorCorePlan(tile.Name, null, tile, ((n + DecodeTile.RowsPerBlock - 1) / DecodeTile.RowsPerBlock, 1, 1), tile.Threads), epilogue);
         });
 
     [Fact]
@@ -105,7 +118,7 @@ public class TensorCoreInterpreterTests
             DecodeTile tile = TensorCorePtx.DecodeTiles[1];
             Case c = Case.Create(random, 11, 40, 96, 3, lda: 96, sharedB: true, garbagePadding: false, withBias: true);
             var interpreter = new PtxInterpreter(TensorCorePtx.Module([], [tile]));
-            c.Run(interpreter, new TensorCorePlan(tile.Name, null, tile, ((40 + tile.RowsPerBlock - 1) / tile.RowsPerBlock, 1, 3), tile.Threads), PtxEpilogue.Dequant);
+            c.Run(interpreter, new TensorCorePlan(tile.Name, null, tile, ((40 + DecodeTile.RowsPerBlock - 1) / DecodeTile.RowsPerBlock, 1, 3), tile.Threads), PtxEpilogue.Dequant);
         });
 
     private static readonly Lazy<PtxInterpreter> Library = new(() => new PtxInterpreter(TensorCorePtx.LibraryModule()));
