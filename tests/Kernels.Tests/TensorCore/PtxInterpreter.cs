@@ -58,7 +58,16 @@ internal sealed class PtxInterpreter
 
     public IReadOnlyCollection<string> EntryNames => _entries.Keys;
 
-    /// <summary>Instruction opcodes executed (all lanes of a warp count once), for coverage reports.</summary>
+    /// <summary>Every opcode of the module (with its guard form: "@p " or "@!p " prefix when predicated).</summary>
+    public IReadOnlySet<string> Opcodes => _entries.Values
+        .SelectMany(e => e.Code)
+        .Select(Form)
+        .ToHashSet(StringComparer.Ordinal);
+
+    private static string Form(Instruction ins) =>
+        (ins.GuardRegister < 0 ? "" : ins.GuardNegated ? "@!p " : "@p ") + ins.Opcode;
+
+    /// <summary>Instruction forms executed (see <see cref="Opcodes"/>; all lanes of a warp count once), for coverage.</summary>
     public Dictionary<string, long> Executed { get; } = new(StringComparer.Ordinal);
 
     // ------------------------------------------------------------------ memory
@@ -361,7 +370,7 @@ internal sealed class PtxInterpreter
             if (++steps > 50_000_000)
                 throw new InvalidOperationException($"{context.Entry.Name}: too many steps (endless loop?)");
             Instruction ins = code[warp.Pc];
-            Count(ins.Opcode);
+            Count(Form(ins));
             try
             {
                 switch (ins.Parts[0])

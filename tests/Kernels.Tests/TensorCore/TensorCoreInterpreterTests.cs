@@ -145,6 +145,31 @@ public class TensorCoreInterpreterTests
             c.Run(Library.Value, plan, dequant ? PtxEpilogue.Dequant : PtxEpilogue.Raw);
         });
 
+    /// <summary>Every entry of the library module and every instruction form in it runs at least once.</summary>
+    [Fact]
+    public void InterpreterCoversEveryInstructionOfTheLibraryModule() =>
+        Seeded.Run((random, _) =>
+        {
+            var interpreter = new PtxInterpreter(TensorCorePtx.LibraryModule());
+            var launched = new HashSet<string>(StringComparer.Ordinal);
+            foreach (bool dequant in new[] { false, true })
+            {
+                // multiprocessors 1: the large tile; 1000: the small one; m ≤ 32: the decode tiles.
+                foreach ((int m, int n, int k, int sms) in new[] { (40, 20, 30, 1), (40, 20, 30, 1000), (3, 20, 600, 1), (12, 20, 48, 1), (30, 20, 300, 1) })
+                {
+                    TensorCorePlan plan = TensorCoreGemm.Plan(m, n, 1, sms);
+                    Case c = Case.Create(random, m, n, k, 1, lda: (k + 15) / 16 * 16, sharedB: false, garbagePadding: plan.Gemm is not null, withBias: dequant);
+                    PtxEpilogue epilogue = dequant ? PtxEpilogue.Dequant : PtxEpilogue.Raw;
+                    c.Run(interpreter, plan, epilogue);
+                    launched.Add(TensorCoreGemm.EntryName(plan, epilogue));
+                }
+            }
+            Assert.Equal(interpreter.EntryNames.OrderBy(x => x, StringComparer.Ordinal), launched.OrderBy(x => x, StringComparer.Ordinal));
+            string[] neverRun = interpreter.Opcodes.Where(o => !interpreter.Executed.ContainsKey(o)).ToArray();
+            Assert.True(neverRun.Length == 0, $"never executed: {string.Join(", ", neverRun)}");
+            TestContext.Current.TestOutputHelper?.WriteLine(string.Join("\n", interpreter.Executed.OrderBy(x => x.Key, StringComparer.Ordinal).Select(x => $"{x.Key}: {x.Value}")));
+        });
+
     [Fact]
     public void ArgumentsFollowTheParameterOrder()
     {
