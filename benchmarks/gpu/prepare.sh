@@ -12,4 +12,8 @@ dotnet publish src/Kernels.Cli "${common[@]}" >/dev/null
 rm -f .gpu/app.tar.xz
 tar cf - -C .gpu/app . | xz -T2 -3 > .gpu/app.tar.xz
 rm -rf .gpu/app
-ls -la .gpu/app.tar.xz
+# ptxas (CUDA 11.8, from Debian's nvidia-cuda-toolkit) for `ptxas -v` of the generated PTX there (~6 MB).
+ptxas=${KERNELS_PTXAS:-$(command -v ptxas || echo /opt/cuda-ptxas/usr/bin/ptxas)}
+rm -f .gpu/ptxas.xz
+if [ -x "$ptxas" ]; then xz -T2 -3 -c "$ptxas" > .gpu/ptxas.xz; fi
+ls -la .gpu/app.tar.xz .gpu/ptxas.xz 2>/dev/null || true

@@ -11,9 +11,25 @@ export LD_LIBRARY_PATH=/usr/local/nvidia/lib64:${LD_LIBRARY_PATH:-} DOTNET_SYSTE
 app=/tmp/app
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv > "$OUT/nvidia-smi.txt" 2>&1 || true
 
+# The generated tensor-core PTX and ptxas -v on it (registers, spills, shared memory per kernel).
+"$app/Kernels.Cli" ptx --out "$OUT/ptx" > /dev/null 2>&1
+if [ -f .gpu/ptxas.xz ]; then xz -dc .gpu/ptxas.xz > /tmp/ptxas && chmod +x /tmp/ptxas && export KERNELS_PTXAS=/tmp/ptxas; fi
+ptxas=${KERNELS_PTXAS:-$(command -v ptxas || true)}
+if [ -n "$ptxas" ]; then
+  for arch in sm_80 sm_90; do "$ptxas" -v -arch=$arch "$OUT/ptx/kernels_tensorcore.ptx" -o /tmp/tc.cubin > "$OUT/ptxas-$arch.txt" 2>&1; done
+fi
+
 "$app/Kernels.Cli" devices --json > "$OUT/devices.jsonl" 2>&1
 ( timeout 240 "$app/Kernels.Tests" -xml "$OUT/tests.xml" > "$OUT/tests.log" 2>&1 ) || true
 {
+  for size in 8192 4096 2048; do
+    timeout 120 "$app/Kernels.Cli" bench --backend cuda --kernel tensorcore --m $size --repeat 9 --json
+  done
+  # Decode shapes (the weight-streaming kernel, m <= 32): weight bytes n·k per median_ms = GB/s.
+  for m in 1 8 16 32; do
+    timeout 60 "$app/Kernels.Cli" bench --backend cuda --kernel tensorcore --m $m --n 8192 --k 8192 --repeat 21 --json
+  done
+  timeout 60 "$app/Kernels.Cli" bench --backend cuda --kernel tensorcore --m 1000 --n 1001 --k 999 --repeat 5 --json
   for kernel in dp4a tiled; do
     timeout 120 "$app/Kernels.Cli" bench --backend cuda --kernel "$kernel" --m 8192 --repeat 7 --json
     timeout 60 "$app/Kernels.Cli" bench --backend cuda --kernel "$kernel" --m 4096 --repeat 7 --json
@@ -21,8 +37,9 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv > "$OUT/nvi
   timeout 60 "$app/Kernels.Cli" bench --backend cuda --kernel reference --m 4096 --repeat 3 --json
   timeout 60 "$app/Kernels.Cli" bench --backend opencl --m 1024 --repeat 5 --json
 } > "$OUT/bench.jsonl" 2> "$OUT/bench.err"
-( timeout 120 python3 benchmarks/gpu/int_mm_peer.py 4096 8192 > "$OUT/peer.jsonl" 2> "$OUT/peer.err" ) || true
+( timeout 120 python3 benchmarks/gpu/int_mm_peer.py 2048 4096 8192 1x8192x8192 8x8192x8192 17x8192x8192 32x8192x8192 > "$OUT/peer.jsonl" 2> "$OUT/peer.err" ) || true
 
+echo "== ptxas"; grep -h "Used\|spill" "$OUT"/ptxas-sm_90.txt 2>/dev/null | paste - - | head -20
 echo "== devices"; cat "$OUT/devices.jsonl"
 echo "== tests"; grep -a "Total:" "$OUT/tests.log" | tail -1
 echo "== bench (ours)"; cat "$OUT/bench.jsonl"; tail -3 "$OUT/bench.err"

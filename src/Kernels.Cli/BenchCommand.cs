@@ -28,7 +28,7 @@ internal static class BenchCommand
         var n = new Option<int?>("--n") { Description = "Rows of B, columns of C (default: as --m)." };
         var k = new Option<int?>("--k") { Description = "Reduction length (default: as --m)." };
         var repeat = new Option<int>("--repeat") { Description = "Timed repetitions after one warm-up; the median is reported.", DefaultValueFactory = _ => 5 };
-        var kernel = new Option<string>("--kernel") { Description = "auto, reference, tiled, dp4a or simd.", DefaultValueFactory = _ => "auto" };
+        var kernel = new Option<string>("--kernel") { Description = "auto, reference, tiled, dp4a, tensorcore (CUDA, compute capability 8.0+) or simd.", DefaultValueFactory = _ => "auto" };
         var seed = new Option<int>("--seed") { Description = "Seed of the random inputs.", DefaultValueFactory = _ => 1234 };
         var noPeer = new Option<bool>("--no-peer") { Description = "Skip the peer library (oneDNN on cpu-simd) that otherwise runs in the same process on the same data." };
         var batch = new Option<int>("--batch") { Description = "attention: sequences.", DefaultValueFactory = _ => 1 };
@@ -60,7 +60,7 @@ internal static class BenchCommand
                 throw new ArgumentException($"--repeat: expected ≥ 1, got {result.GetValue(repeat)}.", "--repeat");
             GemmKernel gemmKernel = Enum.TryParse(result.GetValue(kernel), ignoreCase: true, out GemmKernel parsed)
                 ? parsed
-                : throw new ArgumentException($"--kernel: expected auto, reference, tiled, dp4a or simd; got '{result.GetValue(kernel)}'.", "--kernel");
+                : throw new ArgumentException($"--kernel: expected auto, reference, tiled, dp4a, tensorcore or simd; got '{result.GetValue(kernel)}'.", "--kernel");
             var settings = new Settings(
                 Backends(result.GetValue(backend)), result.GetValue(m), result.GetValue(n), result.GetValue(k),
                 result.GetValue(repeat), gemmKernel, result.GetValue(seed), result.GetValue(json), !result.GetValue(noPeer));

@@ -26,6 +26,7 @@ internal static class Program
             DevicesCommand.Create(),
             BenchCommand.Create(),
             CostCommand.Create(),
+            PtxCommand.Create(),
         };
         try
         {

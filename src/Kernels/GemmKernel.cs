@@ -3,7 +3,11 @@ namespace Kernels;
 /// <summary>Which int8 GEMM kernel runs. All give bit-identical int32 results.</summary>
 public enum GemmKernel
 {
-    /// <summary>The best kernel for the backend: <see cref="Dp4a"/> on CUDA, <see cref="Simd"/> on the SIMD CPU path, <see cref="Tiled"/> elsewhere.</summary>
+    /// <summary>
+    /// The best kernel for the backend: <see cref="TensorCore"/> on CUDA devices of compute capability 8.0
+    /// and newer, <see cref="Dp4a"/> on older CUDA devices, <see cref="Simd"/> on the SIMD CPU path,
+    /// <see cref="Tiled"/> elsewhere.
+    /// </summary>
     Auto,
 
     /// <summary>One thread per output, a plain loop over k. Simple and slow; the device-side reference.</summary>
@@ -20,4 +24,11 @@ public enum GemmKernel
     /// <see cref="Tiled"/> run the ILGPU kernels on ILGPU's CPU accelerator over the same buffers.
     /// </summary>
     Simd,
+
+    /// <summary>
+    /// Tensor cores through generated PTX (<c>mma.sync m16n8k32</c> s8, <c>cp.async</c> pipeline, fused
+    /// epilogue; a weight-streaming kernel for m ≤ 32). CUDA only; on a CUDA device older than compute
+    /// capability 8.0 it runs <see cref="Dp4a"/>.
+    /// </summary>
+    TensorCore,
 }

@@ -1,6 +1,8 @@
 using ILGPU;
 using ILGPU.Runtime;
+using Kernels.Cuda;
 using Kernels.DeviceCode;
+using Kernels.DeviceCode.Ptx;
 using Kernels.Simd;
 
 namespace Kernels;
@@ -27,6 +29,10 @@ public sealed partial class KernelSession
     private MemoryBuffer1D<int, Stride1D.Dense>? _stageC;
     private MemoryBuffer1D<float, Stride1D.Dense>? _stageY;
     private MemoryBuffer1D<float, Stride1D.Dense>? _stageScales;
+    private TensorCoreGemm? _tensorCore;
+    private string? _tensorCoreUnsupported;
+    private bool _tensorCoreChecked;
+    private string? _tensorCoreLoadFailure;
 
     // ---------------------------------------------------------------- convenience layer (host arrays)
 
@@ -243,7 +249,7 @@ public sealed partial class KernelSession
     {
         GemmKernel.Auto => Backend switch
         {
-            Backend.Cuda => GemmKernel.Dp4a,
+            Backend.Cuda => TensorCoreUnsupported is null ? GemmKernel.TensorCore : GemmKernel.Dp4a,
             Backend.CpuSimd => GemmKernel.Simd,
             _ => GemmKernel.Tiled,
         },
@@ -251,6 +257,11 @@ public sealed partial class KernelSession
         GemmKernel.Simd when Backend == Backend.CpuSimd => kernel,
         GemmKernel.Simd => throw new ArgumentException(
             $"kernel: expected a kernel of the {Backend.ToName()} backend, got simd (only the cpu-simd backend has it).", nameof(kernel)),
+        // Compute capability below 8.0: the dp4a kernel instead (TensorCoreUnsupported says why).
+        // An explicit request on a device that can run it but whose driver rejected the module throws (see EnsureTensorCore).
+        GemmKernel.TensorCore when Backend == Backend.Cuda => TensorCoreCapabilityGap is null ? kernel : GemmKernel.Dp4a,
+        GemmKernel.TensorCore => throw new ArgumentException(
+            $"kernel: expected a kernel of the {Backend.ToName()} backend, got tensorcore (only the cuda backend has it).", nameof(kernel)),
         _ => throw new ArgumentOutOfRangeException(nameof(kernel), kernel, $"kernel: expected a GemmKernel value, got {(int)kernel}."),
     };
 
@@ -276,11 +287,21 @@ public sealed partial class KernelSession
         DeviceBuffer<sbyte>? weights = null)
         where TEpilogue : struct, IGemmEpilogue
     {
+        GemmKernel requested = kernel;
         kernel = ResolveKernel(kernel);
         if (kernel == GemmKernel.Simd)
         {
             RunSimd(a, b, m, n, k, batch, epilogue, weights);
             return;
+        }
+        if (kernel == GemmKernel.TensorCore)
+        {
+            if (EnsureTensorCore(explicitlyRequested: requested == GemmKernel.TensorCore))
+            {
+                RunTensorCore(a, b, m, n, k, batch, epilogue);
+                return;
+            }
+            kernel = GemmKernel.Dp4a;
         }
 
         string epi = typeof(TEpilogue).Name;
@@ -313,6 +334,117 @@ public sealed partial class KernelSession
                 batch.Count),
             new Index3D(Int8GemmKernels.GroupDim, Int8GemmKernels.GroupDim, 1));
         tiled(Stream, config, aw, bw, m, n, kWords, strideAw, strideBw, epilogue);
+    }
+
+    /// <summary>
+    /// Why this session cannot run <see cref="GemmKernel.TensorCore"/> (not CUDA, compute capability
+    /// below 8.0, or the driver rejected the generated PTX), or null when it can (as far as is known:
+    /// the module is loaded on first use).
+    /// </summary>
+    public string? TensorCoreUnsupported => TensorCoreCapabilityGap ?? _tensorCoreLoadFailure;
+
+    /// <summary>Why the device itself cannot run the tensor-core kernels (not CUDA, compute capability below 8.0), or null.</summary>
+    private string? TensorCoreCapabilityGap
+    {
+        get
+        {
+            if (!_tensorCoreChecked)
+            {
+                _tensorCoreUnsupported = TensorCoreGemm.WhyUnsupported(_accelerator);
+                _tensorCoreChecked = true;
+            }
+            return _tensorCoreUnsupported;
+        }
+    }
+
+    /// <summary>
+    /// Loads the tensor-core module once. When the driver rejects it (an old driver that does not know
+    /// the PTX ISA version, say), <see cref="GemmKernel.Auto"/> falls back to dp4a from then on (the
+    /// failure is kept in <see cref="TensorCoreUnsupported"/>) and an explicit request throws with the JIT log.
+    /// </summary>
+    private bool EnsureTensorCore(bool explicitlyRequested)
+    {
+        if (_tensorCore is not null)
+            return true;
+        if (_tensorCoreLoadFailure is null)
+        {
+            try
+            {
+                _tensorCore = TensorCoreGemm.Load(_accelerator);
+                return true;
+            }
+            catch (InvalidOperationException ex)
+            {
+                _tensorCoreLoadFailure = ex.Message;
+            }
+        }
+        return explicitlyRequested ? throw new InvalidOperationException(_tensorCoreLoadFailure) : false;
+    }
+
+    /// <summary>
+    /// The tensor-core path: loads the generated module on first use, repacks A and B into 16-byte
+    /// aligned, zero-padded rows when k % 16 ≠ 0 or an address or batch stride is not 16-byte aligned
+    /// (cp.async and the 16-byte loads need aligned rows), and launches on the session's stream.
+    /// </summary>
+    private void RunTensorCore<TEpilogue>(
+        ArrayView<sbyte> a, ArrayView<sbyte> b, int m, int n, int k, StridedBatch batch, TEpilogue epilogue)
+        where TEpilogue : struct, IGemmEpilogue
+    {
+        TensorCoreGemm tensorCore = _tensorCore ?? throw new InvalidOperationException("The tensor-core module is not loaded.");
+        int kPad = (k + 15) / 16 * 16;
+        long aAddress = DeviceAddress(a), bAddress = DeviceAddress(b);
+        long strideA = batch.StrideA, strideB = batch.StrideB;
+        if (!TensorCoreGemm.RowsUsableInPlace(k, aAddress, strideA))
+            (aAddress, strideA) = PaddedRows(a, m, k, kPad, batch.Count, strideA, ref _packA, "a");
+        if (!TensorCoreGemm.RowsUsableInPlace(k, bAddress, strideB))
+            (bAddress, strideB) = PaddedRows(b, n, k, kPad, batch.Count, strideB, ref _packB, "b");
+
+        long dummy = DeviceAddress<float>(_dummy.View);
+        TensorCoreOperands operands;
+        PtxEpilogue kind;
+        switch (epilogue)
+        {
+            case Int32Epilogue c:
+                kind = PtxEpilogue.Raw;
+                operands = new TensorCoreOperands(aAddress, bAddress, DeviceAddress(c.C), dummy, dummy, dummy,
+                    kPad, c.Ldc, false, strideA, strideB, c.BatchStride, 0, 0);
+                break;
+            case DequantEpilogue d:
+                kind = PtxEpilogue.Dequant;
+                operands = new TensorCoreOperands(aAddress, bAddress, DeviceAddress(d.Y), DeviceAddress(d.AScale), DeviceAddress(d.BScale),
+                    d.HasBias != 0 ? DeviceAddress(d.Bias) : dummy, kPad, d.Ldy, d.HasBias != 0,
+                    strideA, strideB, d.YBatchStride, d.AScaleBatchStride, d.BScaleBatchStride);
+                break;
+            default:
+                throw new NotSupportedException($"The tensor-core path has no epilogue {typeof(TEpilogue).Name}.");
+        }
+
+        TensorCorePlan plan = TensorCoreGemm.Plan(m, n, batch.Count, _accelerator.NumMultiprocessors);
+        long[] arguments = TensorCoreGemm.Arguments(plan, m, n, k, operands);
+        tensorCore.Launch(plan, kind, Stream, arguments);
+    }
+
+    /// <summary>The device address of a view's first element (CUDA buffers).</summary>
+    private static long DeviceAddress<T>(ArrayView<T> view)
+        where T : unmanaged =>
+        ((IArrayView)view).Buffer.NativePtr.ToInt64() + ((IContiguousArrayView)view).IndexInBytes;
+
+    /// <summary>
+    /// Rows of int8 values as zero-padded rows of <paramref name="kPad"/> bytes (a multiple of 16) in
+    /// session scratch space: the device address and the batch stride in bytes.
+    /// </summary>
+    private (long Address, long Stride) PaddedRows(
+        ArrayView<sbyte> source, int rows, int k, int kPad, int batchCount, long stride,
+        ref MemoryBuffer1D<int, Stride1D.Dense>? scratch, string name)
+    {
+        int batches = stride == 0 ? 1 : batchCount;
+        int kWords = kPad / 4;
+        ArrayView<int> packed = Scratch(ref scratch, (long)batches * rows * kWords, $"padded {name}");
+        var pack = Kernel("pack", acc =>
+            acc.LoadAutoGroupedKernel<Index3D, ArrayView<sbyte>, ArrayView<int>, int, int, int, long>(
+                Int8GemmKernels.PackRows));
+        pack(Stream, new Index3D(kWords, rows, batches), source, packed, rows, k, kWords, stride);
+        return (DeviceAddress(packed), stride == 0 ? 0 : (long)rows * kPad);
     }
 
     /// <summary>

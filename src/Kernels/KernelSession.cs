@@ -164,6 +164,8 @@ public sealed partial class KernelSession : IDisposable
             foreach (PackedEntry entry in _packedWeights.Values)
                 entry.Packed.Dispose();
             _packedWeights.Clear();
+            _tensorCore?.Dispose();
+            _tensorCore = null;
             _accelerator.Dispose();
             _context.Dispose();
             Interlocked.Exchange(ref _allocatedBytes, 0);

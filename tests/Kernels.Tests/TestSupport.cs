@@ -39,6 +39,7 @@ internal static class Sessions
                 foreach (GemmKernel k in new[] { GemmKernel.Reference, GemmKernel.Tiled, GemmKernel.Dp4a })
                     data.Add(b, k);
             }
+            data.Add(Backend.Cuda, GemmKernel.TensorCore);
             data.Add(Backend.CpuSimd, GemmKernel.Simd);
             return data;
         }
