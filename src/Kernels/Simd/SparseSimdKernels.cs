@@ -1,0 +1,506 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+
+namespace Kernels.Simd;
+
+/// <summary>
+/// The vectorized inner kernels of <see cref="SparseSimd"/>. Large m: X is transposed once per call into
+/// panels of <see cref="TB"/> tokens (one 32-byte row of u8 per k for AVX-VNNI, 64 bytes of int16 for
+/// AVX2, 128 bytes of float), and each row of W walks its non-zeros, four (AVX-VNNI) or two (AVX2) at a
+/// time: the panel rows of those k are interleaved so that each 32-bit lane holds one token's values,
+/// and one <c>vpdpbusd</c> / <c>vpmaddwd</c> with the broadcast weights adds them. The token order of
+/// the panels is permuted at packing so that the accumulators come out in natural order. Eight rows of
+/// W form a tile that is transposed (8×8 int32) and stored through the epilogue. Small m: per row dot
+/// products with 8-wide gathers.
+/// </summary>
+internal static unsafe class SparseSimdKernels
+{
+    /// <summary>Tokens per panel (one accumulator tile row: four vectors of eight int32).</summary>
+    internal const int TB = 32;
+
+    /// <summary>Rows of W per output tile.</summary>
+    internal const int GR = 8;
+
+    // ---------------------------------------------------------------------------------------------
+    // Packing.
+
+    /// <summary>Panel position of token t (0..31) for the AVX-VNNI byte interleave.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static int PosVnni(int t)
+    {
+        int j = t >> 3, i = t & 7;
+        return 16 * (i >> 2) + 4 * j + (i & 3);
+    }
+
+    /// <summary>Panel position of token t (0..31) for the AVX2 int16 pair interleave (two 16-token halves).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static int PosAvx2(int t)
+    {
+        int h = t >> 4, u = t & 15;
+        int j = u >> 3, i = u & 7;
+        return 16 * h + 8 * (i >> 2) + 4 * j + (i & 3);
+    }
+
+    /// <summary>
+    /// AVX-VNNI panel of tokens [t0, t0+32): byte <c>kk·32 + PosVnni(t)</c> = X[t0+t, kk] + 128 (u8);
+    /// tokens past m hold 128 (x = 0).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static void PackVnni(sbyte* x, int m, int k, int t0, byte* dst)
+    {
+        for (int t = 0; t < TB; t++)
+        {
+            byte* d = dst + PosVnni(t);
+            int token = t0 + t;
+            if (token >= m)
+            {
+                for (int kk = 0; kk < k; kk++)
+                    d[kk * TB] = 0x80;
+                continue;
+            }
+            sbyte* s = x + (long)token * k;
+            for (int kk = 0; kk < k; kk++)
+                d[kk * TB] = (byte)(s[kk] ^ unchecked((sbyte)0x80));
+        }
+    }
+
+    /// <summary>AVX2 panel: int16 <c>kk·32 + PosAvx2(t)</c> = X[t0+t, kk]; tokens past m hold 0.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static void PackAvx2(sbyte* x, int m, int k, int t0, short* dst)
+    {
+        for (int t = 0; t < TB; t++)
+        {
+            short* d = dst + PosAvx2(t);
+            int token = t0 + t;
+            if (token >= m)
+            {
+                for (int kk = 0; kk < k; kk++)
+                    d[kk * TB] = 0;
+                continue;
+            }
+            sbyte* s = x + (long)token * k;
+            for (int kk = 0; kk < k; kk++)
+                d[kk * TB] = s[kk];
+        }
+    }
+
+    /// <summary>
+    /// Aligned-quad panel (AVX-VNNI, BSR): int <c>q·32 + t</c> = the four bytes X[t0+t, 4q..4q+3] + 128,
+    /// k padded with 128 (x = 0); tokens past m hold 128.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static void PackQuads(sbyte* x, int m, int k, int t0, byte* dst)
+    {
+        int quads = (k + 3) >> 2;
+        int full = k >> 2;
+        for (int t = 0; t < TB; t++)
+        {
+            uint* d = (uint*)dst + t;
+            int token = t0 + t;
+            if (token >= m)
+            {
+                for (int q = 0; q < quads; q++)
+                    d[q * TB] = 0x80808080u;
+                continue;
+            }
+            sbyte* s = x + (long)token * k;
+            for (int q = 0; q < full; q++)
+                d[q * TB] = Unsafe.ReadUnaligned<uint>(s + 4 * q) ^ 0x80808080u;
+            if (full < quads)
+            {
+                uint v = 0x80808080u;
+                for (int j = 0; j < (k & 3); j++)
+                    v ^= (uint)(byte)s[4 * full + j] << (8 * j);
+                d[full * TB] = v;
+            }
+        }
+    }
+
+    /// <summary>Float panel: <c>kk·32 + t</c> = X[t0+t, kk] (natural order); tokens past m hold 0.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static void PackFloat(float* x, int m, int k, int t0, float* dst)
+    {
+        for (int t = 0; t < TB; t++)
+        {
+            float* d = dst + t;
+            int token = t0 + t;
+            if (token >= m)
+            {
+                for (int kk = 0; kk < k; kk++)
+                    d[kk * TB] = 0;
+                continue;
+            }
+            float* s = x + (long)token * k;
+            for (int kk = 0; kk < k; kk++)
+                d[kk * TB] = s[kk];
+        }
+    }
+
+    // ---------------------------------------------------------------------------------------------
+    // Row kernels: one row of W against one panel, 32 int32/float results (token order) to dst.
+
+    /// <summary>AVX-VNNI: Σ (x+128)·w over the row's (column, value) pairs [p0, p1), four at a time.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static void RowVnni(byte* panel, int* col, sbyte* val, int p0, int p1, int* dst)
+    {
+        Vector256<int> c0 = Vector256<int>.Zero, c1 = Vector256<int>.Zero;
+        Vector256<int> c2 = Vector256<int>.Zero, c3 = Vector256<int>.Zero;
+        int p = p0;
+        for (; p + 4 <= p1; p += 4)
+        {
+            Vector256<sbyte> w = Vector256.Create(Unsafe.ReadUnaligned<int>(val + p)).AsSByte();
+            Vector256<byte> a = Avx.LoadVector256(panel + ((nint)col[p] << 5));
+            Vector256<byte> b = Avx.LoadVector256(panel + ((nint)col[p + 1] << 5));
+            Vector256<byte> c = Avx.LoadVector256(panel + ((nint)col[p + 2] << 5));
+            Vector256<byte> d = Avx.LoadVector256(panel + ((nint)col[p + 3] << 5));
+            Vector256<short> abLo = Avx2.UnpackLow(a, b).AsInt16();
+            Vector256<short> abHi = Avx2.UnpackHigh(a, b).AsInt16();
+            Vector256<short> cdLo = Avx2.UnpackLow(c, d).AsInt16();
+            Vector256<short> cdHi = Avx2.UnpackHigh(c, d).AsInt16();
+            c0 = AvxVnni.MultiplyWideningAndAdd(c0, Avx2.UnpackLow(abLo, cdLo).AsByte(), w);
+            c1 = AvxVnni.MultiplyWideningAndAdd(c1, Avx2.UnpackHigh(abLo, cdLo).AsByte(), w);
+            c2 = AvxVnni.MultiplyWideningAndAdd(c2, Avx2.UnpackLow(abHi, cdHi).AsByte(), w);
+            c3 = AvxVnni.MultiplyWideningAndAdd(c3, Avx2.UnpackHigh(abHi, cdHi).AsByte(), w);
+        }
+        if (p < p1)
+        {
+            // 1..3 left: repeat the last column with weight 0.
+            int rem = p1 - p;
+            int wq = 0;
+            for (int j = 0; j < rem; j++)
+                wq |= (byte)val[p + j] << (8 * j);
+            Vector256<sbyte> w = Vector256.Create(wq).AsSByte();
+            int k0 = col[p], k1 = col[p + Math.Min(1, rem - 1)], k2 = col[p + Math.Min(2, rem - 1)], k3 = col[p + rem - 1];
+            Vector256<byte> a = Avx.LoadVector256(panel + ((nint)k0 << 5));
+            Vector256<byte> b = Avx.LoadVector256(panel + ((nint)k1 << 5));
+            Vector256<byte> c = Avx.LoadVector256(panel + ((nint)k2 << 5));
+            Vector256<byte> d = Avx.LoadVector256(panel + ((nint)k3 << 5));
+            Vector256<short> abLo = Avx2.UnpackLow(a, b).AsInt16();
+            Vector256<short> abHi = Avx2.UnpackHigh(a, b).AsInt16();
+            Vector256<short> cdLo = Avx2.UnpackLow(c, d).AsInt16();
+            Vector256<short> cdHi = Avx2.UnpackHigh(c, d).AsInt16();
+            c0 = AvxVnni.MultiplyWideningAndAdd(c0, Avx2.UnpackLow(abLo, cdLo).AsByte(), w);
+            c1 = AvxVnni.MultiplyWideningAndAdd(c1, Avx2.UnpackHigh(abLo, cdLo).AsByte(), w);
+            c2 = AvxVnni.MultiplyWideningAndAdd(c2, Avx2.UnpackLow(abHi, cdHi).AsByte(), w);
+            c3 = AvxVnni.MultiplyWideningAndAdd(c3, Avx2.UnpackHigh(abHi, cdHi).AsByte(), w);
+        }
+        Avx.Store(dst, c0);
+        Avx.Store(dst + 8, c1);
+        Avx.Store(dst + 16, c2);
+        Avx.Store(dst + 24, c3);
+    }
+
+    /// <summary>AVX2: Σ x·w with exact int16 pairs and <c>vpmaddwd</c>, two non-zeros at a time.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static void RowAvx2(short* panel, int* col, sbyte* val, int p0, int p1, int* dst)
+    {
+        Vector256<int> c0 = Vector256<int>.Zero, c1 = Vector256<int>.Zero;
+        Vector256<int> c2 = Vector256<int>.Zero, c3 = Vector256<int>.Zero;
+        int p = p0;
+        for (; p + 2 <= p1; p += 2)
+        {
+            int wp = (val[p] & 0xFFFF) | (val[p + 1] << 16);
+            Vector256<short> w = Vector256.Create(wp).AsInt16();
+            short* a = panel + ((nint)col[p] << 5);
+            short* b = panel + ((nint)col[p + 1] << 5);
+            Vector256<short> a0 = Avx.LoadVector256(a), a1 = Avx.LoadVector256(a + 16);
+            Vector256<short> b0 = Avx.LoadVector256(b), b1 = Avx.LoadVector256(b + 16);
+            c0 = Avx2.Add(c0, Avx2.MultiplyAddAdjacent(Avx2.UnpackLow(a0, b0), w));
+            c1 = Avx2.Add(c1, Avx2.MultiplyAddAdjacent(Avx2.UnpackHigh(a0, b0), w));
+            c2 = Avx2.Add(c2, Avx2.MultiplyAddAdjacent(Avx2.UnpackLow(a1, b1), w));
+            c3 = Avx2.Add(c3, Avx2.MultiplyAddAdjacent(Avx2.UnpackHigh(a1, b1), w));
+        }
+        if (p < p1)
+        {
+            int wp = (ushort)val[p];
+            Vector256<short> w = Vector256.Create(wp).AsInt16();
+            short* a = panel + ((nint)col[p] << 5);
+            Vector256<short> a0 = Avx.LoadVector256(a), a1 = Avx.LoadVector256(a + 16);
+            c0 = Avx2.Add(c0, Avx2.MultiplyAddAdjacent(Avx2.UnpackLow(a0, a0), w));
+            c1 = Avx2.Add(c1, Avx2.MultiplyAddAdjacent(Avx2.UnpackHigh(a0, a0), w));
+            c2 = Avx2.Add(c2, Avx2.MultiplyAddAdjacent(Avx2.UnpackLow(a1, a1), w));
+            c3 = Avx2.Add(c3, Avx2.MultiplyAddAdjacent(Avx2.UnpackHigh(a1, a1), w));
+        }
+        Avx.Store(dst, c0);
+        Avx.Store(dst + 8, c1);
+        Avx.Store(dst + 16, c2);
+        Avx.Store(dst + 24, c3);
+    }
+
+    /// <summary>
+    /// AVX-VNNI, BSR with a block width that is a multiple of 4: row <paramref name="r"/> of W reads each of
+    /// its blocks' quads directly against the aligned-quad panel (no interleave). Weights of an edge block
+    /// past the last column are masked to 0.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static void RowBsrVnni(byte* panel, in SparseWeights w, int r, int* dst)
+    {
+        Vector256<int> c0 = Vector256<int>.Zero, c1 = Vector256<int>.Zero;
+        Vector256<int> c2 = Vector256<int>.Zero, c3 = Vector256<int>.Zero;
+        int br = w.BlockRows, bc = w.BlockColumns;
+        int b = r / br, i = r - b * br;
+        int qPerBlock = bc >> 2;
+        int cols = w.Columns;
+        int* ptr = w.RowPointers;
+        int* blockCol = w.ColumnIndices;
+        var values = (sbyte*)w.Values;
+        long blockBytes = (long)br * bc;
+        for (int p = ptr[b]; p < ptr[b + 1]; p++)
+        {
+            int q0 = blockCol[p] * qPerBlock;
+            sbyte* wr = values + p * blockBytes + (long)i * bc;
+            int qEnd = qPerBlock;
+            bool edge = (q0 + qPerBlock) * 4 > cols;
+            if (edge)
+                qEnd = Math.Max(0, ((cols + 3) >> 2) - q0);
+            for (int q = 0; q < qEnd; q++)
+            {
+                int wq = Unsafe.ReadUnaligned<int>(wr + 4 * q);
+                if (edge && (q0 + q + 1) * 4 > cols)
+                    wq &= (int)(0xFFFFFFFFu >> (8 * ((q0 + q + 1) * 4 - cols)));
+                Vector256<sbyte> wv = Vector256.Create(wq).AsSByte();
+                byte* xq = panel + ((nint)(q0 + q) << 7);
+                c0 = AvxVnni.MultiplyWideningAndAdd(c0, Avx.LoadVector256(xq), wv);
+                c1 = AvxVnni.MultiplyWideningAndAdd(c1, Avx.LoadVector256(xq + 32), wv);
+                c2 = AvxVnni.MultiplyWideningAndAdd(c2, Avx.LoadVector256(xq + 64), wv);
+                c3 = AvxVnni.MultiplyWideningAndAdd(c3, Avx.LoadVector256(xq + 96), wv);
+            }
+        }
+        Avx.Store(dst, c0);
+        Avx.Store(dst + 8, c1);
+        Avx.Store(dst + 16, c2);
+        Avx.Store(dst + 24, c3);
+    }
+
+    /// <summary>Float: Σ x·w over [p0, p1) against the float panel, with FMA where available.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static void RowFloat(float* panel, int* col, float* val, int p0, int p1, float* dst)
+    {
+        Vector256<float> c0 = Vector256<float>.Zero, c1 = Vector256<float>.Zero;
+        Vector256<float> c2 = Vector256<float>.Zero, c3 = Vector256<float>.Zero;
+        if (Fma.IsSupported)
+        {
+            for (int p = p0; p < p1; p++)
+            {
+                Vector256<float> w = Vector256.Create(val[p]);
+                float* a = panel + ((nint)col[p] << 5);
+                c0 = Fma.MultiplyAdd(Avx.LoadVector256(a), w, c0);
+                c1 = Fma.MultiplyAdd(Avx.LoadVector256(a + 8), w, c1);
+                c2 = Fma.MultiplyAdd(Avx.LoadVector256(a + 16), w, c2);
+                c3 = Fma.MultiplyAdd(Avx.LoadVector256(a + 24), w, c3);
+            }
+        }
+        else
+        {
+            for (int p = p0; p < p1; p++)
+            {
+                Vector256<float> w = Vector256.Create(val[p]);
+                float* a = panel + ((nint)col[p] << 5);
+                c0 = Avx.Add(c0, Avx.Multiply(Avx.LoadVector256(a), w));
+                c1 = Avx.Add(c1, Avx.Multiply(Avx.LoadVector256(a + 8), w));
+                c2 = Avx.Add(c2, Avx.Multiply(Avx.LoadVector256(a + 16), w));
+                c3 = Avx.Add(c3, Avx.Multiply(Avx.LoadVector256(a + 24), w));
+            }
+        }
+        Avx.Store(dst, c0);
+        Avx.Store(dst + 8, c1);
+        Avx.Store(dst + 16, c2);
+        Avx.Store(dst + 24, c3);
+    }
+
+    // ---------------------------------------------------------------------------------------------
+    // Small m: dot products with gathers.
+
+    /// <summary>
+    /// Widens one token row to int32 lanes for <see cref="DotInt8"/>: the low 16 bits hold x (as int16),
+    /// the high 16 bits are zero, so <c>vpmaddwd</c> with a sign-extended weight gives x·w exactly.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static void WidenRow(sbyte* x, int k, int* dst)
+    {
+        int i = 0;
+        for (; i + 8 <= k; i += 8)
+        {
+            Vector256<int> v = Avx2.ConvertToVector256Int32(x + i);
+            Avx.Store(dst + i, Avx2.And(v, Vector256.Create(0xFFFF)));
+        }
+        for (; i < k; i++)
+            dst[i] = (ushort)(short)x[i];
+    }
+
+    /// <summary>Σ x[col[p]]·val[p] over [p0, p1) with 8-wide gathers (x widened by <see cref="WidenRow"/>).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static int DotInt8(int* xw, int* col, sbyte* val, int p0, int p1)
+    {
+        Vector256<int> acc0 = Vector256<int>.Zero, acc1 = Vector256<int>.Zero;
+        int p = p0;
+        for (; p + 16 <= p1; p += 16)
+        {
+            Vector256<int> g0 = Avx2.GatherVector256(xw, Avx.LoadVector256(col + p), 4);
+            Vector256<int> g1 = Avx2.GatherVector256(xw, Avx.LoadVector256(col + p + 8), 4);
+            acc0 = Avx2.Add(acc0, Avx2.MultiplyAddAdjacent(g0.AsInt16(), Avx2.ConvertToVector256Int32(val + p).AsInt16()));
+            acc1 = Avx2.Add(acc1, Avx2.MultiplyAddAdjacent(g1.AsInt16(), Avx2.ConvertToVector256Int32(val + p + 8).AsInt16()));
+        }
+        if (p + 8 <= p1)
+        {
+            Vector256<int> g0 = Avx2.GatherVector256(xw, Avx.LoadVector256(col + p), 4);
+            acc0 = Avx2.Add(acc0, Avx2.MultiplyAddAdjacent(g0.AsInt16(), Avx2.ConvertToVector256Int32(val + p).AsInt16()));
+            p += 8;
+        }
+        int sum = Vector256.Sum(Avx2.Add(acc0, acc1));
+        for (; p < p1; p++)
+            sum += (short)xw[col[p]] * val[p];
+        return sum;
+    }
+
+    /// <summary>Σ x[col[p]]·val[p] over [p0, p1) in float with 8-wide gathers.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static float DotFloat(float* x, int* col, float* val, int p0, int p1)
+    {
+        Vector256<float> acc0 = Vector256<float>.Zero, acc1 = Vector256<float>.Zero;
+        int p = p0;
+        bool fma = Fma.IsSupported;
+        for (; p + 16 <= p1; p += 16)
+        {
+            Vector256<float> g0 = Avx2.GatherVector256(x, Avx.LoadVector256(col + p), 4);
+            Vector256<float> g1 = Avx2.GatherVector256(x, Avx.LoadVector256(col + p + 8), 4);
+            if (fma)
+            {
+                acc0 = Fma.MultiplyAdd(g0, Avx.LoadVector256(val + p), acc0);
+                acc1 = Fma.MultiplyAdd(g1, Avx.LoadVector256(val + p + 8), acc1);
+            }
+            else
+            {
+                acc0 = Avx.Add(acc0, Avx.Multiply(g0, Avx.LoadVector256(val + p)));
+                acc1 = Avx.Add(acc1, Avx.Multiply(g1, Avx.LoadVector256(val + p + 8)));
+            }
+        }
+        float sum = Vector256.Sum(Avx.Add(acc0, acc1));
+        for (; p < p1; p++)
+            sum += x[col[p]] * val[p];
+        return sum;
+    }
+
+    // ---------------------------------------------------------------------------------------------
+    // Stores.
+
+    /// <summary>
+    /// Transposes the 8×8 int32 block at <c>tile + off</c> (rows 32 apart) into <paramref name="o"/>:
+    /// o[t] = (tile[0·32 + off + t], …, tile[7·32 + off + t]).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Transpose8(int* tile, int off, Vector256<int>* o)
+    {
+        Vector256<int> r0 = Avx.LoadVector256(tile + off);
+        Vector256<int> r1 = Avx.LoadVector256(tile + TB + off);
+        Vector256<int> r2 = Avx.LoadVector256(tile + 2 * TB + off);
+        Vector256<int> r3 = Avx.LoadVector256(tile + 3 * TB + off);
+        Vector256<int> r4 = Avx.LoadVector256(tile + 4 * TB + off);
+        Vector256<int> r5 = Avx.LoadVector256(tile + 5 * TB + off);
+        Vector256<int> r6 = Avx.LoadVector256(tile + 6 * TB + off);
+        Vector256<int> r7 = Avx.LoadVector256(tile + 7 * TB + off);
+        Vector256<int> t0 = Avx2.UnpackLow(r0, r1), t1 = Avx2.UnpackHigh(r0, r1);
+        Vector256<int> t2 = Avx2.UnpackLow(r2, r3), t3 = Avx2.UnpackHigh(r2, r3);
+        Vector256<int> t4 = Avx2.UnpackLow(r4, r5), t5 = Avx2.UnpackHigh(r4, r5);
+        Vector256<int> t6 = Avx2.UnpackLow(r6, r7), t7 = Avx2.UnpackHigh(r6, r7);
+        Vector256<int> u0 = Avx2.UnpackLow(t0.AsInt64(), t2.AsInt64()).AsInt32();
+        Vector256<int> u1 = Avx2.UnpackHigh(t0.AsInt64(), t2.AsInt64()).AsInt32();
+        Vector256<int> u2 = Avx2.UnpackLow(t1.AsInt64(), t3.AsInt64()).AsInt32();
+        Vector256<int> u3 = Avx2.UnpackHigh(t1.AsInt64(), t3.AsInt64()).AsInt32();
+        Vector256<int> u4 = Avx2.UnpackLow(t4.AsInt64(), t6.AsInt64()).AsInt32();
+        Vector256<int> u5 = Avx2.UnpackHigh(t4.AsInt64(), t6.AsInt64()).AsInt32();
+        Vector256<int> u6 = Avx2.UnpackLow(t5.AsInt64(), t7.AsInt64()).AsInt32();
+        Vector256<int> u7 = Avx2.UnpackHigh(t5.AsInt64(), t7.AsInt64()).AsInt32();
+        o[0] = Avx2.Permute2x128(u0, u4, 0x20);
+        o[1] = Avx2.Permute2x128(u1, u5, 0x20);
+        o[2] = Avx2.Permute2x128(u2, u6, 0x20);
+        o[3] = Avx2.Permute2x128(u3, u7, 0x20);
+        o[4] = Avx2.Permute2x128(u0, u4, 0x31);
+        o[5] = Avx2.Permute2x128(u1, u5, 0x31);
+        o[6] = Avx2.Permute2x128(u2, u6, 0x31);
+        o[7] = Avx2.Permute2x128(u3, u7, 0x31);
+    }
+
+    /// <summary>
+    /// Stores an int8 tile (<see cref="GR"/> rows of W × <see cref="TB"/> tokens, int32, rows TB apart)
+    /// for tokens [t0, t0+tokens) and columns [r0, r0+cols), minus <paramref name="corr"/>[c] (8 entries,
+    /// zero past cols), through the epilogue: Y[t, r0+c] = (float)(acc − corr)·aScale[t]·bScale (+ bias).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static void StoreInt8(int* tile, int* corr, int t0, int tokens, int r0, int cols, int n, in SimdEpilogue ep)
+    {
+        Vector256<int>* o = stackalloc Vector256<int>[8];
+        Vector256<int> k = Avx.LoadVector256(corr);
+        bool full = cols == GR;
+        for (int s = 0; s < tokens; s += 8)
+        {
+            Transpose8(tile, s, o);
+            int count = Math.Min(8, tokens - s);
+            for (int t = 0; t < count; t++)
+            {
+                int row = t0 + s + t;
+                Vector256<int> v = Avx2.Subtract(o[t], k);
+                if (!ep.IsDequant)
+                {
+                    int* c = ep.C + (long)row * n + r0;
+                    if (full)
+                    {
+                        Avx.Store(c, v);
+                    }
+                    else
+                    {
+                        for (int j = 0; j < cols; j++)
+                            c[j] = v.GetElement(j);
+                    }
+                    continue;
+                }
+                float* y = ep.Y + (long)row * n + r0;
+                float sa = ep.AScale[row];
+                if (full)
+                {
+                    Vector256<float> f = Avx.Multiply(Avx.Multiply(Avx.ConvertToVector256Single(v), Vector256.Create(sa)),
+                        Avx.LoadVector256(ep.BScale + r0));
+                    if (ep.Bias != null)
+                        f = Avx.Add(f, Avx.LoadVector256(ep.Bias + r0));
+                    Avx.Store(y, f);
+                }
+                else
+                {
+                    for (int j = 0; j < cols; j++)
+                        y[j] = Int8GemmSimd.Dequant(v.GetElement(j), sa, ep.BScale[r0 + j], ep.Bias == null ? 0f : ep.Bias[r0 + j], ep.Bias != null);
+                }
+            }
+        }
+    }
+
+    /// <summary>Stores a float tile: Y[t, r0+c] = acc (+ bias[r0+c]).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static void StoreFloat(float* tile, int t0, int tokens, int r0, int cols, int n, float* y, float* bias)
+    {
+        Vector256<int>* o = stackalloc Vector256<int>[8];
+        bool full = cols == GR;
+        Vector256<float> bv = Vector256<float>.Zero;
+        if (bias != null && full)
+            bv = Avx.LoadVector256(bias + r0);
+        for (int s = 0; s < tokens; s += 8)
+        {
+            Transpose8((int*)tile, s, o);
+            int count = Math.Min(8, tokens - s);
+            for (int t = 0; t < count; t++)
+            {
+                float* yr = y + (long)(t0 + s + t) * n + r0;
+                Vector256<float> v = o[t].AsSingle();
+                if (full)
+                {
+                    Avx.Store(yr, bias == null ? v : Avx.Add(v, bv));
+                }
+                else
+                {
+                    for (int j = 0; j < cols; j++)
+                        yr[j] = bias == null ? v.GetElement(j) : v.GetElement(j) + bias[r0 + j];
+                }
+            }
+        }
+    }
+}

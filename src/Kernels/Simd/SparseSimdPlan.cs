@@ -1,0 +1,233 @@
+using System.Runtime.InteropServices;
+
+namespace Kernels.Simd;
+
+/// <summary>
+/// A sparse weight matrix in the form the vectorized kernels of <see cref="SparseSimd"/> read, prepared
+/// once per matrix (and per element type) so that a caller can cache it: a CSR view (rows of (column,
+/// value)) of any <see cref="SparseFormat"/>, the per-row weight sums that undo the +128 offset of the
+/// AVX-VNNI path, and, for BSR with a block width that is a multiple of 4, the original blocks for the
+/// aligned-quad kernel.
+/// </summary>
+/// <remarks>
+/// For CSR the view borrows the caller's arrays (nothing is copied); BSR and 2:4 are converted (int8:
+/// stored zeros dropped, since they add nothing to an exact sum). A plan refers to the memory of the
+/// <see cref="SparseWeights"/> it was prepared from (CSR, aligned BSR): that memory must stay valid and
+/// unchanged while the plan is used. Not thread-affine: one plan may serve concurrent calls.
+/// </remarks>
+internal sealed unsafe class SparseSimdPlan : IDisposable
+{
+    private void* _owned;
+    private void* _ownedSums;
+
+    private SparseSimdPlan(in SparseWeights w, SimdLevel level, bool isFloat)
+    {
+        Weights = w;
+        Level = level;
+        IsFloat = isFloat;
+    }
+
+    /// <summary>The weights the plan was prepared from.</summary>
+    public SparseWeights Weights { get; }
+
+    /// <summary>The level the plan was prepared for (resolved).</summary>
+    public SimdLevel Level { get; }
+
+    /// <summary>True for a plan of float32 values (<see cref="PrepareFloat32"/>).</summary>
+    public bool IsFloat { get; }
+
+    /// <summary>Rows of W (n).</summary>
+    public int Rows => Weights.Rows;
+
+    /// <summary>Columns of W (k).</summary>
+    public int Columns => Weights.Columns;
+
+    /// <summary>CSR view: Rows+1 offsets.</summary>
+    internal int* RowPtr { get; private set; }
+
+    /// <summary>CSR view: the column of each value (all &lt; Columns).</summary>
+    internal int* Col { get; private set; }
+
+    /// <summary>CSR view: the values (sbyte or float).</summary>
+    internal void* Val { get; private set; }
+
+    /// <summary>int8: Σ of each row's values (for the −128·Σw correction); null for float.</summary>
+    internal int* RowSum { get; private set; }
+
+    /// <summary>True when the int8 kernels may read the BSR blocks directly as aligned k-quads.</summary>
+    internal bool AlignedBsr { get; private set; }
+
+    /// <summary>Number of stored (column, value) pairs of the CSR view.</summary>
+    internal long Nnz => RowPtr[Rows];
+
+    /// <summary>Prepares an int8 matrix for <see cref="SparseSimd.Int8(SparseSimdPlan, sbyte*, int, in SimdEpilogue)"/>.</summary>
+    /// <param name="w">The weights (values are <c>sbyte</c>).</param>
+    /// <param name="level">The highest level to use; the plan runs at <see cref="CpuSimd.Resolve"/>(level).</param>
+    public static SparseSimdPlan Prepare(in SparseWeights w, SimdLevel level) => Create(w, level, isFloat: false);
+
+    /// <summary>Prepares a float32 matrix for <see cref="SparseSimd.Float32(SparseSimdPlan, float*, int, float*, float*)"/>.</summary>
+    public static SparseSimdPlan PrepareFloat32(in SparseWeights w, SimdLevel level) => Create(w, level, isFloat: true);
+
+    private static SparseSimdPlan Create(in SparseWeights w, SimdLevel level, bool isFloat)
+    {
+        SparseSimd.Validate(w);
+        var plan = new SparseSimdPlan(w, CpuSimd.Resolve(level), isFloat);
+        try
+        {
+            plan.Build();
+        }
+        catch
+        {
+            plan.Dispose();
+            throw;
+        }
+        return plan;
+    }
+
+    private void Build()
+    {
+        SparseWeights w = Weights;
+        int rows = w.Rows;
+        if (w.Format == SparseFormat.Csr)
+        {
+            RowPtr = w.RowPointers;
+            Col = w.ColumnIndices;
+            Val = w.Values;
+        }
+        else
+        {
+            // Two passes: count each row's entries, then fill.
+            long total = 0;
+            var counts = new long[rows];
+            for (int r = 0; r < rows; r++)
+            {
+                counts[r] = CountRow(w, r, isFloat: IsFloat);
+                total += counts[r];
+            }
+            if (total > int.MaxValue)
+                throw new ArgumentException($"w: {total} stored values after conversion, more than int32 offsets hold.", nameof(w));
+            int valueSize = IsFloat ? sizeof(float) : sizeof(sbyte);
+            long bytes = (rows + 1L) * sizeof(int) + total * sizeof(int) + total * valueSize + 64;
+            _owned = NativeMemory.AlignedAlloc((nuint)bytes, 64);
+            RowPtr = (int*)_owned;
+            Col = RowPtr + rows + 1;
+            Val = Col + total;
+            int at = 0;
+            for (int r = 0; r < rows; r++)
+            {
+                RowPtr[r] = at;
+                at = FillRow(w, r, at);
+            }
+            RowPtr[rows] = at;
+        }
+
+        if (!IsFloat)
+        {
+            _ownedSums = NativeMemory.AlignedAlloc((nuint)Math.Max(1, rows) * sizeof(int), 64);
+            RowSum = (int*)_ownedSums;
+            var values = (sbyte*)Val;
+            for (int r = 0; r < rows; r++)
+            {
+                int sum = 0;
+                for (int p = RowPtr[r]; p < RowPtr[r + 1]; p++)
+                    sum += values[p];
+                RowSum[r] = sum;
+            }
+            AlignedBsr = w.Format == SparseFormat.Bsr && w.BlockColumns % 4 == 0 && Level >= SimdLevel.AvxVnni;
+        }
+    }
+
+    private static long CountRow(in SparseWeights w, int r, bool isFloat)
+    {
+        long count = 0;
+        if (w.Format == SparseFormat.Bsr)
+        {
+            int br = w.BlockRows, bc = w.BlockColumns;
+            int b = r / br, i = r - b * br;
+            for (int p = w.RowPointers[b]; p < w.RowPointers[b + 1]; p++)
+            {
+                int c0 = w.ColumnIndices[p] * bc;
+                long block = (long)p * br * bc + (long)i * bc;
+                for (int j = 0; j < bc && c0 + j < w.Columns; j++)
+                {
+                    if (isFloat || ((sbyte*)w.Values)[block + j] != 0)
+                        count++;
+                }
+            }
+            return count;
+        }
+        int groups = (w.Columns + 3) / 4;
+        for (int g = 0; g < groups; g++)
+        {
+            long at = (long)r * groups + g;
+            byte meta = w.Meta[at];
+            int c0 = g * 4 + (meta & 3), c1 = g * 4 + ((meta >> 2) & 3);
+            if (c0 < w.Columns && (isFloat || ((sbyte*)w.Values)[2 * at] != 0))
+                count++;
+            if (c1 < w.Columns && (isFloat || ((sbyte*)w.Values)[2 * at + 1] != 0))
+                count++;
+        }
+        return count;
+    }
+
+    private int FillRow(in SparseWeights w, int r, int at)
+    {
+        if (w.Format == SparseFormat.Bsr)
+        {
+            int br = w.BlockRows, bc = w.BlockColumns;
+            int b = r / br, i = r - b * br;
+            for (int p = w.RowPointers[b]; p < w.RowPointers[b + 1]; p++)
+            {
+                int c0 = w.ColumnIndices[p] * bc;
+                long block = (long)p * br * bc + (long)i * bc;
+                for (int j = 0; j < bc && c0 + j < w.Columns; j++)
+                    at = Put(w.Values, block + j, c0 + j, at);
+            }
+            return at;
+        }
+        int groups = (w.Columns + 3) / 4;
+        for (int g = 0; g < groups; g++)
+        {
+            long v = (long)r * groups + g;
+            byte meta = w.Meta[v];
+            int c0 = g * 4 + (meta & 3), c1 = g * 4 + ((meta >> 2) & 3);
+            if (c0 < w.Columns)
+                at = Put(w.Values, 2 * v, c0, at);
+            if (c1 < w.Columns)
+                at = Put(w.Values, 2 * v + 1, c1, at);
+        }
+        return at;
+    }
+
+    private int Put(void* values, long from, int column, int at)
+    {
+        if (IsFloat)
+        {
+            Col[at] = column;
+            ((float*)Val)[at] = ((float*)values)[from];
+            return at + 1;
+        }
+        sbyte value = ((sbyte*)values)[from];
+        if (value == 0)
+            return at;
+        Col[at] = column;
+        ((sbyte*)Val)[at] = value;
+        return at + 1;
+    }
+
+    /// <summary>Frees the converted arrays (the borrowed CSR arrays are the caller's).</summary>
+    public void Dispose()
+    {
+        if (_owned != null)
+            NativeMemory.AlignedFree(_owned);
+        if (_ownedSums != null)
+            NativeMemory.AlignedFree(_ownedSums);
+        _owned = null;
+        _ownedSums = null;
+        RowPtr = null;
+        Col = null;
+        Val = null;
+        RowSum = null;
+        GC.SuppressFinalize(this);
+    }
+}
