@@ -217,6 +217,7 @@ internal static unsafe class SparseSimd
         private byte* _panels;
         private long _panelBytes;
         private int _tbCount;
+        private int _tbTokens;
         private int _groups;
         private int _rowChunks;
         private int _tbChunks;
@@ -268,10 +269,11 @@ internal static unsafe class SparseSimd
                     _panelBytes = 0;
                     break;
                 default:
-                    _tbCount = (m + SparseSimdKernels.TB - 1) / SparseSimdKernels.TB;
+                    _tbTokens = kind == Kind.Vnni ? SparseSimdKernels.TBV : SparseSimdKernels.TB;
+                    _tbCount = (m + _tbTokens - 1) / _tbTokens;
                     _panelBytes = kind switch
                     {
-                        Kind.Vnni => (long)k * SparseSimdKernels.TB,
+                        Kind.Vnni => (long)k * SparseSimdKernels.TBV,
                         Kind.Avx2 => (long)k * SparseSimdKernels.TB * sizeof(short),
                         Kind.BsrVnni => (long)((k + 3) / 4) * SparseSimdKernels.TB * 4,
                         _ => (long)k * SparseSimdKernels.TB * sizeof(float),
@@ -309,7 +311,7 @@ internal static unsafe class SparseSimd
         private void PackTask(int tb)
         {
             byte* dst = _panels + tb * _panelBytes;
-            int t0 = tb * SparseSimdKernels.TB;
+            int t0 = tb * _tbTokens;
             switch (_kind)
             {
                 case Kind.Vnni:
@@ -351,8 +353,9 @@ internal static unsafe class SparseSimd
             }
             int tb0 = (int)((long)tc * _tbCount / _tbChunks);
             int tb1 = (int)((long)(tc + 1) * _tbCount / _tbChunks);
-            const int TB = SparseSimdKernels.TB, GR = SparseSimdKernels.GR;
-            int* tile = stackalloc int[GR * TB];
+            const int GR = SparseSimdKernels.GR;
+            int TB = _tbTokens;
+            int* tile = stackalloc int[GR * SparseSimdKernels.TBV];
             int* corr = stackalloc int[GR];
             SparseSimdPlan plan = _plan!;
             int* rowPtr = plan.RowPtr;
@@ -393,7 +396,7 @@ internal static unsafe class SparseSimd
                     if (_kind == Kind.Float)
                         SparseSimdKernels.StoreFloat((float*)tile, t0, tokens, r0, rows, _n, _y, _bias);
                     else
-                        SparseSimdKernels.StoreInt8(tile, corr, t0, tokens, r0, rows, _n, _ep);
+                        SparseSimdKernels.StoreInt8(tile, TB, corr, t0, tokens, r0, rows, _n, _ep);
                 }
             }
         }

@@ -19,8 +19,13 @@ internal static unsafe class SparseSimdKernels
     /// <summary>Tokens per panel (one accumulator tile row: four vectors of eight int32).</summary>
     internal const int TB = 32;
 
+    /// <summary>Tokens per panel of the AVX-VNNI interleave kernel (two halves of <see cref="TB"/>; one cache line per k).</summary>
+    internal const int TBV = 64;
+
     /// <summary>Rows of W per output tile.</summary>
     internal const int GR = 8;
+
+    internal static bool Use512 = true;
 
     // ---------------------------------------------------------------------------------------------
     // Packing.
@@ -43,46 +48,118 @@ internal static unsafe class SparseSimdKernels
     }
 
     /// <summary>
-    /// AVX-VNNI panel of tokens [t0, t0+32): byte <c>kk·32 + PosVnni(t)</c> = X[t0+t, kk] + 128 (u8);
+    /// AVX-VNNI panel of tokens [t0, t0+64): byte <c>kk·64 + 32h + PosVnni(t)</c> = X[t0+32h+t, kk] + 128 (u8);
     /// tokens past m hold 128 (x = 0).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    internal static void PackVnni(sbyte* x, int m, int k, int t0, byte* dst)
-    {
-        for (int t = 0; t < TB; t++)
-        {
-            byte* d = dst + PosVnni(t);
-            int token = t0 + t;
-            if (token >= m)
-            {
-                for (int kk = 0; kk < k; kk++)
-                    d[kk * TB] = 0x80;
-                continue;
-            }
-            sbyte* s = x + (long)token * k;
-            for (int kk = 0; kk < k; kk++)
-                d[kk * TB] = (byte)(s[kk] ^ unchecked((sbyte)0x80));
-        }
-    }
+    internal static void PackVnni(sbyte* x, int m, int k, int t0, byte* dst) =>
+        PackBytes(x, m, k, t0, dst, vnni: true, TBV);
 
     /// <summary>AVX2 panel: int16 <c>kk·32 + PosAvx2(t)</c> = X[t0+t, kk]; tokens past m hold 0.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    internal static void PackAvx2(sbyte* x, int m, int k, int t0, short* dst)
+    internal static void PackAvx2(sbyte* x, int m, int k, int t0, short* dst) =>
+        PackBytes(x, m, k, t0, (byte*)dst, vnni: false, TB);
+
+    /// <summary>
+    /// Transposes 32 token rows into a panel, eight panel positions (eight tokens) by eight k at a time:
+    /// an 8×8 byte transpose in SSE registers, then one 8-byte store per k (VNNI: u8, x+128) or one
+    /// 16-byte store of the sign-extended int16 (AVX2).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void PackBytes(sbyte* x, int m, int k, int t0, byte* dst, bool vnni, int panelTokens)
     {
-        for (int t = 0; t < TB; t++)
+        sbyte* zeros = stackalloc sbyte[16];
+        Unsafe.InitBlock(zeros, 0, 16);
+        sbyte** src = stackalloc sbyte*[8];
+        int rowBytes = vnni ? panelTokens : panelTokens * sizeof(short);
+        int full = k & ~7;
+        Vector128<sbyte> flip = Vector128.Create(unchecked((sbyte)0x80));
+        for (int block = 0; block < panelTokens / 8; block++)
         {
-            short* d = dst + PosAvx2(t);
-            int token = t0 + t;
-            if (token >= m)
+            // Source rows of panel positions 8·block .. 8·block+7 (past m: the zero row, read in place).
+            for (int j = 0; j < 8; j++)
             {
-                for (int kk = 0; kk < k; kk++)
-                    d[kk * TB] = 0;
-                continue;
+                int p = 8 * block + j;
+                int token = t0 + (vnni ? (p & ~31) + TokenVnni(p & 31) : TokenAvx2(p));
+                src[j] = token < m ? x + (long)token * k : null;
             }
-            sbyte* s = x + (long)token * k;
-            for (int kk = 0; kk < k; kk++)
-                d[kk * TB] = s[kk];
+            byte* d0 = dst + (vnni ? 8 * block : 16 * block);
+            for (int kk = 0; kk < full; kk += 8)
+            {
+                Vector128<sbyte> r0 = Load8(src[0], zeros, kk), r1 = Load8(src[1], zeros, kk);
+                Vector128<sbyte> r2 = Load8(src[2], zeros, kk), r3 = Load8(src[3], zeros, kk);
+                Vector128<sbyte> r4 = Load8(src[4], zeros, kk), r5 = Load8(src[5], zeros, kk);
+                Vector128<sbyte> r6 = Load8(src[6], zeros, kk), r7 = Load8(src[7], zeros, kk);
+                Vector128<short> a01 = Sse2.UnpackLow(r0, r1).AsInt16(), a23 = Sse2.UnpackLow(r2, r3).AsInt16();
+                Vector128<short> a45 = Sse2.UnpackLow(r4, r5).AsInt16(), a67 = Sse2.UnpackLow(r6, r7).AsInt16();
+                Vector128<int> b0 = Sse2.UnpackLow(a01, a23).AsInt32(), b1 = Sse2.UnpackHigh(a01, a23).AsInt32();
+                Vector128<int> b2 = Sse2.UnpackLow(a45, a67).AsInt32(), b3 = Sse2.UnpackHigh(a45, a67).AsInt32();
+                // c_i holds k = kk+2i (low 8 bytes) and kk+2i+1 (high 8 bytes) for the 8 positions.
+                Vector128<sbyte> c0 = Sse2.UnpackLow(b0, b2).AsSByte(), c1 = Sse2.UnpackHigh(b0, b2).AsSByte();
+                Vector128<sbyte> c2 = Sse2.UnpackLow(b1, b3).AsSByte(), c3 = Sse2.UnpackHigh(b1, b3).AsSByte();
+                byte* d = d0 + (long)kk * rowBytes;
+                if (vnni)
+                {
+                    Store2x8(Sse2.Xor(c0, flip), d, rowBytes);
+                    Store2x8(Sse2.Xor(c1, flip), d + 2 * rowBytes, rowBytes);
+                    Store2x8(Sse2.Xor(c2, flip), d + 4 * rowBytes, rowBytes);
+                    Store2x8(Sse2.Xor(c3, flip), d + 6 * rowBytes, rowBytes);
+                }
+                else
+                {
+                    Store2x16(c0, d, rowBytes);
+                    Store2x16(c1, d + 2 * rowBytes, rowBytes);
+                    Store2x16(c2, d + 4 * rowBytes, rowBytes);
+                    Store2x16(c3, d + 6 * rowBytes, rowBytes);
+                }
+            }
+            for (int kk = full; kk < k; kk++)
+            {
+                byte* d = d0 + (long)kk * rowBytes;
+                for (int j = 0; j < 8; j++)
+                {
+                    sbyte v = src[j] == null ? (sbyte)0 : src[j][kk];
+                    if (vnni)
+                        d[j] = (byte)(v ^ unchecked((sbyte)0x80));
+                    else
+                        ((short*)d)[j] = v;
+                }
+            }
         }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector128<sbyte> Load8(sbyte* row, sbyte* zeros, int kk) =>
+        Vector128.CreateScalarUnsafe(Unsafe.ReadUnaligned<long>(row == null ? zeros : row + kk)).AsSByte();
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Store2x8(Vector128<sbyte> v, byte* d, int pitch)
+    {
+        Unsafe.WriteUnaligned(d, v.AsInt64().ToScalar());
+        Unsafe.WriteUnaligned(d + pitch, v.AsInt64().GetElement(1));
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Store2x16(Vector128<sbyte> v, byte* d, int pitch)
+    {
+        Sse2.Store((short*)d, Sse41.ConvertToVector128Int16(v));
+        Sse2.Store((short*)(d + pitch), Sse41.ConvertToVector128Int16(Sse2.ShiftRightLogical128BitLane(v, 8)));
+    }
+
+    /// <summary>The token at VNNI panel position p (inverse of <see cref="PosVnni"/>).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static int TokenVnni(int p)
+    {
+        int l = p >> 4, j = (p >> 2) & 3, ii = p & 3;
+        return 8 * j + 4 * l + ii;
+    }
+
+    /// <summary>The token at AVX2 panel position p (inverse of <see cref="PosAvx2"/>).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static int TokenAvx2(int p)
+    {
+        int h = p >> 4, l = (p >> 3) & 1, j = (p >> 2) & 1, ii = p & 3;
+        return 16 * h + 8 * j + 4 * l + ii;
     }
 
     /// <summary>
@@ -121,74 +198,133 @@ internal static unsafe class SparseSimdKernels
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static void PackFloat(float* x, int m, int k, int t0, float* dst)
     {
-        for (int t = 0; t < TB; t++)
+        Vector256<int>* o = stackalloc Vector256<int>[8];
+        int full = k & ~7;
+        for (int g = 0; g < TB; g += 8)
         {
-            float* d = dst + t;
-            int token = t0 + t;
-            if (token >= m)
+            int tokens = Math.Min(8, m - (t0 + g));
+            float* d0 = dst + g;
+            if (tokens == 8)
             {
-                for (int kk = 0; kk < k; kk++)
-                    d[kk * TB] = 0;
-                continue;
+                float* s0 = x + (long)(t0 + g) * k;
+                for (int kk = 0; kk < full; kk += 8)
+                {
+                    TransposePitch((int*)(s0 + kk), k, o);
+                    float* d = d0 + (long)kk * TB;
+                    for (int j = 0; j < 8; j++)
+                        Avx.Store(d + j * TB, o[j].AsSingle());
+                }
             }
-            float* s = x + (long)token * k;
-            for (int kk = 0; kk < k; kk++)
-                d[kk * TB] = s[kk];
+            for (int kk = tokens == 8 ? full : 0; kk < k; kk++)
+            {
+                float* d = d0 + (long)kk * TB;
+                for (int j = 0; j < 8; j++)
+                    d[j] = j < tokens ? x[(long)(t0 + g + j) * k + kk] : 0f;
+            }
         }
     }
 
     // ---------------------------------------------------------------------------------------------
     // Row kernels: one row of W against one panel, 32 int32/float results (token order) to dst.
 
-    /// <summary>AVX-VNNI: Σ (x+128)·w over the row's (column, value) pairs [p0, p1), four at a time.</summary>
+    /// <summary>
+    /// AVX-VNNI: Σ (x+128)·w over the row's (column, value) pairs [p0, p1), four at a time, for the 64
+    /// tokens of a <see cref="TBV"/> panel (two 32-token halves of the same interleave).
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static void RowVnni(byte* panel, int* col, sbyte* val, int p0, int p1, int* dst)
     {
         Vector256<int> c0 = Vector256<int>.Zero, c1 = Vector256<int>.Zero;
         Vector256<int> c2 = Vector256<int>.Zero, c3 = Vector256<int>.Zero;
+        Vector256<int> c4 = Vector256<int>.Zero, c5 = Vector256<int>.Zero;
+        Vector256<int> c6 = Vector256<int>.Zero, c7 = Vector256<int>.Zero;
         int p = p0;
-        for (; p + 4 <= p1; p += 4)
+        int wq;
+        byte* pa, pb, pc, pd;
+        while (true)
         {
-            Vector256<sbyte> w = Vector256.Create(Unsafe.ReadUnaligned<int>(val + p)).AsSByte();
-            Vector256<byte> a = Avx.LoadVector256(panel + ((nint)col[p] << 5));
-            Vector256<byte> b = Avx.LoadVector256(panel + ((nint)col[p + 1] << 5));
-            Vector256<byte> c = Avx.LoadVector256(panel + ((nint)col[p + 2] << 5));
-            Vector256<byte> d = Avx.LoadVector256(panel + ((nint)col[p + 3] << 5));
-            Vector256<short> abLo = Avx2.UnpackLow(a, b).AsInt16();
-            Vector256<short> abHi = Avx2.UnpackHigh(a, b).AsInt16();
-            Vector256<short> cdLo = Avx2.UnpackLow(c, d).AsInt16();
-            Vector256<short> cdHi = Avx2.UnpackHigh(c, d).AsInt16();
-            c0 = AvxVnni.MultiplyWideningAndAdd(c0, Avx2.UnpackLow(abLo, cdLo).AsByte(), w);
-            c1 = AvxVnni.MultiplyWideningAndAdd(c1, Avx2.UnpackHigh(abLo, cdLo).AsByte(), w);
-            c2 = AvxVnni.MultiplyWideningAndAdd(c2, Avx2.UnpackLow(abHi, cdHi).AsByte(), w);
-            c3 = AvxVnni.MultiplyWideningAndAdd(c3, Avx2.UnpackHigh(abHi, cdHi).AsByte(), w);
-        }
-        if (p < p1)
-        {
-            // 1..3 left: repeat the last column with weight 0.
-            int rem = p1 - p;
-            int wq = 0;
-            for (int j = 0; j < rem; j++)
-                wq |= (byte)val[p + j] << (8 * j);
+            if (p + 4 <= p1)
+            {
+                wq = Unsafe.ReadUnaligned<int>(val + p);
+                pa = panel + ((nint)col[p] << 6);
+                pb = panel + ((nint)col[p + 1] << 6);
+                pc = panel + ((nint)col[p + 2] << 6);
+                pd = panel + ((nint)col[p + 3] << 6);
+                p += 4;
+            }
+            else if (p < p1)
+            {
+                // 1..3 left: repeat the last column with weight 0.
+                int rem = p1 - p;
+                wq = 0;
+                for (int j = 0; j < rem; j++)
+                    wq |= (byte)val[p + j] << (8 * j);
+                pa = panel + ((nint)col[p] << 6);
+                pb = panel + ((nint)col[p + Math.Min(1, rem - 1)] << 6);
+                pc = panel + ((nint)col[p + Math.Min(2, rem - 1)] << 6);
+                pd = panel + ((nint)col[p + rem - 1] << 6);
+                p = p1;
+            }
+            else
+            {
+                break;
+            }
             Vector256<sbyte> w = Vector256.Create(wq).AsSByte();
-            int k0 = col[p], k1 = col[p + Math.Min(1, rem - 1)], k2 = col[p + Math.Min(2, rem - 1)], k3 = col[p + rem - 1];
-            Vector256<byte> a = Avx.LoadVector256(panel + ((nint)k0 << 5));
-            Vector256<byte> b = Avx.LoadVector256(panel + ((nint)k1 << 5));
-            Vector256<byte> c = Avx.LoadVector256(panel + ((nint)k2 << 5));
-            Vector256<byte> d = Avx.LoadVector256(panel + ((nint)k3 << 5));
+            if (Use512 && Avx512BW.IsSupported)
+            {
+                // One 64-byte row per k: the 512-bit unpacks interleave both halves at once (12 shuffles
+                // per quad instead of 16; the upper halves need one extract each).
+                Vector512<byte> za = Avx512F.LoadVector512(pa), zb = Avx512F.LoadVector512(pb);
+                Vector512<short> zabLo = Avx512BW.UnpackLow(za, zb).AsInt16();
+                Vector512<short> zabHi = Avx512BW.UnpackHigh(za, zb).AsInt16();
+                Vector512<byte> zc = Avx512F.LoadVector512(pc), zd = Avx512F.LoadVector512(pd);
+                Vector512<short> zcdLo = Avx512BW.UnpackLow(zc, zd).AsInt16();
+                Vector512<short> zcdHi = Avx512BW.UnpackHigh(zc, zd).AsInt16();
+                Vector512<byte> v0 = Avx512BW.UnpackLow(zabLo, zcdLo).AsByte();
+                Vector512<byte> v1 = Avx512BW.UnpackHigh(zabLo, zcdLo).AsByte();
+                Vector512<byte> v2 = Avx512BW.UnpackLow(zabHi, zcdHi).AsByte();
+                Vector512<byte> v3 = Avx512BW.UnpackHigh(zabHi, zcdHi).AsByte();
+                c0 = AvxVnni.MultiplyWideningAndAdd(c0, v0.GetLower(), w);
+                c1 = AvxVnni.MultiplyWideningAndAdd(c1, v1.GetLower(), w);
+                c2 = AvxVnni.MultiplyWideningAndAdd(c2, v2.GetLower(), w);
+                c3 = AvxVnni.MultiplyWideningAndAdd(c3, v3.GetLower(), w);
+                c4 = AvxVnni.MultiplyWideningAndAdd(c4, v0.GetUpper(), w);
+                c5 = AvxVnni.MultiplyWideningAndAdd(c5, v1.GetUpper(), w);
+                c6 = AvxVnni.MultiplyWideningAndAdd(c6, v2.GetUpper(), w);
+                c7 = AvxVnni.MultiplyWideningAndAdd(c7, v3.GetUpper(), w);
+                continue;
+            }
+            Vector256<byte> a = Avx.LoadVector256(pa), b = Avx.LoadVector256(pb);
             Vector256<short> abLo = Avx2.UnpackLow(a, b).AsInt16();
             Vector256<short> abHi = Avx2.UnpackHigh(a, b).AsInt16();
+            Vector256<byte> c = Avx.LoadVector256(pc), d = Avx.LoadVector256(pd);
             Vector256<short> cdLo = Avx2.UnpackLow(c, d).AsInt16();
             Vector256<short> cdHi = Avx2.UnpackHigh(c, d).AsInt16();
             c0 = AvxVnni.MultiplyWideningAndAdd(c0, Avx2.UnpackLow(abLo, cdLo).AsByte(), w);
             c1 = AvxVnni.MultiplyWideningAndAdd(c1, Avx2.UnpackHigh(abLo, cdLo).AsByte(), w);
             c2 = AvxVnni.MultiplyWideningAndAdd(c2, Avx2.UnpackLow(abHi, cdHi).AsByte(), w);
             c3 = AvxVnni.MultiplyWideningAndAdd(c3, Avx2.UnpackHigh(abHi, cdHi).AsByte(), w);
+            a = Avx.LoadVector256(pa + 32);
+            b = Avx.LoadVector256(pb + 32);
+            abLo = Avx2.UnpackLow(a, b).AsInt16();
+            abHi = Avx2.UnpackHigh(a, b).AsInt16();
+            c = Avx.LoadVector256(pc + 32);
+            d = Avx.LoadVector256(pd + 32);
+            cdLo = Avx2.UnpackLow(c, d).AsInt16();
+            cdHi = Avx2.UnpackHigh(c, d).AsInt16();
+            c4 = AvxVnni.MultiplyWideningAndAdd(c4, Avx2.UnpackLow(abLo, cdLo).AsByte(), w);
+            c5 = AvxVnni.MultiplyWideningAndAdd(c5, Avx2.UnpackHigh(abLo, cdLo).AsByte(), w);
+            c6 = AvxVnni.MultiplyWideningAndAdd(c6, Avx2.UnpackLow(abHi, cdHi).AsByte(), w);
+            c7 = AvxVnni.MultiplyWideningAndAdd(c7, Avx2.UnpackHigh(abHi, cdHi).AsByte(), w);
         }
         Avx.Store(dst, c0);
         Avx.Store(dst + 8, c1);
         Avx.Store(dst + 16, c2);
         Avx.Store(dst + 24, c3);
+        Avx.Store(dst + 32, c4);
+        Avx.Store(dst + 40, c5);
+        Avx.Store(dst + 48, c6);
+        Avx.Store(dst + 56, c7);
     }
 
     /// <summary>AVX2: Σ x·w with exact int16 pairs and <c>vpmaddwd</c>, two non-zeros at a time.</summary>
@@ -385,21 +521,18 @@ internal static unsafe class SparseSimdKernels
     // ---------------------------------------------------------------------------------------------
     // Stores.
 
-    /// <summary>
-    /// Transposes the 8×8 int32 block at <c>tile + off</c> (rows 32 apart) into <paramref name="o"/>:
-    /// o[t] = (tile[0·32 + off + t], …, tile[7·32 + off + t]).
-    /// </summary>
+    /// <summary>o[t] = (src[0·pitch + t], …, src[7·pitch + t]).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Transpose8(int* tile, int off, Vector256<int>* o)
+    private static void TransposePitch(int* src, long pitch, Vector256<int>* o)
     {
-        Vector256<int> r0 = Avx.LoadVector256(tile + off);
-        Vector256<int> r1 = Avx.LoadVector256(tile + TB + off);
-        Vector256<int> r2 = Avx.LoadVector256(tile + 2 * TB + off);
-        Vector256<int> r3 = Avx.LoadVector256(tile + 3 * TB + off);
-        Vector256<int> r4 = Avx.LoadVector256(tile + 4 * TB + off);
-        Vector256<int> r5 = Avx.LoadVector256(tile + 5 * TB + off);
-        Vector256<int> r6 = Avx.LoadVector256(tile + 6 * TB + off);
-        Vector256<int> r7 = Avx.LoadVector256(tile + 7 * TB + off);
+        Vector256<int> r0 = Avx.LoadVector256(src);
+        Vector256<int> r1 = Avx.LoadVector256(src + pitch);
+        Vector256<int> r2 = Avx.LoadVector256(src + 2 * pitch);
+        Vector256<int> r3 = Avx.LoadVector256(src + 3 * pitch);
+        Vector256<int> r4 = Avx.LoadVector256(src + 4 * pitch);
+        Vector256<int> r5 = Avx.LoadVector256(src + 5 * pitch);
+        Vector256<int> r6 = Avx.LoadVector256(src + 6 * pitch);
+        Vector256<int> r7 = Avx.LoadVector256(src + 7 * pitch);
         Vector256<int> t0 = Avx2.UnpackLow(r0, r1), t1 = Avx2.UnpackHigh(r0, r1);
         Vector256<int> t2 = Avx2.UnpackLow(r2, r3), t3 = Avx2.UnpackHigh(r2, r3);
         Vector256<int> t4 = Avx2.UnpackLow(r4, r5), t5 = Avx2.UnpackHigh(r4, r5);
@@ -428,14 +561,14 @@ internal static unsafe class SparseSimdKernels
     /// zero past cols), through the epilogue: Y[t, r0+c] = (float)(acc − corr)·aScale[t]·bScale (+ bias).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    internal static void StoreInt8(int* tile, int* corr, int t0, int tokens, int r0, int cols, int n, in SimdEpilogue ep)
+    internal static void StoreInt8(int* tile, int pitch, int* corr, int t0, int tokens, int r0, int cols, int n, in SimdEpilogue ep)
     {
         Vector256<int>* o = stackalloc Vector256<int>[8];
         Vector256<int> k = Avx.LoadVector256(corr);
         bool full = cols == GR;
         for (int s = 0; s < tokens; s += 8)
         {
-            Transpose8(tile, s, o);
+            TransposePitch(tile + s, pitch, o);
             int count = Math.Min(8, tokens - s);
             for (int t = 0; t < count; t++)
             {
@@ -485,7 +618,7 @@ internal static unsafe class SparseSimdKernels
             bv = Avx.LoadVector256(bias + r0);
         for (int s = 0; s < tokens; s += 8)
         {
-            Transpose8((int*)tile, s, o);
+            TransposePitch((int*)tile + s, TB, o);
             int count = Math.Min(8, tokens - s);
             for (int t = 0; t < count; t++)
             {
