@@ -50,7 +50,7 @@ internal readonly unsafe struct SparseWeights
 internal static unsafe class SparseSimd
 {
     /// <summary>Up to this many tokens, the int8 kernels use per-row gathered dot products.</summary>
-    internal const int SmallMInt8 = 4;
+    internal static int SmallMInt8 = 4;
 
     /// <summary>Up to this many tokens, the float kernels use per-row gathered dot products.</summary>
     internal const int SmallMFloat = 4;
@@ -355,8 +355,10 @@ internal static unsafe class SparseSimd
             int tb1 = (int)((long)(tc + 1) * _tbCount / _tbChunks);
             const int GR = SparseSimdKernels.GR;
             int TB = _tbTokens;
-            int* tile = stackalloc int[GR * SparseSimdKernels.TBV];
-            int* corr = stackalloc int[GR];
+            // 64-byte aligned: the row kernels store whole vectors and the transposes load them.
+            byte* raw = stackalloc byte[(GR * SparseSimdKernels.TBV + GR) * sizeof(int) + 64];
+            int* tile = (int*)(((nint)raw + 63) & ~(nint)63);
+            int* corr = tile + GR * SparseSimdKernels.TBV;
             SparseSimdPlan plan = _plan!;
             int* rowPtr = plan.RowPtr;
             int* col = plan.Col;

@@ -198,7 +198,8 @@ internal static unsafe class SparseSimdKernels
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static void PackFloat(float* x, int m, int k, int t0, float* dst)
     {
-        Vector256<int>* o = stackalloc Vector256<int>[8];
+        byte* oRaw = stackalloc byte[9 * 32];
+        var o = (Vector256<int>*)(((nint)oRaw + 31) & ~(nint)31);
         int full = k & ~7;
         for (int g = 0; g < TB; g += 8)
         {
@@ -563,7 +564,8 @@ internal static unsafe class SparseSimdKernels
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static void StoreInt8(int* tile, int pitch, int* corr, int t0, int tokens, int r0, int cols, int n, in SimdEpilogue ep)
     {
-        Vector256<int>* o = stackalloc Vector256<int>[8];
+        byte* oRaw = stackalloc byte[9 * 32];
+        var o = (Vector256<int>*)(((nint)oRaw + 31) & ~(nint)31);
         Vector256<int> k = Avx.LoadVector256(corr);
         bool full = cols == GR;
         for (int s = 0; s < tokens; s += 8)
@@ -611,7 +613,8 @@ internal static unsafe class SparseSimdKernels
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static void StoreFloat(float* tile, int t0, int tokens, int r0, int cols, int n, float* y, float* bias)
     {
-        Vector256<int>* o = stackalloc Vector256<int>[8];
+        byte* oRaw = stackalloc byte[9 * 32];
+        var o = (Vector256<int>*)(((nint)oRaw + 31) & ~(nint)31);
         bool full = cols == GR;
         Vector256<float> bv = Vector256<float>.Zero;
         if (bias != null && full)

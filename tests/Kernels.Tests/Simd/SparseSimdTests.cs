@@ -420,4 +420,60 @@ public class SparseSimdTests
             }
         });
     }
+
+    [Fact]
+    public unsafe void A_plan_is_checked_against_the_element_type()
+    {
+        sbyte[] dense = [1, 0, -2, 3];
+        SparseCase<sbyte> w = SparseBuild.Csr(dense, 2, 2);
+        var x = new sbyte[2];
+        var c = new int[2];
+        w.With(sw =>
+        {
+            using SparseSimdPlan plan = SparseSimdPlan.PrepareFloat32(sw, SimdLevel.AvxVnni);
+            fixed (sbyte* px = x)
+            fixed (int* pc = c)
+            {
+                sbyte* xp = px;
+                int* cp = pc;
+                Assert.Throws<ArgumentException>(() => SparseSimd.Int8(plan, xp, 1, SimdEpilogue.Int32(cp, 0)));
+            }
+        });
+    }
+
+    [Theory]
+    [MemberData(nameof(Levels))]
+    public unsafe void Float32_plans_are_reusable(SimdLevel level)
+    {
+        Require(level);
+        Seeded.Run((random, _) =>
+        {
+            const int n = 19, k = 77;
+            float[] dense = SparseBuild.Pruned(random, n, k, 0.3, SparseBuild.NonZeroF);
+            SparseBuild.Bsr(random, dense, n, k, 2, 8).With(sw =>
+            {
+                using SparseSimdPlan plan = SparseSimdPlan.PrepareFloat32(sw, level);
+                foreach (int m in new[] { 1, 9, 40 })
+                {
+                    float[] x = Seeded.Floats(random, (long)m * k, -1f, 1f);
+                    var expected = new double[m * n];
+                    for (int i = 0; i < m; i++)
+                    {
+                        for (int j = 0; j < n; j++)
+                        {
+                            double s = 0;
+                            for (int c = 0; c < k; c++)
+                                s += (double)x[i * k + c] * dense[j * k + c];
+                            expected[i * n + j] = s;
+                        }
+                    }
+                    var y = new float[m * n];
+                    fixed (float* px = x)
+                    fixed (float* py = y)
+                        SparseSimd.Float32(plan, px, m, py, null);
+                    Expect.Close(expected, y, 1e-4, 1e-3, $"float plan m={m} [{level.ToName()}]");
+                }
+            });
+        });
+    }
 }
