@@ -50,7 +50,7 @@ internal readonly unsafe struct SparseWeights
 internal static unsafe class SparseSimd
 {
     /// <summary>Up to this many tokens, the int8 kernels use per-row gathered dot products.</summary>
-    internal static int SmallMInt8 = 4;
+    internal static int SmallMInt8 = 8;
 
     /// <summary>Up to this many tokens, the float kernels use per-row gathered dot products.</summary>
     internal const int SmallMFloat = 4;
@@ -106,7 +106,7 @@ internal static unsafe class SparseSimd
             ScalarInt8(plan.Weights, x, m, output);
             return;
         }
-        Kind kind = m <= SmallMInt8 ? Kind.SmallInt8
+        Kind kind = m <= SmallMInt8 && plan.Level >= SimdLevel.AvxVnni ? Kind.SmallInt8
             : plan.Level >= SimdLevel.AvxVnni ? (plan.AlignedBsr ? Kind.BsrVnni : Kind.Vnni)
             : Kind.Avx2;
         Run(plan, kind, x, null, m, output, null, null);
@@ -261,8 +261,8 @@ internal static unsafe class SparseSimd
             switch (kind)
             {
                 case Kind.SmallInt8:
-                    _tbCount = m;
-                    _panelBytes = ((long)k * sizeof(int) + 63) & ~63L;
+                    _tbCount = (m + 3) / 4;
+                    _panelBytes = ((long)k * sizeof(uint) + 63) & ~63L;
                     break;
                 case Kind.SmallFloat:
                     _tbCount = 0;
@@ -327,7 +327,7 @@ internal static unsafe class SparseSimd
                     SparseSimdKernels.PackFloat(_xf, _m, _k, t0, (float*)dst);
                     break;
                 case Kind.SmallInt8:
-                    SparseSimdKernels.WidenRow(_x8 + (long)tb * _k, _k, (int*)dst);
+                    SparseSimdKernels.PackFour(_x8, _m, _k, 4 * tb, (uint*)dst);
                     break;
                 default:
                     break;
@@ -363,6 +363,7 @@ internal static unsafe class SparseSimd
             int* rowPtr = plan.RowPtr;
             int* col = plan.Col;
             bool vnni = _kind is Kind.Vnni or Kind.BsrVnni;
+            int* rowSum = vnni ? plan.RowSums() : null;
             SparseWeights w = plan.Weights;
             for (int tb = tb0; tb < tb1; tb++)
             {
@@ -374,7 +375,7 @@ internal static unsafe class SparseSimd
                     int r0 = g * GR;
                     int rows = Math.Min(GR, _n - r0);
                     for (int i = 0; i < GR; i++)
-                        corr[i] = vnni && i < rows ? 128 * plan.RowSum[r0 + i] : 0;
+                        corr[i] = vnni && i < rows ? 128 * rowSum[r0 + i] : 0;
                     for (int i = 0; i < rows; i++)
                     {
                         int r = r0 + i;
@@ -410,13 +411,16 @@ internal static unsafe class SparseSimd
             int* rowPtr = plan.RowPtr;
             int* col = plan.Col;
             var val = (sbyte*)plan.Val;
+            int* acc = stackalloc int[4];
             int r1 = Math.Min(_n, g1 * SparseSimdKernels.GR);
             for (int r = g0 * SparseSimdKernels.GR; r < r1; r++)
             {
-                for (int t = 0; t < _m; t++)
+                for (int g = 0; g < _tbCount; g++)
                 {
-                    int acc = SparseSimdKernels.DotInt8((int*)(_panels + t * _panelBytes), col, val, rowPtr[r], rowPtr[r + 1]);
-                    Store(_ep, t, r, _n, acc);
+                    SparseSimdKernels.DotFour((uint*)(_panels + g * _panelBytes), col, val, rowPtr[r], rowPtr[r + 1], acc);
+                    int count = Math.Min(4, _m - 4 * g);
+                    for (int t = 0; t < count; t++)
+                        Store(_ep, 4 * g + t, r, _n, acc[t]);
                 }
             }
         }

@@ -450,45 +450,82 @@ internal static unsafe class SparseSimdKernels
     // Small m: dot products with gathers.
 
     /// <summary>
-    /// Widens one token row to int32 lanes for <see cref="DotInt8"/>: the low 16 bits hold x (as int16),
-    /// the high 16 bits are zero, so <c>vpmaddwd</c> with a sign-extended weight gives x·w exactly.
+    /// Small-m panel of four tokens: dword <c>kk</c> holds X[t0+t, kk] + 128 in byte t (tokens past m: 128).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    internal static void WidenRow(sbyte* x, int k, int* dst)
+    internal static void PackFour(sbyte* x, int m, int k, int t0, uint* dst)
     {
-        int i = 0;
-        for (; i + 8 <= k; i += 8)
+        sbyte* r0 = x + (long)t0 * k;
+        sbyte* r1 = t0 + 1 < m ? r0 + k : null;
+        sbyte* r2 = t0 + 2 < m ? r0 + 2L * k : null;
+        sbyte* r3 = t0 + 3 < m ? r0 + 3L * k : null;
+        for (int kk = 0; kk < k; kk++)
         {
-            Vector256<int> v = Avx2.ConvertToVector256Int32(x + i);
-            Avx.Store(dst + i, Avx2.And(v, Vector256.Create(0xFFFF)));
+            uint v = (byte)r0[kk];
+            if (r1 != null)
+                v |= (uint)(byte)r1[kk] << 8;
+            if (r2 != null)
+                v |= (uint)(byte)r2[kk] << 16;
+            if (r3 != null)
+                v |= (uint)(byte)r3[kk] << 24;
+            dst[kk] = v ^ 0x80808080u;
         }
-        for (; i < k; i++)
-            dst[i] = (ushort)(short)x[i];
     }
 
-    /// <summary>Σ x[col[p]]·val[p] over [p0, p1) with 8-wide gathers (x widened by <see cref="WidenRow"/>).</summary>
+    /// <summary>
+    /// Small m, AVX-VNNI: Σ (x+128)·w over [p0, p1) for the four tokens of a <see cref="PackFour"/> panel,
+    /// eight non-zeros per gather: the gathered dwords (four tokens each) are transposed 4×4 per 128-bit
+    /// lane with <c>vpshufb</c>, so that one <c>vpdpbusd</c> with the matching weight quads adds four
+    /// products for each token; a second <c>vpdpbusd</c> of ones sums the weights for the −128·Σw
+    /// correction. Results (exact): dst[0..3].
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    internal static int DotInt8(int* xw, int* col, sbyte* val, int p0, int p1)
+    internal static void DotFour(uint* x4, int* col, sbyte* val, int p0, int p1, int* dst)
     {
+        Vector256<sbyte> tx = Vector256.Create(
+            (sbyte)0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15,
+            0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+        Vector256<sbyte> tw = Vector256.Create(
+            (sbyte)0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3,
+            4, 5, 6, 7, 4, 5, 6, 7, 4, 5, 6, 7, 4, 5, 6, 7);
         Vector256<int> acc0 = Vector256<int>.Zero, acc1 = Vector256<int>.Zero;
+        Vector256<int> sum0 = Vector256<int>.Zero, sum1 = Vector256<int>.Zero;
+        Vector256<byte> ones = Vector256.Create((byte)1);
+        var xi = (int*)x4;
+        int* idx = stackalloc int[8];
         int p = p0;
         for (; p + 16 <= p1; p += 16)
         {
-            Vector256<int> g0 = Avx2.GatherVector256(xw, Avx.LoadVector256(col + p), 4);
-            Vector256<int> g1 = Avx2.GatherVector256(xw, Avx.LoadVector256(col + p + 8), 4);
-            acc0 = Avx2.Add(acc0, Avx2.MultiplyAddAdjacent(g0.AsInt16(), Avx2.ConvertToVector256Int32(val + p).AsInt16()));
-            acc1 = Avx2.Add(acc1, Avx2.MultiplyAddAdjacent(g1.AsInt16(), Avx2.ConvertToVector256Int32(val + p + 8).AsInt16()));
+            Vector256<byte> g0 = Avx2.GatherVector256(xi, Avx.LoadVector256(col + p), 4).AsByte();
+            Vector256<byte> g1 = Avx2.GatherVector256(xi, Avx.LoadVector256(col + p + 8), 4).AsByte();
+            Vector256<sbyte> w0 = Avx2.Shuffle(Vector256.Create(Unsafe.ReadUnaligned<long>(val + p)).AsSByte(), tw);
+            Vector256<sbyte> w1 = Avx2.Shuffle(Vector256.Create(Unsafe.ReadUnaligned<long>(val + p + 8)).AsSByte(), tw);
+            acc0 = AvxVnni.MultiplyWideningAndAdd(acc0, Avx2.Shuffle(g0, tx.AsByte()), w0);
+            acc1 = AvxVnni.MultiplyWideningAndAdd(acc1, Avx2.Shuffle(g1, tx.AsByte()), w1);
+            sum0 = AvxVnni.MultiplyWideningAndAdd(sum0, ones, w0);
+            sum1 = AvxVnni.MultiplyWideningAndAdd(sum1, ones, w1);
         }
-        if (p + 8 <= p1)
+        while (p < p1)
         {
-            Vector256<int> g0 = Avx2.GatherVector256(xw, Avx.LoadVector256(col + p), 4);
-            acc0 = Avx2.Add(acc0, Avx2.MultiplyAddAdjacent(g0.AsInt16(), Avx2.ConvertToVector256Int32(val + p).AsInt16()));
-            p += 8;
+            // 8 at a time; the last group repeats its last column with weight 0.
+            int rem = Math.Min(8, p1 - p);
+            long wq = 0;
+            for (int j = 0; j < 8; j++)
+            {
+                int q = p + Math.Min(j, rem - 1);
+                idx[j] = col[q];
+                if (j < rem)
+                    wq |= (long)(byte)val[p + j] << (8 * j);
+            }
+            Vector256<byte> g0 = Avx2.GatherVector256(xi, Avx.LoadVector256(idx), 4).AsByte();
+            Vector256<sbyte> w0 = Avx2.Shuffle(Vector256.Create(wq).AsSByte(), tw);
+            acc0 = AvxVnni.MultiplyWideningAndAdd(acc0, Avx2.Shuffle(g0, tx.AsByte()), w0);
+            sum0 = AvxVnni.MultiplyWideningAndAdd(sum0, ones, w0);
+            p += rem;
         }
-        int sum = Vector256.Sum(Avx2.Add(acc0, acc1));
-        for (; p < p1; p++)
-            sum += (short)xw[col[p]] * val[p];
-        return sum;
+        // Every lane of a half holds that half's Σw: subtract 128·Σw, then add the halves.
+        Vector256<int> acc = Avx2.Subtract(Avx2.Add(acc0, acc1), Avx2.ShiftLeftLogical(Avx2.Add(sum0, sum1), 7));
+        Sse2.Store(dst, Sse2.Add(acc.GetLower(), acc.GetUpper()));
     }
 
     /// <summary>Σ x[col[p]]·val[p] over [p0, p1) in float with 8-wide gathers.</summary>

@@ -1,4 +1,6 @@
 using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 
 namespace Kernels.Simd;
 
@@ -17,8 +19,9 @@ namespace Kernels.Simd;
 /// </remarks>
 internal sealed unsafe class SparseSimdPlan : IDisposable
 {
+    private readonly Lock _sync = new();
     private void* _owned;
-    private void* _ownedSums;
+    private nint _sumsHandle;
 
     private SparseSimdPlan(in SparseWeights w, SimdLevel level, bool isFloat)
     {
@@ -51,8 +54,7 @@ internal sealed unsafe class SparseSimdPlan : IDisposable
     /// <summary>CSR view: the values (sbyte or float).</summary>
     internal void* Val { get; private set; }
 
-    /// <summary>int8: Σ of each row's values (for the −128·Σw correction); null for float.</summary>
-    internal int* RowSum { get; private set; }
+    private void* _ownedSums => (void*)Volatile.Read(ref _sumsHandle);
 
     /// <summary>True when the int8 kernels may read the BSR blocks directly as aligned k-quads.</summary>
     internal bool AlignedBsr { get; private set; }
@@ -122,19 +124,45 @@ internal sealed unsafe class SparseSimdPlan : IDisposable
         }
 
         if (!IsFloat)
-        {
-            _ownedSums = NativeMemory.AlignedAlloc((nuint)Math.Max(1, rows) * sizeof(int), 64);
-            RowSum = (int*)_ownedSums;
-            var values = (sbyte*)Val;
-            for (int r = 0; r < rows; r++)
-            {
-                int sum = 0;
-                for (int p = RowPtr[r]; p < RowPtr[r + 1]; p++)
-                    sum += values[p];
-                RowSum[r] = sum;
-            }
             AlignedBsr = w.Format == SparseFormat.Bsr && w.BlockColumns % 4 == 0 && Level >= SimdLevel.AvxVnni;
+    }
+
+    /// <summary>
+    /// int8: Σ of each row's values (for the −128·Σw correction of the AVX-VNNI kernels), computed on
+    /// first use (the AVX2 and small-m kernels do not need it, so a per-call CSR plan costs nothing there).
+    /// </summary>
+    internal int* RowSums()
+    {
+        if (_ownedSums != null)
+            return (int*)_ownedSums;
+        lock (_sync)
+        {
+            if (_ownedSums == null)
+            {
+                var sums = (int*)NativeMemory.AlignedAlloc((nuint)Math.Max(1, Rows) * sizeof(int), 64);
+                var values = (sbyte*)Val;
+                for (int r = 0; r < Rows; r++)
+                    sums[r] = Sum(values + RowPtr[r], RowPtr[r + 1] - RowPtr[r]);
+                Volatile.Write(ref _sumsHandle, (nint)sums);
+            }
         }
+        return (int*)_ownedSums;
+    }
+
+    private static int Sum(sbyte* v, int count)
+    {
+        int i = 0;
+        int sum = 0;
+        if (Avx2.IsSupported && count >= 16)
+        {
+            Vector256<int> acc = Vector256<int>.Zero;
+            for (; i + 16 <= count; i += 16)
+                acc = Avx2.Add(acc, Avx2.MultiplyAddAdjacent(Avx2.ConvertToVector256Int16(v + i), Vector256.Create((short)1)));
+            sum = Vector256.Sum(acc);
+        }
+        for (; i < count; i++)
+            sum += v[i];
+        return sum;
     }
 
     private static long CountRow(in SparseWeights w, int r, bool isFloat)
@@ -223,11 +251,10 @@ internal sealed unsafe class SparseSimdPlan : IDisposable
         if (_ownedSums != null)
             NativeMemory.AlignedFree(_ownedSums);
         _owned = null;
-        _ownedSums = null;
+        _sumsHandle = 0;
         RowPtr = null;
         Col = null;
         Val = null;
-        RowSum = null;
         GC.SuppressFinalize(this);
     }
 }
