@@ -1,4 +1,5 @@
 using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics.X86;
 
 namespace Kernels.Simd;
 
@@ -50,7 +51,7 @@ internal readonly unsafe struct SparseWeights
 internal static unsafe class SparseSimd
 {
     /// <summary>Up to this many tokens, the int8 kernels use per-row gathered dot products.</summary>
-    internal static int SmallMInt8 = 8;
+    internal const int SmallMInt8 = 8;
 
     /// <summary>Up to this many tokens, the float kernels use per-row gathered dot products.</summary>
     internal const int SmallMFloat = 4;
@@ -382,8 +383,11 @@ internal static unsafe class SparseSimd
                         int* dst = tile + i * TB;
                         switch (_kind)
                         {
-                            case Kind.Vnni:
+                            case Kind.Vnni when Avx512BW.IsSupported:
                                 SparseSimdKernels.RowVnni(panel, col, (sbyte*)plan.Val, rowPtr[r], rowPtr[r + 1], dst);
+                                break;
+                            case Kind.Vnni:
+                                SparseSimdKernels.RowVnni256(panel, col, (sbyte*)plan.Val, rowPtr[r], rowPtr[r + 1], dst);
                                 break;
                             case Kind.Avx2:
                                 SparseSimdKernels.RowAvx2((short*)panel, col, (sbyte*)plan.Val, rowPtr[r], rowPtr[r + 1], dst);

@@ -25,8 +25,6 @@ internal static unsafe class SparseSimdKernels
     /// <summary>Rows of W per output tile.</summary>
     internal const int GR = 8;
 
-    internal static bool Use512 = true;
-
     // ---------------------------------------------------------------------------------------------
     // Packing.
 
@@ -230,61 +228,40 @@ internal static unsafe class SparseSimdKernels
 
     /// <summary>
     /// AVX-VNNI: Σ (x+128)·w over the row's (column, value) pairs [p0, p1), four at a time, for the 64
-    /// tokens of a <see cref="TBV"/> panel (two 32-token halves of the same interleave).
+    /// tokens of a <see cref="TBV"/> panel (two 32-token halves of the same interleave). A row whose count
+    /// is not a multiple of 4 ends with one quad that repeats its last column with weight 0.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static void RowVnni(byte* panel, int* col, sbyte* val, int p0, int p1, int* dst)
     {
+        int* tailCol = stackalloc int[4];
+        sbyte* tailVal = stackalloc sbyte[4];
+        int* cp = col + p0;
+        sbyte* vp = val + p0;
+        int quads = (p1 - p0) >> 2;
+        int rem = (p1 - p0) & 3;
         Vector256<int> c0 = Vector256<int>.Zero, c1 = Vector256<int>.Zero;
         Vector256<int> c2 = Vector256<int>.Zero, c3 = Vector256<int>.Zero;
         Vector256<int> c4 = Vector256<int>.Zero, c5 = Vector256<int>.Zero;
         Vector256<int> c6 = Vector256<int>.Zero, c7 = Vector256<int>.Zero;
-        int p = p0;
-        int wq;
-        byte* pa, pb, pc, pd;
         while (true)
         {
-            if (p + 4 <= p1)
+            for (int q = 0; q < quads; q++, cp += 4, vp += 4)
             {
-                wq = Unsafe.ReadUnaligned<int>(val + p);
-                pa = panel + ((nint)col[p] << 6);
-                pb = panel + ((nint)col[p + 1] << 6);
-                pc = panel + ((nint)col[p + 2] << 6);
-                pd = panel + ((nint)col[p + 3] << 6);
-                p += 4;
-            }
-            else if (p < p1)
-            {
-                // 1..3 left: repeat the last column with weight 0.
-                int rem = p1 - p;
-                wq = 0;
-                for (int j = 0; j < rem; j++)
-                    wq |= (byte)val[p + j] << (8 * j);
-                pa = panel + ((nint)col[p] << 6);
-                pb = panel + ((nint)col[p + Math.Min(1, rem - 1)] << 6);
-                pc = panel + ((nint)col[p + Math.Min(2, rem - 1)] << 6);
-                pd = panel + ((nint)col[p + rem - 1] << 6);
-                p = p1;
-            }
-            else
-            {
-                break;
-            }
-            Vector256<sbyte> w = Vector256.Create(wq).AsSByte();
-            if (Use512 && Avx512BW.IsSupported)
-            {
-                // One 64-byte row per k: the 512-bit unpacks interleave both halves at once (12 shuffles
-                // per quad instead of 16; the upper halves need one extract each).
-                Vector512<byte> za = Avx512F.LoadVector512(pa), zb = Avx512F.LoadVector512(pb);
-                Vector512<short> zabLo = Avx512BW.UnpackLow(za, zb).AsInt16();
-                Vector512<short> zabHi = Avx512BW.UnpackHigh(za, zb).AsInt16();
-                Vector512<byte> zc = Avx512F.LoadVector512(pc), zd = Avx512F.LoadVector512(pd);
-                Vector512<short> zcdLo = Avx512BW.UnpackLow(zc, zd).AsInt16();
-                Vector512<short> zcdHi = Avx512BW.UnpackHigh(zc, zd).AsInt16();
-                Vector512<byte> v0 = Avx512BW.UnpackLow(zabLo, zcdLo).AsByte();
-                Vector512<byte> v1 = Avx512BW.UnpackHigh(zabLo, zcdLo).AsByte();
-                Vector512<byte> v2 = Avx512BW.UnpackLow(zabHi, zcdHi).AsByte();
-                Vector512<byte> v3 = Avx512BW.UnpackHigh(zabHi, zcdHi).AsByte();
+                Vector256<sbyte> w = Vector256.Create(Unsafe.ReadUnaligned<int>(vp)).AsSByte();
+                // One 64-byte row per k: the 512-bit unpacks interleave both 32-token halves at once.
+                Vector512<byte> a = Avx512F.LoadVector512(panel + ((nint)cp[0] << 6));
+                Vector512<byte> b = Avx512F.LoadVector512(panel + ((nint)cp[1] << 6));
+                Vector512<byte> c = Avx512F.LoadVector512(panel + ((nint)cp[2] << 6));
+                Vector512<byte> d = Avx512F.LoadVector512(panel + ((nint)cp[3] << 6));
+                Vector512<short> abLo = Avx512BW.UnpackLow(a, b).AsInt16();
+                Vector512<short> abHi = Avx512BW.UnpackHigh(a, b).AsInt16();
+                Vector512<short> cdLo = Avx512BW.UnpackLow(c, d).AsInt16();
+                Vector512<short> cdHi = Avx512BW.UnpackHigh(c, d).AsInt16();
+                Vector512<byte> v0 = Avx512BW.UnpackLow(abLo, cdLo).AsByte();
+                Vector512<byte> v1 = Avx512BW.UnpackHigh(abLo, cdLo).AsByte();
+                Vector512<byte> v2 = Avx512BW.UnpackLow(abHi, cdHi).AsByte();
+                Vector512<byte> v3 = Avx512BW.UnpackHigh(abHi, cdHi).AsByte();
                 c0 = AvxVnni.MultiplyWideningAndAdd(c0, v0.GetLower(), w);
                 c1 = AvxVnni.MultiplyWideningAndAdd(c1, v1.GetLower(), w);
                 c2 = AvxVnni.MultiplyWideningAndAdd(c2, v2.GetLower(), w);
@@ -293,30 +270,18 @@ internal static unsafe class SparseSimdKernels
                 c5 = AvxVnni.MultiplyWideningAndAdd(c5, v1.GetUpper(), w);
                 c6 = AvxVnni.MultiplyWideningAndAdd(c6, v2.GetUpper(), w);
                 c7 = AvxVnni.MultiplyWideningAndAdd(c7, v3.GetUpper(), w);
-                continue;
             }
-            Vector256<byte> a = Avx.LoadVector256(pa), b = Avx.LoadVector256(pb);
-            Vector256<short> abLo = Avx2.UnpackLow(a, b).AsInt16();
-            Vector256<short> abHi = Avx2.UnpackHigh(a, b).AsInt16();
-            Vector256<byte> c = Avx.LoadVector256(pc), d = Avx.LoadVector256(pd);
-            Vector256<short> cdLo = Avx2.UnpackLow(c, d).AsInt16();
-            Vector256<short> cdHi = Avx2.UnpackHigh(c, d).AsInt16();
-            c0 = AvxVnni.MultiplyWideningAndAdd(c0, Avx2.UnpackLow(abLo, cdLo).AsByte(), w);
-            c1 = AvxVnni.MultiplyWideningAndAdd(c1, Avx2.UnpackHigh(abLo, cdLo).AsByte(), w);
-            c2 = AvxVnni.MultiplyWideningAndAdd(c2, Avx2.UnpackLow(abHi, cdHi).AsByte(), w);
-            c3 = AvxVnni.MultiplyWideningAndAdd(c3, Avx2.UnpackHigh(abHi, cdHi).AsByte(), w);
-            a = Avx.LoadVector256(pa + 32);
-            b = Avx.LoadVector256(pb + 32);
-            abLo = Avx2.UnpackLow(a, b).AsInt16();
-            abHi = Avx2.UnpackHigh(a, b).AsInt16();
-            c = Avx.LoadVector256(pc + 32);
-            d = Avx.LoadVector256(pd + 32);
-            cdLo = Avx2.UnpackLow(c, d).AsInt16();
-            cdHi = Avx2.UnpackHigh(c, d).AsInt16();
-            c4 = AvxVnni.MultiplyWideningAndAdd(c4, Avx2.UnpackLow(abLo, cdLo).AsByte(), w);
-            c5 = AvxVnni.MultiplyWideningAndAdd(c5, Avx2.UnpackHigh(abLo, cdLo).AsByte(), w);
-            c6 = AvxVnni.MultiplyWideningAndAdd(c6, Avx2.UnpackLow(abHi, cdHi).AsByte(), w);
-            c7 = AvxVnni.MultiplyWideningAndAdd(c7, Avx2.UnpackHigh(abHi, cdHi).AsByte(), w);
+            if (rem == 0)
+                break;
+            for (int j = 0; j < 4; j++)
+            {
+                tailCol[j] = cp[Math.Min(j, rem - 1)];
+                tailVal[j] = j < rem ? vp[j] : (sbyte)0;
+            }
+            cp = tailCol;
+            vp = tailVal;
+            quads = 1;
+            rem = 0;
         }
         Avx.Store(dst, c0);
         Avx.Store(dst + 8, c1);
@@ -326,6 +291,59 @@ internal static unsafe class SparseSimdKernels
         Avx.Store(dst + 40, c5);
         Avx.Store(dst + 48, c6);
         Avx.Store(dst + 56, c7);
+    }
+
+    /// <summary>As <see cref="RowVnni"/> without AVX-512BW: the same interleave in two 256-bit halves.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static void RowVnni256(byte* panel, int* col, sbyte* val, int p0, int p1, int* dst)
+    {
+        int* tailCol = stackalloc int[4];
+        sbyte* tailVal = stackalloc sbyte[4];
+        for (int half = 0; half < 2; half++)
+        {
+            int* cp = col + p0;
+            sbyte* vp = val + p0;
+            int quads = (p1 - p0) >> 2;
+            int rem = (p1 - p0) & 3;
+            byte* ph = panel + 32 * half;
+            Vector256<int> c0 = Vector256<int>.Zero, c1 = Vector256<int>.Zero;
+            Vector256<int> c2 = Vector256<int>.Zero, c3 = Vector256<int>.Zero;
+            while (true)
+            {
+                for (int q = 0; q < quads; q++, cp += 4, vp += 4)
+                {
+                    Vector256<sbyte> w = Vector256.Create(Unsafe.ReadUnaligned<int>(vp)).AsSByte();
+                    Vector256<byte> a = Avx.LoadVector256(ph + ((nint)cp[0] << 6));
+                    Vector256<byte> b = Avx.LoadVector256(ph + ((nint)cp[1] << 6));
+                    Vector256<byte> c = Avx.LoadVector256(ph + ((nint)cp[2] << 6));
+                    Vector256<byte> d = Avx.LoadVector256(ph + ((nint)cp[3] << 6));
+                    Vector256<short> abLo = Avx2.UnpackLow(a, b).AsInt16();
+                    Vector256<short> abHi = Avx2.UnpackHigh(a, b).AsInt16();
+                    Vector256<short> cdLo = Avx2.UnpackLow(c, d).AsInt16();
+                    Vector256<short> cdHi = Avx2.UnpackHigh(c, d).AsInt16();
+                    c0 = AvxVnni.MultiplyWideningAndAdd(c0, Avx2.UnpackLow(abLo, cdLo).AsByte(), w);
+                    c1 = AvxVnni.MultiplyWideningAndAdd(c1, Avx2.UnpackHigh(abLo, cdLo).AsByte(), w);
+                    c2 = AvxVnni.MultiplyWideningAndAdd(c2, Avx2.UnpackLow(abHi, cdHi).AsByte(), w);
+                    c3 = AvxVnni.MultiplyWideningAndAdd(c3, Avx2.UnpackHigh(abHi, cdHi).AsByte(), w);
+                }
+                if (rem == 0)
+                    break;
+                for (int j = 0; j < 4; j++)
+                {
+                    tailCol[j] = cp[Math.Min(j, rem - 1)];
+                    tailVal[j] = j < rem ? vp[j] : (sbyte)0;
+                }
+                cp = tailCol;
+                vp = tailVal;
+                quads = 1;
+                rem = 0;
+            }
+            int* dh = dst + 32 * half;
+            Avx.Store(dh, c0);
+            Avx.Store(dh + 8, c1);
+            Avx.Store(dh + 16, c2);
+            Avx.Store(dh + 24, c3);
+        }
     }
 
     /// <summary>AVX2: Σ x·w with exact int16 pairs and <c>vpmaddwd</c>, two non-zeros at a time.</summary>
