@@ -58,6 +58,10 @@ internal static unsafe class SparseSimd
 
     private const long SequentialMacs = 1L << 18;
 
+    internal static int ChunksPerThread = 4;
+
+    internal static bool Prefer256;
+
     private static readonly ParallelOptions Options = new() { MaxDegreeOfParallelism = Environment.ProcessorCount };
 
     private static Job? _cachedJob;
@@ -107,8 +111,13 @@ internal static unsafe class SparseSimd
             ScalarInt8(plan.Weights, x, m, output);
             return;
         }
+        if (plan.Dense is { } dense)
+        {
+            Int8GemmSimd.Gemm(x, dense, m, 1, 0, output, plan.Level);
+            return;
+        }
         Kind kind = m <= SmallMInt8 && plan.Level >= SimdLevel.AvxVnni ? Kind.SmallInt8
-            : plan.Level >= SimdLevel.AvxVnni ? (plan.AlignedBsr ? Kind.BsrVnni : Kind.Vnni)
+            : plan.Level >= SimdLevel.AvxVnni ? (plan.UseQuads ? Kind.QuadVnni : Kind.Vnni)
             : Kind.Avx2;
         Run(plan, kind, x, null, m, output, null, null);
     }
@@ -193,7 +202,7 @@ internal static unsafe class SparseSimd
     {
         Vnni,
         Avx2,
-        BsrVnni,
+        QuadVnni,
         Float,
         SmallInt8,
         SmallFloat,
@@ -270,13 +279,13 @@ internal static unsafe class SparseSimd
                     _panelBytes = 0;
                     break;
                 default:
-                    _tbTokens = kind == Kind.Vnni ? SparseSimdKernels.TBV : SparseSimdKernels.TB;
+                    _tbTokens = kind is Kind.Vnni or Kind.QuadVnni ? SparseSimdKernels.TBV : SparseSimdKernels.TB;
                     _tbCount = (m + _tbTokens - 1) / _tbTokens;
                     _panelBytes = kind switch
                     {
                         Kind.Vnni => (long)k * SparseSimdKernels.TBV,
                         Kind.Avx2 => (long)k * SparseSimdKernels.TB * sizeof(short),
-                        Kind.BsrVnni => (long)((k + 3) / 4) * SparseSimdKernels.TB * 4,
+                        Kind.QuadVnni => (long)((k + 3) / 4) * SparseSimdKernels.TBV * 4,
                         _ => (long)k * SparseSimdKernels.TB * sizeof(float),
                     };
                     _panelBytes = (_panelBytes + 63) & ~63L;
@@ -289,7 +298,7 @@ internal static unsafe class SparseSimd
             // Row chunks of whole 8-row groups, several per thread; token-block chunks only when the
             // rows alone cannot occupy the threads.
             int tbTotal = kind is Kind.SmallInt8 or Kind.SmallFloat ? 1 : _tbCount;
-            int want = _threads > 1 ? 4 * _threads : 1;
+            int want = _threads > 1 ? ChunksPerThread * _threads : 1;
             _rowChunks = Math.Min(_groups, want);
             _tbChunks = Math.Min(tbTotal, (want + _rowChunks - 1) / _rowChunks);
             For(_rowChunks * _tbChunks, _computeBody);
@@ -321,7 +330,7 @@ internal static unsafe class SparseSimd
                 case Kind.Avx2:
                     SparseSimdKernels.PackAvx2(_x8, _m, _k, t0, (short*)dst);
                     break;
-                case Kind.BsrVnni:
+                case Kind.QuadVnni:
                     SparseSimdKernels.PackQuads(_x8, _m, _k, t0, dst);
                     break;
                 case Kind.Float:
@@ -363,7 +372,7 @@ internal static unsafe class SparseSimd
             SparseSimdPlan plan = _plan!;
             int* rowPtr = plan.RowPtr;
             int* col = plan.Col;
-            bool vnni = _kind is Kind.Vnni or Kind.BsrVnni;
+            bool vnni = _kind is Kind.Vnni or Kind.QuadVnni;
             int* rowSum = vnni ? plan.RowSums() : null;
             SparseWeights w = plan.Weights;
             for (int tb = tb0; tb < tb1; tb++)
@@ -383,7 +392,7 @@ internal static unsafe class SparseSimd
                         int* dst = tile + i * TB;
                         switch (_kind)
                         {
-                            case Kind.Vnni when Avx512BW.IsSupported:
+                            case Kind.Vnni when Avx512BW.IsSupported && !Prefer256:
                                 SparseSimdKernels.RowVnni(panel, col, (sbyte*)plan.Val, rowPtr[r], rowPtr[r + 1], dst);
                                 break;
                             case Kind.Vnni:
@@ -392,8 +401,8 @@ internal static unsafe class SparseSimd
                             case Kind.Avx2:
                                 SparseSimdKernels.RowAvx2((short*)panel, col, (sbyte*)plan.Val, rowPtr[r], rowPtr[r + 1], dst);
                                 break;
-                            case Kind.BsrVnni:
-                                SparseSimdKernels.RowBsrVnni(panel, w, r, dst);
+                            case Kind.QuadVnni:
+                                SparseSimdKernels.RowQuads(panel, plan.QuadIndex, plan.QuadWeights, plan.QuadPtr[r], plan.QuadPtr[r + 1], dst);
                                 break;
                             default:
                                 SparseSimdKernels.RowFloat((float*)panel, col, (float*)plan.Val, rowPtr[r], rowPtr[r + 1], (float*)dst);

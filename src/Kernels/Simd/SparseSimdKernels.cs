@@ -161,33 +161,33 @@ internal static unsafe class SparseSimdKernels
     }
 
     /// <summary>
-    /// Aligned-quad panel (AVX-VNNI, BSR): int <c>q·32 + t</c> = the four bytes X[t0+t, 4q..4q+3] + 128,
-    /// k padded with 128 (x = 0); tokens past m hold 128.
+    /// Aligned-quad panel (AVX-VNNI): int <c>q·64 + t</c> = the four bytes X[t0+t, 4q..4q+3] + 128 for the
+    /// 64 tokens of a <see cref="TBV"/> block, k padded with 128 (x = 0); tokens past m hold 128.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static void PackQuads(sbyte* x, int m, int k, int t0, byte* dst)
     {
         int quads = (k + 3) >> 2;
         int full = k >> 2;
-        for (int t = 0; t < TB; t++)
+        for (int t = 0; t < TBV; t++)
         {
             uint* d = (uint*)dst + t;
             int token = t0 + t;
             if (token >= m)
             {
                 for (int q = 0; q < quads; q++)
-                    d[q * TB] = 0x80808080u;
+                    d[q * TBV] = 0x80808080u;
                 continue;
             }
             sbyte* s = x + (long)token * k;
             for (int q = 0; q < full; q++)
-                d[q * TB] = Unsafe.ReadUnaligned<uint>(s + 4 * q) ^ 0x80808080u;
+                d[q * TBV] = Unsafe.ReadUnaligned<uint>(s + 4 * q) ^ 0x80808080u;
             if (full < quads)
             {
                 uint v = 0x80808080u;
                 for (int j = 0; j < (k & 3); j++)
                     v ^= (uint)(byte)s[4 * full + j] << (8 * j);
-                d[full * TB] = v;
+                d[full * TBV] = v;
             }
         }
     }
@@ -232,6 +232,7 @@ internal static unsafe class SparseSimdKernels
     /// is not a multiple of 4 ends with one quad that repeats its last column with weight 0.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [SkipLocalsInit]
     internal static void RowVnni(byte* panel, int* col, sbyte* val, int p0, int p1, int* dst)
     {
         int* tailCol = stackalloc int[4];
@@ -295,6 +296,7 @@ internal static unsafe class SparseSimdKernels
 
     /// <summary>As <see cref="RowVnni"/> without AVX-512BW: the same interleave in two 256-bit halves.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [SkipLocalsInit]
     internal static void RowVnni256(byte* panel, int* col, sbyte* val, int p0, int p1, int* dst)
     {
         int* tailCol = stackalloc int[4];
@@ -384,48 +386,38 @@ internal static unsafe class SparseSimdKernels
     }
 
     /// <summary>
-    /// AVX-VNNI, BSR with a block width that is a multiple of 4: row <paramref name="r"/> of W reads each of
-    /// its blocks' quads directly against the aligned-quad panel (no interleave). Weights of an edge block
-    /// past the last column are masked to 0.
+    /// AVX-VNNI, aligned quads: for each of the row's quads [q0, q1) (k-quad index, four weights with zeros
+    /// where the row has none), one <c>vpdpbusd</c> per eight tokens straight from the aligned-quad panel
+    /// (no interleave), 64 tokens.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    internal static void RowBsrVnni(byte* panel, in SparseWeights w, int r, int* dst)
+    internal static void RowQuads(byte* panel, int* quadIndex, int* quadWeights, int q0, int q1, int* dst)
     {
         Vector256<int> c0 = Vector256<int>.Zero, c1 = Vector256<int>.Zero;
         Vector256<int> c2 = Vector256<int>.Zero, c3 = Vector256<int>.Zero;
-        int br = w.BlockRows, bc = w.BlockColumns;
-        int b = r / br, i = r - b * br;
-        int qPerBlock = bc >> 2;
-        int cols = w.Columns;
-        int* ptr = w.RowPointers;
-        int* blockCol = w.ColumnIndices;
-        var values = (sbyte*)w.Values;
-        long blockBytes = (long)br * bc;
-        for (int p = ptr[b]; p < ptr[b + 1]; p++)
+        Vector256<int> c4 = Vector256<int>.Zero, c5 = Vector256<int>.Zero;
+        Vector256<int> c6 = Vector256<int>.Zero, c7 = Vector256<int>.Zero;
+        for (int q = q0; q < q1; q++)
         {
-            int q0 = blockCol[p] * qPerBlock;
-            sbyte* wr = values + p * blockBytes + (long)i * bc;
-            int qEnd = qPerBlock;
-            bool edge = (q0 + qPerBlock) * 4 > cols;
-            if (edge)
-                qEnd = Math.Max(0, ((cols + 3) >> 2) - q0);
-            for (int q = 0; q < qEnd; q++)
-            {
-                int wq = Unsafe.ReadUnaligned<int>(wr + 4 * q);
-                if (edge && (q0 + q + 1) * 4 > cols)
-                    wq &= (int)(0xFFFFFFFFu >> (8 * ((q0 + q + 1) * 4 - cols)));
-                Vector256<sbyte> wv = Vector256.Create(wq).AsSByte();
-                byte* xq = panel + ((nint)(q0 + q) << 7);
-                c0 = AvxVnni.MultiplyWideningAndAdd(c0, Avx.LoadVector256(xq), wv);
-                c1 = AvxVnni.MultiplyWideningAndAdd(c1, Avx.LoadVector256(xq + 32), wv);
-                c2 = AvxVnni.MultiplyWideningAndAdd(c2, Avx.LoadVector256(xq + 64), wv);
-                c3 = AvxVnni.MultiplyWideningAndAdd(c3, Avx.LoadVector256(xq + 96), wv);
-            }
+            Vector256<sbyte> w = Vector256.Create(quadWeights[q]).AsSByte();
+            byte* xq = panel + ((nint)quadIndex[q] << 8);
+            c0 = AvxVnni.MultiplyWideningAndAdd(c0, Avx.LoadVector256(xq), w);
+            c1 = AvxVnni.MultiplyWideningAndAdd(c1, Avx.LoadVector256(xq + 32), w);
+            c2 = AvxVnni.MultiplyWideningAndAdd(c2, Avx.LoadVector256(xq + 64), w);
+            c3 = AvxVnni.MultiplyWideningAndAdd(c3, Avx.LoadVector256(xq + 96), w);
+            c4 = AvxVnni.MultiplyWideningAndAdd(c4, Avx.LoadVector256(xq + 128), w);
+            c5 = AvxVnni.MultiplyWideningAndAdd(c5, Avx.LoadVector256(xq + 160), w);
+            c6 = AvxVnni.MultiplyWideningAndAdd(c6, Avx.LoadVector256(xq + 192), w);
+            c7 = AvxVnni.MultiplyWideningAndAdd(c7, Avx.LoadVector256(xq + 224), w);
         }
         Avx.Store(dst, c0);
         Avx.Store(dst + 8, c1);
         Avx.Store(dst + 16, c2);
         Avx.Store(dst + 24, c3);
+        Avx.Store(dst + 32, c4);
+        Avx.Store(dst + 40, c5);
+        Avx.Store(dst + 48, c6);
+        Avx.Store(dst + 56, c7);
     }
 
     /// <summary>Float: Σ x·w over [p0, p1) against the float panel, with FMA where available.</summary>
@@ -617,13 +609,55 @@ internal static unsafe class SparseSimdKernels
     /// zero past cols), through the epilogue: Y[t, r0+c] = (float)(acc − corr)·aScale[t]·bScale (+ bias).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [SkipLocalsInit]
     internal static void StoreInt8(int* tile, int pitch, int* corr, int t0, int tokens, int r0, int cols, int n, in SimdEpilogue ep)
     {
+        Vector256<int> k = Avx.LoadVector256(corr);
+        int s = 0;
+        if (cols == GR && !ep.IsDequant)
+        {
+            // The common case: whole 8×8 blocks to int32, transposed in registers.
+            int* c = ep.C + (long)t0 * n + r0;
+            for (; s + 8 <= tokens; s += 8)
+            {
+                int* src = tile + s;
+                Vector256<int> r0v = Avx.LoadVector256(src);
+                Vector256<int> r1v = Avx.LoadVector256(src + pitch);
+                Vector256<int> r2v = Avx.LoadVector256(src + 2 * pitch);
+                Vector256<int> r3v = Avx.LoadVector256(src + 3 * pitch);
+                Vector256<int> r4v = Avx.LoadVector256(src + 4 * pitch);
+                Vector256<int> r5v = Avx.LoadVector256(src + 5 * pitch);
+                Vector256<int> r6v = Avx.LoadVector256(src + 6 * pitch);
+                Vector256<int> r7v = Avx.LoadVector256(src + 7 * pitch);
+                Vector256<int> a0 = Avx2.UnpackLow(r0v, r1v), a1 = Avx2.UnpackHigh(r0v, r1v);
+                Vector256<int> a2 = Avx2.UnpackLow(r2v, r3v), a3 = Avx2.UnpackHigh(r2v, r3v);
+                Vector256<int> a4 = Avx2.UnpackLow(r4v, r5v), a5 = Avx2.UnpackHigh(r4v, r5v);
+                Vector256<int> a6 = Avx2.UnpackLow(r6v, r7v), a7 = Avx2.UnpackHigh(r6v, r7v);
+                Vector256<int> u0 = Avx2.UnpackLow(a0.AsInt64(), a2.AsInt64()).AsInt32();
+                Vector256<int> u1 = Avx2.UnpackHigh(a0.AsInt64(), a2.AsInt64()).AsInt32();
+                Vector256<int> u2 = Avx2.UnpackLow(a1.AsInt64(), a3.AsInt64()).AsInt32();
+                Vector256<int> u3 = Avx2.UnpackHigh(a1.AsInt64(), a3.AsInt64()).AsInt32();
+                Vector256<int> u4 = Avx2.UnpackLow(a4.AsInt64(), a6.AsInt64()).AsInt32();
+                Vector256<int> u5 = Avx2.UnpackHigh(a4.AsInt64(), a6.AsInt64()).AsInt32();
+                Vector256<int> u6 = Avx2.UnpackLow(a5.AsInt64(), a7.AsInt64()).AsInt32();
+                Vector256<int> u7 = Avx2.UnpackHigh(a5.AsInt64(), a7.AsInt64()).AsInt32();
+                int* d = c + (long)s * n;
+                Avx.Store(d, Avx2.Subtract(Avx2.Permute2x128(u0, u4, 0x20), k));
+                Avx.Store(d + n, Avx2.Subtract(Avx2.Permute2x128(u1, u5, 0x20), k));
+                Avx.Store(d + 2L * n, Avx2.Subtract(Avx2.Permute2x128(u2, u6, 0x20), k));
+                Avx.Store(d + 3L * n, Avx2.Subtract(Avx2.Permute2x128(u3, u7, 0x20), k));
+                Avx.Store(d + 4L * n, Avx2.Subtract(Avx2.Permute2x128(u0, u4, 0x31), k));
+                Avx.Store(d + 5L * n, Avx2.Subtract(Avx2.Permute2x128(u1, u5, 0x31), k));
+                Avx.Store(d + 6L * n, Avx2.Subtract(Avx2.Permute2x128(u2, u6, 0x31), k));
+                Avx.Store(d + 7L * n, Avx2.Subtract(Avx2.Permute2x128(u3, u7, 0x31), k));
+            }
+            if (s >= tokens)
+                return;
+        }
         byte* oRaw = stackalloc byte[9 * 32];
         var o = (Vector256<int>*)(((nint)oRaw + 31) & ~(nint)31);
-        Vector256<int> k = Avx.LoadVector256(corr);
         bool full = cols == GR;
-        for (int s = 0; s < tokens; s += 8)
+        for (; s < tokens; s += 8)
         {
             TransposePitch(tile + s, pitch, o);
             int count = Math.Min(8, tokens - s);

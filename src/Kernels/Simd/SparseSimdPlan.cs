@@ -21,6 +21,7 @@ internal sealed unsafe class SparseSimdPlan : IDisposable
 {
     private readonly Lock _sync = new();
     private void* _owned;
+    private void* _ownedQuads;
     private nint _sumsHandle;
 
     private SparseSimdPlan(in SparseWeights w, SimdLevel level, bool isFloat)
@@ -56,8 +57,33 @@ internal sealed unsafe class SparseSimdPlan : IDisposable
 
     private void* _ownedSums => (void*)Volatile.Read(ref _sumsHandle);
 
-    /// <summary>True when the int8 kernels may read the BSR blocks directly as aligned k-quads.</summary>
-    internal bool AlignedBsr { get; private set; }
+    /// <summary>
+    /// True when the AVX-VNNI large-m kernel reads the aligned-quad form (<see cref="QuadPtr"/>): chosen by
+    /// the cost model when the non-zeros cluster in aligned groups of four columns (BSR with a width that is
+    /// a multiple of 4).
+    /// </summary>
+    internal bool UseQuads { get; private set; }
+
+    /// <summary>Aligned-quad form: Rows+1 offsets into <see cref="QuadIndex"/> / <see cref="QuadWeights"/>.</summary>
+    internal int* QuadPtr { get; private set; }
+
+    /// <summary>Aligned-quad form: the k-quad (column / 4) of each quad, increasing within a row.</summary>
+    internal int* QuadIndex { get; private set; }
+
+    /// <summary>Aligned-quad form: the four weights of each quad (byte j = column 4q + j; zero where none).</summary>
+    internal int* QuadWeights { get; private set; }
+
+    /// <summary>
+    /// The dense fallback: W expanded and packed for <see cref="Int8GemmSimd"/> when the cost model says the
+    /// dense GEMM is faster than both sparse kernels (dense-ish CSR, 2:4); null otherwise.
+    /// </summary>
+    internal PackedWeights? Dense { get; private set; }
+
+    // Measured costs (2-core Zen 5, AVX-VNNI, per 64 tokens, see docs/perf/cpu-sparse.md): the interleave
+    // kernel per non-zero, the aligned-quad kernel per quad, and the dense GEMM per weight element.
+    internal const double CostPerNonZero = 0.85;
+    internal const double CostPerQuad = 2.2;
+    internal const double CostPerDenseElement = 0.32;
 
     /// <summary>Number of stored (column, value) pairs of the CSR view.</summary>
     internal long Nnz => RowPtr[Rows];
@@ -123,8 +149,91 @@ internal sealed unsafe class SparseSimdPlan : IDisposable
             RowPtr[rows] = at;
         }
 
-        if (!IsFloat)
-            AlignedBsr = w.Format == SparseFormat.Bsr && w.BlockColumns % 4 == 0 && Level >= SimdLevel.AvxVnni;
+        if (!IsFloat && Level >= SimdLevel.AvxVnni)
+            BuildQuads();
+    }
+
+    /// <summary>Counts the touched aligned quads and, when there are few enough, builds the aligned-quad form.</summary>
+    private void BuildQuads()
+    {
+        int rows = Rows;
+        long quads = 0;
+        for (int r = 0; r < rows; r++)
+            quads += CountQuads(r);
+        long nnz = Nnz;
+        double interleave = CostPerNonZero * nnz, aligned = CostPerQuad * quads;
+        double dense = CostPerDenseElement * rows * (double)Columns;
+        if (dense < Math.Min(interleave, aligned))
+        {
+            BuildDense();
+            return;
+        }
+        if (nnz == 0 || aligned >= interleave || quads > int.MaxValue)
+            return;
+        long bytes = (rows + 1L) * sizeof(int) + quads * 2 * sizeof(int);
+        _ownedQuads = NativeMemory.AlignedAlloc((nuint)bytes, 64);
+        QuadPtr = (int*)_ownedQuads;
+        QuadIndex = QuadPtr + rows + 1;
+        QuadWeights = QuadIndex + quads;
+        var values = (sbyte*)Val;
+        int at = 0;
+        for (int r = 0; r < rows; r++)
+        {
+            QuadPtr[r] = at;
+            int last = -1;
+            for (int p = RowPtr[r]; p < RowPtr[r + 1]; p++)
+            {
+                int q = Col[p] >> 2;
+                if (q != last)
+                {
+                    // Columns increase within a row (CSR contract; the conversions emit them in order
+                    // except across BSR blocks, which CountQuads handles the same way).
+                    QuadIndex[at] = q;
+                    QuadWeights[at] = 0;
+                    at++;
+                    last = q;
+                }
+                QuadWeights[at - 1] += (byte)values[p] << (8 * (Col[p] & 3));
+            }
+        }
+        QuadPtr[rows] = at;
+        UseQuads = true;
+    }
+
+    private void BuildDense()
+    {
+        long count = (long)Rows * Columns;
+        var w = (sbyte*)NativeMemory.AllocZeroed((nuint)count);
+        try
+        {
+            var values = (sbyte*)Val;
+            for (int r = 0; r < Rows; r++)
+            {
+                sbyte* row = w + (long)r * Columns;
+                for (int p = RowPtr[r]; p < RowPtr[r + 1]; p++)
+                    row[Col[p]] = values[p];
+            }
+            Dense = Int8GemmSimd.PackWeights(w, Rows, Columns, 1, 0, Level);
+        }
+        finally
+        {
+            NativeMemory.Free(w);
+        }
+    }
+
+    private int CountQuads(int r)
+    {
+        int count = 0, last = -1;
+        for (int p = RowPtr[r]; p < RowPtr[r + 1]; p++)
+        {
+            int q = Col[p] >> 2;
+            if (q != last)
+            {
+                count++;
+                last = q;
+            }
+        }
+        return count;
     }
 
     /// <summary>
@@ -250,7 +359,16 @@ internal sealed unsafe class SparseSimdPlan : IDisposable
             NativeMemory.AlignedFree(_owned);
         if (_ownedSums != null)
             NativeMemory.AlignedFree(_ownedSums);
+        if (_ownedQuads != null)
+            NativeMemory.AlignedFree(_ownedQuads);
+        Dense?.Dispose();
+        Dense = null;
         _owned = null;
+        _ownedQuads = null;
+        QuadPtr = null;
+        QuadIndex = null;
+        QuadWeights = null;
+        UseQuads = false;
         _sumsHandle = 0;
         RowPtr = null;
         Col = null;

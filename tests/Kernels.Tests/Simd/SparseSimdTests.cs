@@ -476,4 +476,58 @@ public class SparseSimdTests
             });
         });
     }
+
+    [Theory]
+    [MemberData(nameof(Levels))]
+    public void Int8_block_pruned_matrices_take_every_plan_form(SimdLevel level)
+    {
+        Require(level);
+        Seeded.Run((random, _) =>
+        {
+            foreach ((int m, int n, int k) in new[] { (40, 37, 203), (70, 16, 64), (9, 23, 130) })
+            {
+                sbyte[] x = Seeded.Int8(random, (long)m * k);
+                foreach ((int br, int bc) in new[] { (1, 4), (4, 4), (2, 8) })
+                {
+                    // Whole blocks kept with probability 0.15, dense inside: the aligned-quad form.
+                    var dense = new sbyte[n * k];
+                    for (int b = 0; b < (n + br - 1) / br; b++)
+                    {
+                        for (int j = 0; j < (k + bc - 1) / bc; j++)
+                        {
+                            if (random.NextDouble() >= 0.15)
+                                continue;
+                            for (int i = 0; i < br && b * br + i < n; i++)
+                            {
+                                for (int c = 0; c < bc && j * bc + c < k; c++)
+                                    dense[(b * br + i) * k + j * bc + c] = SparseBuild.NonZero8(random);
+                            }
+                        }
+                    }
+                    SparseCase<sbyte> w = SparseBuild.Bsr(random, dense, n, k, br, bc);
+                    CheckInt8(level, w, x, m, "block-pruned");
+                    CheckInt8(level, SparseBuild.Csr(dense, n, k), x, m, "block-pruned");
+                    if (level == SimdLevel.AvxVnni)
+                    {
+                        w.With(sw =>
+                        {
+                            using SparseSimdPlan plan = SparseSimdPlan.Prepare(sw, level);
+                            Assert.True(plan.UseQuads, $"{w}: expected the aligned-quad form");
+                        });
+                    }
+                }
+                // Dense-ish: the dense fallback.
+                SparseCase<sbyte> full = SparseBuild.Csr(SparseBuild.Pruned(random, n, k, 0.9, SparseBuild.NonZero8), n, k);
+                CheckInt8(level, full, x, m, "dense-ish");
+                if (level == SimdLevel.AvxVnni)
+                {
+                    full.With(sw =>
+                    {
+                        using SparseSimdPlan plan = SparseSimdPlan.Prepare(sw, level);
+                        Assert.True(plan.Dense is not null, $"{full}: expected the dense fallback");
+                    });
+                }
+            }
+        });
+    }
 }
