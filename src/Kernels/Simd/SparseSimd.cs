@@ -58,9 +58,7 @@ internal static unsafe class SparseSimd
 
     private const long SequentialMacs = 1L << 18;
 
-    internal static int ChunksPerThread = 4;
-
-    internal static bool Prefer256;
+    private const int ChunksPerThread = 4;
 
     private static readonly ParallelOptions Options = new() { MaxDegreeOfParallelism = Environment.ProcessorCount };
 
@@ -80,7 +78,7 @@ internal static unsafe class SparseSimd
             ScalarInt8(w, x, m, output);
             return;
         }
-        using SparseSimdPlan plan = SparseSimdPlan.Prepare(w, run);
+        using SparseSimdPlan plan = SparseSimdPlan.PrepareForCall(w, run);
         Int8(plan, x, m, output);
     }
 
@@ -392,7 +390,7 @@ internal static unsafe class SparseSimd
                         int* dst = tile + i * TB;
                         switch (_kind)
                         {
-                            case Kind.Vnni when Avx512BW.IsSupported && !Prefer256:
+                            case Kind.Vnni when Avx512BW.IsSupported:
                                 SparseSimdKernels.RowVnni(panel, col, (sbyte*)plan.Val, rowPtr[r], rowPtr[r + 1], dst);
                                 break;
                             case Kind.Vnni:

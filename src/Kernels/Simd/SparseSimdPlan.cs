@@ -81,7 +81,7 @@ internal sealed unsafe class SparseSimdPlan : IDisposable
 
     // Measured costs (2-core Zen 5, AVX-VNNI, per 64 tokens, see docs/perf/cpu-sparse.md): the interleave
     // kernel per non-zero, the aligned-quad kernel per quad, and the dense GEMM per weight element.
-    internal const double CostPerNonZero = 0.85;
+    internal const double CostPerNonZero = 0.95;
     internal const double CostPerQuad = 2.2;
     internal const double CostPerDenseElement = 0.32;
 
@@ -91,18 +91,24 @@ internal sealed unsafe class SparseSimdPlan : IDisposable
     /// <summary>Prepares an int8 matrix for <see cref="SparseSimd.Int8(SparseSimdPlan, sbyte*, int, in SimdEpilogue)"/>.</summary>
     /// <param name="w">The weights (values are <c>sbyte</c>).</param>
     /// <param name="level">The highest level to use; the plan runs at <see cref="CpuSimd.Resolve"/>(level).</param>
-    public static SparseSimdPlan Prepare(in SparseWeights w, SimdLevel level) => Create(w, level, isFloat: false);
+    public static SparseSimdPlan Prepare(in SparseWeights w, SimdLevel level) => Create(w, level, isFloat: false, perCall: false);
+
+    /// <summary>
+    /// The plan a call without one makes: for CSR it borrows the arrays and skips the cost model (whose
+    /// O(nnz) pass, and the dense fallback's packing, only pay off when the plan is kept).
+    /// </summary>
+    internal static SparseSimdPlan PrepareForCall(in SparseWeights w, SimdLevel level) => Create(w, level, isFloat: false, perCall: true);
 
     /// <summary>Prepares a float32 matrix for <see cref="SparseSimd.Float32(SparseSimdPlan, float*, int, float*, float*)"/>.</summary>
-    public static SparseSimdPlan PrepareFloat32(in SparseWeights w, SimdLevel level) => Create(w, level, isFloat: true);
+    public static SparseSimdPlan PrepareFloat32(in SparseWeights w, SimdLevel level) => Create(w, level, isFloat: true, perCall: false);
 
-    private static SparseSimdPlan Create(in SparseWeights w, SimdLevel level, bool isFloat)
+    private static SparseSimdPlan Create(in SparseWeights w, SimdLevel level, bool isFloat, bool perCall)
     {
         SparseSimd.Validate(w);
         var plan = new SparseSimdPlan(w, CpuSimd.Resolve(level), isFloat);
         try
         {
-            plan.Build();
+            plan.Build(perCall);
         }
         catch
         {
@@ -112,7 +118,7 @@ internal sealed unsafe class SparseSimdPlan : IDisposable
         return plan;
     }
 
-    private void Build()
+    private void Build(bool perCall)
     {
         SparseWeights w = Weights;
         int rows = w.Rows;
@@ -133,7 +139,7 @@ internal sealed unsafe class SparseSimdPlan : IDisposable
                 total += counts[r];
             }
             if (total > int.MaxValue)
-                throw new ArgumentException($"w: {total} stored values after conversion, more than int32 offsets hold.", nameof(w));
+                throw new InvalidOperationException($"w: {total} stored values after conversion, more than int32 offsets hold.");
             int valueSize = IsFloat ? sizeof(float) : sizeof(sbyte);
             long bytes = (rows + 1L) * sizeof(int) + total * sizeof(int) + total * valueSize + 64;
             _owned = NativeMemory.AlignedAlloc((nuint)bytes, 64);
@@ -149,7 +155,7 @@ internal sealed unsafe class SparseSimdPlan : IDisposable
             RowPtr[rows] = at;
         }
 
-        if (!IsFloat && Level >= SimdLevel.AvxVnni)
+        if (!IsFloat && Level >= SimdLevel.AvxVnni && !(perCall && w.Format == SparseFormat.Csr))
             BuildQuads();
     }
 
