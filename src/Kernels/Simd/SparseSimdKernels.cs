@@ -6,13 +6,14 @@ namespace Kernels.Simd;
 
 /// <summary>
 /// The vectorized inner kernels of <see cref="SparseSimd"/>. Large m: X is transposed once per call into
-/// panels of <see cref="TB"/> tokens (one 32-byte row of u8 per k for AVX-VNNI, 64 bytes of int16 for
-/// AVX2, 128 bytes of float), and each row of W walks its non-zeros, four (AVX-VNNI) or two (AVX2) at a
-/// time: the panel rows of those k are interleaved so that each 32-bit lane holds one token's values,
-/// and one <c>vpdpbusd</c> / <c>vpmaddwd</c> with the broadcast weights adds them. The token order of
-/// the panels is permuted at packing so that the accumulators come out in natural order. Eight rows of
-/// W form a tile that is transposed (8×8 int32) and stored through the epilogue. Small m: per row dot
-/// products with 8-wide gathers.
+/// token panels (AVX-VNNI: <see cref="TBV"/> tokens, one 64-byte line of u8 x+128 per k; AVX2:
+/// <see cref="TB"/> tokens of int16; float: <see cref="TB"/> floats), and each row of W walks its
+/// non-zeros, four (AVX-VNNI) or two (AVX2) at a time: the panel lines of those k are interleaved so that
+/// each 32-bit lane holds one token's values, and <c>vpdpbusd</c> / <c>vpmaddwd</c> with the broadcast
+/// weights adds them. The token order of the panels is permuted at packing so that the accumulators come
+/// out in natural order. Block-structured W (aligned quads) reads an [k/4][tokens][4] panel directly.
+/// Eight rows of W form a tile that is transposed (8×8 int32) and stored through the epilogue. Small m:
+/// gathered dot products (int8: four tokens per gathered dword, transposed for <c>vpdpbusd</c>).
 /// </summary>
 internal static unsafe class SparseSimdKernels
 {
