@@ -530,4 +530,36 @@ public class SparseSimdTests
             }
         });
     }
+
+    [Fact]
+    public unsafe void The_256_bit_interleave_kernel_matches_the_512_bit_one()
+    {
+        if (!System.Runtime.Intrinsics.X86.AvxVnni.IsSupported || !System.Runtime.Intrinsics.X86.Avx512BW.IsSupported)
+            Assert.Skip("needs AVX-VNNI and AVX-512BW to run both forms");
+        Seeded.Run((random, _) =>
+        {
+            const int k = 97;
+            byte[] panel = new byte[k * SparseSimdKernels.TBV];
+            random.NextBytes(panel);
+            foreach (int count in new[] { 0, 1, 2, 3, 4, 5, 7, 8, 13, 64 })
+            {
+                int[] cols = new int[count];
+                for (int i = 0; i < count; i++)
+                    cols[i] = random.Next(k);
+                sbyte[] vals = Seeded.Int8(random, count);
+                var a = new int[SparseSimdKernels.TBV];
+                var b = new int[SparseSimdKernels.TBV];
+                fixed (byte* pp = panel)
+                fixed (int* pc = cols)
+                fixed (sbyte* pv = vals)
+                fixed (int* pa = a)
+                fixed (int* pb = b)
+                {
+                    SparseSimdKernels.RowVnni(pp, pc, pv, 0, count, pa);
+                    SparseSimdKernels.RowVnni256(pp, pc, pv, 0, count, pb);
+                }
+                Assert.Equal(a, b);
+            }
+        });
+    }
 }
