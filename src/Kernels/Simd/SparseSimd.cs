@@ -390,6 +390,9 @@ internal static unsafe class SparseSimd
                         int* dst = tile + i * TB;
                         switch (_kind)
                         {
+                            case Kind.Vnni when Avx512BW.IsSupported && plan.Col16 != null:
+                                SparseSimdKernels.RowVnni(panel, plan.Col16, (sbyte*)plan.Val, rowPtr[r], rowPtr[r + 1], dst);
+                                break;
                             case Kind.Vnni when Avx512BW.IsSupported:
                                 SparseSimdKernels.RowVnni(panel, col, (sbyte*)plan.Val, rowPtr[r], rowPtr[r + 1], dst);
                                 break;

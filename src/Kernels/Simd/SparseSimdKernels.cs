@@ -234,11 +234,12 @@ internal static unsafe class SparseSimdKernels
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     [SkipLocalsInit]
-    internal static void RowVnni(byte* panel, int* col, sbyte* val, int p0, int p1, int* dst)
+    internal static void RowVnni<TIndex>(byte* panel, TIndex* col, sbyte* val, int p0, int p1, int* dst)
+        where TIndex : unmanaged
     {
-        int* tailCol = stackalloc int[4];
+        TIndex* tailCol = stackalloc TIndex[4];
         sbyte* tailVal = stackalloc sbyte[4];
-        int* cp = col + p0;
+        TIndex* cp = col + p0;
         sbyte* vp = val + p0;
         int quads = (p1 - p0) >> 2;
         int rem = (p1 - p0) & 3;
@@ -252,10 +253,10 @@ internal static unsafe class SparseSimdKernels
             {
                 Vector256<sbyte> w = Vector256.Create(Unsafe.ReadUnaligned<int>(vp)).AsSByte();
                 // One 64-byte row per k: the 512-bit unpacks interleave both 32-token halves at once.
-                Vector512<byte> a = Avx512F.LoadVector512(panel + ((nint)cp[0] << 6));
-                Vector512<byte> b = Avx512F.LoadVector512(panel + ((nint)cp[1] << 6));
-                Vector512<byte> c = Avx512F.LoadVector512(panel + ((nint)cp[2] << 6));
-                Vector512<byte> d = Avx512F.LoadVector512(panel + ((nint)cp[3] << 6));
+                Vector512<byte> a = Avx512F.LoadVector512(panel + (Index(cp, 0) << 6));
+                Vector512<byte> b = Avx512F.LoadVector512(panel + (Index(cp, 1) << 6));
+                Vector512<byte> c = Avx512F.LoadVector512(panel + (Index(cp, 2) << 6));
+                Vector512<byte> d = Avx512F.LoadVector512(panel + (Index(cp, 3) << 6));
                 Vector512<short> abLo = Avx512BW.UnpackLow(a, b).AsInt16();
                 Vector512<short> abHi = Avx512BW.UnpackHigh(a, b).AsInt16();
                 Vector512<short> cdLo = Avx512BW.UnpackLow(c, d).AsInt16();
@@ -294,6 +295,12 @@ internal static unsafe class SparseSimdKernels
         Avx.Store(dst + 48, c6);
         Avx.Store(dst + 56, c7);
     }
+
+    /// <summary>Column <paramref name="i"/> of an int or ushort index array, as a native integer.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static nint Index<TIndex>(TIndex* p, int i)
+        where TIndex : unmanaged =>
+        typeof(TIndex) == typeof(ushort) ? ((ushort*)p)[i] : ((int*)p)[i];
 
     /// <summary>As <see cref="RowVnni"/> without AVX-512BW: the same interleave in two 256-bit halves.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]

@@ -22,6 +22,7 @@ internal sealed unsafe class SparseSimdPlan : IDisposable
     private readonly Lock _sync = new();
     private void* _owned;
     private void* _ownedQuads;
+    private void* _ownedCol16;
     private nint _sumsHandle;
 
     private SparseSimdPlan(in SparseWeights w, SimdLevel level, bool isFloat)
@@ -72,6 +73,9 @@ internal sealed unsafe class SparseSimdPlan : IDisposable
 
     /// <summary>Aligned-quad form: the four weights of each quad (byte j = column 4q + j; zero where none).</summary>
     internal int* QuadWeights { get; private set; }
+
+    /// <summary>The CSR view's columns as 16 bits (k ≤ 65536, kept plans of the interleave kernel); null otherwise.</summary>
+    internal ushort* Col16 { get; private set; }
 
     /// <summary>
     /// The dense fallback: W expanded and packed for <see cref="Int8GemmSimd"/> when the cost model says the
@@ -156,7 +160,18 @@ internal sealed unsafe class SparseSimdPlan : IDisposable
         }
 
         if (!IsFloat && Level >= SimdLevel.AvxVnni && !(perCall && w.Format == SparseFormat.Csr))
+        {
             BuildQuads();
+            if (!UseQuads && Dense is null && Columns <= 65536 && Nnz > 0)
+            {
+                // 16-bit columns for the interleave kernel: 3 instead of 5 bytes per non-zero re-read for
+                // every token block.
+                _ownedCol16 = NativeMemory.AlignedAlloc((nuint)Nnz * sizeof(ushort), 64);
+                Col16 = (ushort*)_ownedCol16;
+                for (long p = 0; p < Nnz; p++)
+                    Col16[p] = (ushort)Col[p];
+            }
+        }
     }
 
     /// <summary>Counts the touched aligned quads and, when there are few enough, builds the aligned-quad form.</summary>
@@ -369,6 +384,10 @@ internal sealed unsafe class SparseSimdPlan : IDisposable
             NativeMemory.AlignedFree(_ownedQuads);
         Dense?.Dispose();
         Dense = null;
+        if (_ownedCol16 != null)
+            NativeMemory.AlignedFree(_ownedCol16);
+        _ownedCol16 = null;
+        Col16 = null;
         _owned = null;
         _ownedQuads = null;
         QuadPtr = null;
