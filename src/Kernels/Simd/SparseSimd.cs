@@ -1,3 +1,6 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics.X86;
+
 namespace Kernels.Simd;
 
 /// <summary>
@@ -37,16 +40,428 @@ internal readonly unsafe struct SparseWeights
 /// Sparse × dense products on the CPU for the <see cref="Backend.CpuSimd"/> backend:
 /// <c>Y[m, n] = Σ_k X[m, k]·W[n, k]</c> with W sparse (<see cref="SparseWeights"/>) and X dense row-major m×k.
 /// </summary>
-/// <remarks>The first version is scalar and defines the semantics; the vectorized kernels replace the bodies.</remarks>
+/// <remarks>
+/// The scalar level (<see cref="ScalarInt8"/>, <see cref="ScalarFloat32"/>) defines the semantics; the
+/// AVX2 and AVX-VNNI levels (<see cref="SparseSimdKernels"/>) give bit-identical int8 results. Calls
+/// without a <see cref="SparseSimdPlan"/> prepare one per call (free for CSR, a conversion for BSR and
+/// 2:4); callers that multiply by the same matrix again should keep a plan. Work is split over rows of
+/// W (and token blocks) on up to <see cref="Environment.ProcessorCount"/> threads; the transposed
+/// activations live in pooled native memory.
+/// </remarks>
 internal static unsafe class SparseSimd
 {
+    /// <summary>Up to this many tokens, the int8 kernels use per-row gathered dot products.</summary>
+    internal const int SmallMInt8 = 8;
+
+    /// <summary>Up to this many tokens, the float kernels use per-row gathered dot products.</summary>
+    internal const int SmallMFloat = 4;
+
+    private const long SequentialMacs = 1L << 18;
+
+    private const int ChunksPerThread = 4;
+
+    private static readonly ParallelOptions Options = new() { MaxDegreeOfParallelism = Environment.ProcessorCount };
+
+    private static Job? _cachedJob;
+
     /// <summary>
     /// int8 × int8 → int32 (exact), written through <paramref name="output"/> (int32 or the dequantizing
     /// epilogue, batch index 0: C/Y row-major m×Rows).
     /// </summary>
     public static void Int8(in SparseWeights w, sbyte* x, int m, in SimdEpilogue output, SimdLevel level)
     {
-        _ = level;
+        SimdLevel run = CpuSimd.Resolve(level);
+        if (run == SimdLevel.Scalar)
+        {
+            Validate(w);
+            ValidateInt8(x, m, output);
+            ScalarInt8(w, x, m, output);
+            return;
+        }
+        using SparseSimdPlan plan = SparseSimdPlan.PrepareForCall(w, run);
+        Int8(plan, x, m, output);
+    }
+
+    /// <summary>float32: <c>Y = X·Wᵀ (+ bias[n])</c>, Y row-major m×Rows; <paramref name="bias"/> may be null.</summary>
+    public static void Float32(in SparseWeights w, float* x, int m, float* y, float* bias, SimdLevel level)
+    {
+        SimdLevel run = CpuSimd.Resolve(level);
+        if (run == SimdLevel.Scalar)
+        {
+            Validate(w);
+            ValidateFloat(x, m, y);
+            ScalarFloat32(w, x, m, y, bias);
+            return;
+        }
+        using SparseSimdPlan plan = SparseSimdPlan.PrepareFloat32(w, run);
+        Float32(plan, x, m, y, bias);
+    }
+
+    /// <summary>As <see cref="Int8(in SparseWeights, sbyte*, int, in SimdEpilogue, SimdLevel)"/>, with a prepared plan (at its level).</summary>
+    public static void Int8(SparseSimdPlan plan, sbyte* x, int m, in SimdEpilogue output)
+    {
+        ArgumentNullException.ThrowIfNull(plan);
+        if (plan.IsFloat)
+            throw new ArgumentException("plan: prepared for float32 values, called for int8.", nameof(plan));
+        ValidateInt8(x, m, output);
+        if (plan.Level == SimdLevel.Scalar)
+        {
+            ScalarInt8(plan.Weights, x, m, output);
+            return;
+        }
+        if (plan.Dense is { } dense)
+        {
+            Int8GemmSimd.Gemm(x, dense, m, 1, 0, output, plan.Level);
+            return;
+        }
+        Kind kind = m <= SmallMInt8 && plan.Level >= SimdLevel.AvxVnni ? Kind.SmallInt8
+            : plan.Level >= SimdLevel.AvxVnni ? (plan.UseQuads ? Kind.QuadVnni : Kind.Vnni)
+            : Kind.Avx2;
+        Run(plan, kind, x, null, m, output, null, null);
+    }
+
+    /// <summary>As <see cref="Float32(in SparseWeights, float*, int, float*, float*, SimdLevel)"/>, with a prepared plan.</summary>
+    public static void Float32(SparseSimdPlan plan, float* x, int m, float* y, float* bias)
+    {
+        ArgumentNullException.ThrowIfNull(plan);
+        if (!plan.IsFloat)
+            throw new ArgumentException("plan: prepared for int8 values, called for float32.", nameof(plan));
+        ValidateFloat(x, m, y);
+        if (plan.Level == SimdLevel.Scalar)
+        {
+            ScalarFloat32(plan.Weights, x, m, y, bias);
+            return;
+        }
+        Run(plan, m <= SmallMFloat ? Kind.SmallFloat : Kind.Float, null, x, m, default, y, bias);
+    }
+
+    private static void Run(SparseSimdPlan plan, Kind kind, sbyte* x8, float* xf, int m, in SimdEpilogue ep, float* y, float* bias)
+    {
+        Job job = Interlocked.Exchange(ref _cachedJob, null) ?? new Job();
+        NativeBuffer buffer = NativeBufferPool.Rent();
+        try
+        {
+            job.Run(plan, kind, x8, xf, m, ep, y, bias, buffer);
+        }
+        finally
+        {
+            job.Clear();
+            NativeBufferPool.Return(buffer);
+            Interlocked.Exchange(ref _cachedJob, job);
+        }
+    }
+
+    internal static void Validate(in SparseWeights w)
+    {
+        Check.Positive(w.Rows, "w.Rows");
+        Check.Positive(w.Columns, "w.Columns");
+        if (w.Columns > Check.MaxK)
+            throw new ArgumentOutOfRangeException(nameof(w), w.Columns, $"w.Columns: expected ≤ {Check.MaxK}, got {w.Columns}.");
+        switch (w.Format)
+        {
+            case SparseFormat.Csr:
+            case SparseFormat.Bsr:
+                if (w.RowPointers == null)
+                    throw new ArgumentException("w.RowPointers: expected a pointer, got null.", nameof(w));
+                if (w.Format == SparseFormat.Bsr)
+                {
+                    Check.Positive(w.BlockRows, "w.BlockRows");
+                    Check.Positive(w.BlockColumns, "w.BlockColumns");
+                }
+                break;
+            case SparseFormat.TwoFour:
+                if (w.Meta == null || w.Values == null)
+                    throw new ArgumentException("w: 2:4 needs Values and Meta, got null.", nameof(w));
+                break;
+            default:
+                throw new ArgumentOutOfRangeException(nameof(w), w.Format, $"w.Format: expected a SparseFormat, got {(int)w.Format}.");
+        }
+    }
+
+    private static void ValidateInt8(sbyte* x, int m, in SimdEpilogue output)
+    {
+        if (x == null)
+            throw new ArgumentNullException(nameof(x), "x: expected a pointer to X, got null.");
+        Check.Positive(m, nameof(m));
+        if (output.IsDequant ? output.AScale == null || output.BScale == null : output.C == null)
+            throw new ArgumentException("output: expected C, or Y with AScale and BScale.", nameof(output));
+    }
+
+    private static void ValidateFloat(float* x, int m, float* y)
+    {
+        if (x == null)
+            throw new ArgumentNullException(nameof(x), "x: expected a pointer to X, got null.");
+        if (y == null)
+            throw new ArgumentNullException(nameof(y), "y: expected a pointer to Y, got null.");
+        Check.Positive(m, nameof(m));
+    }
+
+    private enum Kind
+    {
+        Vnni,
+        Avx2,
+        QuadVnni,
+        Float,
+        SmallInt8,
+        SmallFloat,
+    }
+
+    /// <summary>One call's state; pooled with its delegates.</summary>
+    private sealed class Job
+    {
+        private readonly Action<int> _packBody;
+        private readonly Action<int> _computeBody;
+
+        private SparseSimdPlan? _plan;
+        private Kind _kind;
+        private sbyte* _x8;
+        private float* _xf;
+        private int _m;
+        private int _n;
+        private int _k;
+        private SimdEpilogue _ep;
+        private float* _y;
+        private float* _bias;
+        private byte* _panels;
+        private long _panelBytes;
+        private int _tbCount;
+        private int _tbTokens;
+        private int _groups;
+        private int _rowChunks;
+        private int _tbChunks;
+        private int _threads;
+
+        public Job()
+        {
+            _packBody = PackTask;
+            _computeBody = ComputeTask;
+        }
+
+        public void Clear()
+        {
+            _plan = null;
+            _x8 = null;
+            _xf = null;
+            _ep = default;
+            _y = null;
+            _bias = null;
+            _panels = null;
+        }
+
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        public void Run(SparseSimdPlan plan, Kind kind, sbyte* x8, float* xf, int m, in SimdEpilogue ep, float* y,
+            float* bias, NativeBuffer buffer)
+        {
+            _plan = plan;
+            _kind = kind;
+            _x8 = x8;
+            _xf = xf;
+            _m = m;
+            _n = plan.Rows;
+            _k = plan.Columns;
+            _ep = ep;
+            _y = y;
+            _bias = bias;
+            long macs = (long)m * Math.Max(plan.Nnz, plan.Rows);
+            _threads = macs < SequentialMacs ? 1 : Environment.ProcessorCount;
+            _groups = (_n + SparseSimdKernels.GR - 1) / SparseSimdKernels.GR;
+            int k = _k;
+            switch (kind)
+            {
+                case Kind.SmallInt8:
+                    _tbCount = (m + 3) / 4;
+                    _panelBytes = ((long)k * sizeof(uint) + 63) & ~63L;
+                    break;
+                case Kind.SmallFloat:
+                    _tbCount = 0;
+                    _panelBytes = 0;
+                    break;
+                default:
+                    _tbTokens = kind is Kind.Vnni or Kind.QuadVnni ? SparseSimdKernels.TBV : SparseSimdKernels.TB;
+                    _tbCount = (m + _tbTokens - 1) / _tbTokens;
+                    _panelBytes = kind switch
+                    {
+                        Kind.Vnni => (long)k * SparseSimdKernels.TBV,
+                        Kind.Avx2 => (long)k * SparseSimdKernels.TB * sizeof(short),
+                        Kind.QuadVnni => (long)((k + 3) / 4) * SparseSimdKernels.TBV * 4,
+                        _ => (long)k * SparseSimdKernels.TB * sizeof(float),
+                    };
+                    _panelBytes = (_panelBytes + 63) & ~63L;
+                    break;
+            }
+            _panels = _tbCount == 0 ? null : buffer.Ensure(_tbCount * _panelBytes);
+            if (_tbCount > 0)
+                For(_tbCount, _packBody);
+
+            // Row chunks of whole 8-row groups, several per thread; token-block chunks only when the
+            // rows alone cannot occupy the threads.
+            int tbTotal = kind is Kind.SmallInt8 or Kind.SmallFloat ? 1 : _tbCount;
+            int want = _threads > 1 ? ChunksPerThread * _threads : 1;
+            _rowChunks = Math.Min(_groups, want);
+            _tbChunks = Math.Min(tbTotal, (want + _rowChunks - 1) / _rowChunks);
+            For(_rowChunks * _tbChunks, _computeBody);
+        }
+
+        private void For(int count, Action<int> body)
+        {
+            if (_threads <= 1 || count <= 1)
+            {
+                for (int i = 0; i < count; i++)
+                    body(i);
+            }
+            else
+            {
+                Parallel.For(0, count, Options, body);
+            }
+        }
+
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        private void PackTask(int tb)
+        {
+            byte* dst = _panels + tb * _panelBytes;
+            int t0 = tb * _tbTokens;
+            switch (_kind)
+            {
+                case Kind.Vnni:
+                    SparseSimdKernels.PackVnni(_x8, _m, _k, t0, dst);
+                    break;
+                case Kind.Avx2:
+                    SparseSimdKernels.PackAvx2(_x8, _m, _k, t0, (short*)dst);
+                    break;
+                case Kind.QuadVnni:
+                    SparseSimdKernels.PackQuads(_x8, _m, _k, t0, dst);
+                    break;
+                case Kind.Float:
+                    SparseSimdKernels.PackFloat(_xf, _m, _k, t0, (float*)dst);
+                    break;
+                case Kind.SmallInt8:
+                    SparseSimdKernels.PackFour(_x8, _m, _k, 4 * tb, (uint*)dst);
+                    break;
+                default:
+                    break;
+            }
+        }
+
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        private void ComputeTask(int index)
+        {
+            int rc = index / _tbChunks;
+            int tc = index - rc * _tbChunks;
+            int g0 = (int)((long)rc * _groups / _rowChunks);
+            int g1 = (int)((long)(rc + 1) * _groups / _rowChunks);
+            if (_kind == Kind.SmallInt8)
+            {
+                SmallInt8(g0, g1);
+                return;
+            }
+            if (_kind == Kind.SmallFloat)
+            {
+                SmallFloat(g0, g1);
+                return;
+            }
+            int tb0 = (int)((long)tc * _tbCount / _tbChunks);
+            int tb1 = (int)((long)(tc + 1) * _tbCount / _tbChunks);
+            const int GR = SparseSimdKernels.GR;
+            int TB = _tbTokens;
+            // 64-byte aligned: the row kernels store whole vectors and the transposes load them.
+            byte* raw = stackalloc byte[(GR * SparseSimdKernels.TBV + GR) * sizeof(int) + 64];
+            int* tile = (int*)(((nint)raw + 63) & ~(nint)63);
+            int* corr = tile + GR * SparseSimdKernels.TBV;
+            SparseSimdPlan plan = _plan!;
+            int* rowPtr = plan.RowPtr;
+            int* col = plan.Col;
+            bool vnni = _kind is Kind.Vnni or Kind.QuadVnni;
+            int* rowSum = vnni ? plan.RowSums() : null;
+            SparseWeights w = plan.Weights;
+            for (int tb = tb0; tb < tb1; tb++)
+            {
+                byte* panel = _panels + tb * _panelBytes;
+                int t0 = tb * TB;
+                int tokens = Math.Min(TB, _m - t0);
+                for (int g = g0; g < g1; g++)
+                {
+                    int r0 = g * GR;
+                    int rows = Math.Min(GR, _n - r0);
+                    for (int i = 0; i < GR; i++)
+                        corr[i] = vnni && i < rows ? 128 * rowSum[r0 + i] : 0;
+                    for (int i = 0; i < rows; i++)
+                    {
+                        int r = r0 + i;
+                        int* dst = tile + i * TB;
+                        switch (_kind)
+                        {
+                            case Kind.Vnni when Avx512BW.IsSupported && plan.Col16 != null:
+                                SparseSimdKernels.RowVnni(panel, plan.Col16, (sbyte*)plan.Val, rowPtr[r], rowPtr[r + 1], dst);
+                                break;
+                            case Kind.Vnni when Avx512BW.IsSupported:
+                                SparseSimdKernels.RowVnni(panel, col, (sbyte*)plan.Val, rowPtr[r], rowPtr[r + 1], dst);
+                                break;
+                            case Kind.Vnni:
+                                SparseSimdKernels.RowVnni256(panel, col, (sbyte*)plan.Val, rowPtr[r], rowPtr[r + 1], dst);
+                                break;
+                            case Kind.Avx2:
+                                SparseSimdKernels.RowAvx2((short*)panel, col, (sbyte*)plan.Val, rowPtr[r], rowPtr[r + 1], dst);
+                                break;
+                            case Kind.QuadVnni:
+                                SparseSimdKernels.RowQuads(panel, plan.QuadIndex, plan.QuadWeights, plan.QuadPtr[r], plan.QuadPtr[r + 1], dst);
+                                break;
+                            default:
+                                SparseSimdKernels.RowFloat((float*)panel, col, (float*)plan.Val, rowPtr[r], rowPtr[r + 1], (float*)dst);
+                                break;
+                        }
+                    }
+                    if (_kind == Kind.Float)
+                        SparseSimdKernels.StoreFloat((float*)tile, t0, tokens, r0, rows, _n, _y, _bias);
+                    else
+                        SparseSimdKernels.StoreInt8(tile, TB, corr, t0, tokens, r0, rows, _n, _ep);
+                }
+            }
+        }
+
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        private void SmallInt8(int g0, int g1)
+        {
+            SparseSimdPlan plan = _plan!;
+            int* rowPtr = plan.RowPtr;
+            int* col = plan.Col;
+            var val = (sbyte*)plan.Val;
+            int* acc = stackalloc int[4];
+            int r1 = Math.Min(_n, g1 * SparseSimdKernels.GR);
+            for (int r = g0 * SparseSimdKernels.GR; r < r1; r++)
+            {
+                for (int g = 0; g < _tbCount; g++)
+                {
+                    SparseSimdKernels.DotFour((uint*)(_panels + g * _panelBytes), col, val, rowPtr[r], rowPtr[r + 1], acc);
+                    int count = Math.Min(4, _m - 4 * g);
+                    for (int t = 0; t < count; t++)
+                        Store(_ep, 4 * g + t, r, _n, acc[t]);
+                }
+            }
+        }
+
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        private void SmallFloat(int g0, int g1)
+        {
+            SparseSimdPlan plan = _plan!;
+            int* rowPtr = plan.RowPtr;
+            int* col = plan.Col;
+            var val = (float*)plan.Val;
+            int r1 = Math.Min(_n, g1 * SparseSimdKernels.GR);
+            for (int r = g0 * SparseSimdKernels.GR; r < r1; r++)
+            {
+                float b = _bias == null ? 0f : _bias[r];
+                for (int t = 0; t < _m; t++)
+                {
+                    float acc = SparseSimdKernels.DotFloat(_xf + (long)t * _k, col, val, rowPtr[r], rowPtr[r + 1]);
+                    _y[(long)t * _n + r] = _bias == null ? acc : acc + b;
+                }
+            }
+        }
+    }
+
+    /// <summary>The scalar semantics of <see cref="Int8(in SparseWeights, sbyte*, int, in SimdEpilogue, SimdLevel)"/>.</summary>
+    internal static void ScalarInt8(in SparseWeights w, sbyte* x, int m, in SimdEpilogue output)
+    {
         int n = w.Rows;
         int k = w.Columns;
         var acc = new int[n];
@@ -60,10 +475,9 @@ internal static unsafe class SparseSimd
         }
     }
 
-    /// <summary>float32: <c>Y = X·Wᵀ (+ bias[n])</c>, Y row-major m×Rows; <paramref name="bias"/> may be null.</summary>
-    public static void Float32(in SparseWeights w, float* x, int m, float* y, float* bias, SimdLevel level)
+    /// <summary>The scalar semantics of <see cref="Float32(in SparseWeights, float*, int, float*, float*, SimdLevel)"/>.</summary>
+    internal static void ScalarFloat32(in SparseWeights w, float* x, int m, float* y, float* bias)
     {
-        _ = level;
         int n = w.Rows;
         int k = w.Columns;
         var acc = new float[n];
@@ -77,7 +491,7 @@ internal static unsafe class SparseSimd
         }
     }
 
-    private static void Store(in SimdEpilogue output, int row, int col, int n, int acc)
+    internal static void Store(in SimdEpilogue output, int row, int col, int n, int acc)
     {
         long at = (long)row * n + col;
         if (!output.IsDequant)

@@ -1,0 +1,739 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+
+namespace Kernels.Simd;
+
+/// <summary>
+/// The vectorized inner kernels of <see cref="SparseSimd"/>. Large m: X is transposed once per call into
+/// token panels (AVX-VNNI: <see cref="TBV"/> tokens, one 64-byte line of u8 x+128 per k; AVX2:
+/// <see cref="TB"/> tokens of int16; float: <see cref="TB"/> floats), and each row of W walks its
+/// non-zeros, four (AVX-VNNI) or two (AVX2) at a time: the panel lines of those k are interleaved so that
+/// each 32-bit lane holds one token's values, and <c>vpdpbusd</c> / <c>vpmaddwd</c> with the broadcast
+/// weights adds them. The token order of the panels is permuted at packing so that the accumulators come
+/// out in natural order. Block-structured W (aligned quads) reads an [k/4][tokens][4] panel directly.
+/// Eight rows of W form a tile that is transposed (8×8 int32) and stored through the epilogue. Small m:
+/// gathered dot products (int8: four tokens per gathered dword, transposed for <c>vpdpbusd</c>).
+/// </summary>
+internal static unsafe class SparseSimdKernels
+{
+    /// <summary>Tokens per panel (one accumulator tile row: four vectors of eight int32).</summary>
+    internal const int TB = 32;
+
+    /// <summary>Tokens per panel of the AVX-VNNI interleave kernel (two halves of <see cref="TB"/>; one cache line per k).</summary>
+    internal const int TBV = 64;
+
+    /// <summary>Rows of W per output tile.</summary>
+    internal const int GR = 8;
+
+    // ---------------------------------------------------------------------------------------------
+    // Packing.
+
+    /// <summary>Panel position of token t (0..31) for the AVX-VNNI byte interleave.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static int PosVnni(int t)
+    {
+        int j = t >> 3, i = t & 7;
+        return 16 * (i >> 2) + 4 * j + (i & 3);
+    }
+
+    /// <summary>Panel position of token t (0..31) for the AVX2 int16 pair interleave (two 16-token halves).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static int PosAvx2(int t)
+    {
+        int h = t >> 4, u = t & 15;
+        int j = u >> 3, i = u & 7;
+        return 16 * h + 8 * (i >> 2) + 4 * j + (i & 3);
+    }
+
+    /// <summary>
+    /// AVX-VNNI panel of tokens [t0, t0+64): byte <c>kk·64 + 32h + PosVnni(t)</c> = X[t0+32h+t, kk] + 128 (u8);
+    /// tokens past m hold 128 (x = 0).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static void PackVnni(sbyte* x, int m, int k, int t0, byte* dst) =>
+        PackBytes(x, m, k, t0, dst, vnni: true, TBV);
+
+    /// <summary>AVX2 panel: int16 <c>kk·32 + PosAvx2(t)</c> = X[t0+t, kk]; tokens past m hold 0.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static void PackAvx2(sbyte* x, int m, int k, int t0, short* dst) =>
+        PackBytes(x, m, k, t0, (byte*)dst, vnni: false, TB);
+
+    /// <summary>
+    /// Transposes 32 token rows into a panel, eight panel positions (eight tokens) by eight k at a time:
+    /// an 8×8 byte transpose in SSE registers, then one 8-byte store per k (VNNI: u8, x+128) or one
+    /// 16-byte store of the sign-extended int16 (AVX2).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void PackBytes(sbyte* x, int m, int k, int t0, byte* dst, bool vnni, int panelTokens)
+    {
+        sbyte* zeros = stackalloc sbyte[16];
+        Unsafe.InitBlock(zeros, 0, 16);
+        sbyte** src = stackalloc sbyte*[8];
+        int rowBytes = vnni ? panelTokens : panelTokens * sizeof(short);
+        int full = k & ~7;
+        Vector128<sbyte> flip = Vector128.Create(unchecked((sbyte)0x80));
+        for (int block = 0; block < panelTokens / 8; block++)
+        {
+            // Source rows of panel positions 8·block .. 8·block+7 (past m: the zero row, read in place).
+            for (int j = 0; j < 8; j++)
+            {
+                int p = 8 * block + j;
+                int token = t0 + (vnni ? (p & ~31) + TokenVnni(p & 31) : TokenAvx2(p));
+                src[j] = token < m ? x + (long)token * k : null;
+            }
+            byte* d0 = dst + (vnni ? 8 * block : 16 * block);
+            for (int kk = 0; kk < full; kk += 8)
+            {
+                Vector128<sbyte> r0 = Load8(src[0], zeros, kk), r1 = Load8(src[1], zeros, kk);
+                Vector128<sbyte> r2 = Load8(src[2], zeros, kk), r3 = Load8(src[3], zeros, kk);
+                Vector128<sbyte> r4 = Load8(src[4], zeros, kk), r5 = Load8(src[5], zeros, kk);
+                Vector128<sbyte> r6 = Load8(src[6], zeros, kk), r7 = Load8(src[7], zeros, kk);
+                Vector128<short> a01 = Sse2.UnpackLow(r0, r1).AsInt16(), a23 = Sse2.UnpackLow(r2, r3).AsInt16();
+                Vector128<short> a45 = Sse2.UnpackLow(r4, r5).AsInt16(), a67 = Sse2.UnpackLow(r6, r7).AsInt16();
+                Vector128<int> b0 = Sse2.UnpackLow(a01, a23).AsInt32(), b1 = Sse2.UnpackHigh(a01, a23).AsInt32();
+                Vector128<int> b2 = Sse2.UnpackLow(a45, a67).AsInt32(), b3 = Sse2.UnpackHigh(a45, a67).AsInt32();
+                // c_i holds k = kk+2i (low 8 bytes) and kk+2i+1 (high 8 bytes) for the 8 positions.
+                Vector128<sbyte> c0 = Sse2.UnpackLow(b0, b2).AsSByte(), c1 = Sse2.UnpackHigh(b0, b2).AsSByte();
+                Vector128<sbyte> c2 = Sse2.UnpackLow(b1, b3).AsSByte(), c3 = Sse2.UnpackHigh(b1, b3).AsSByte();
+                byte* d = d0 + (long)kk * rowBytes;
+                if (vnni)
+                {
+                    Store2x8(Sse2.Xor(c0, flip), d, rowBytes);
+                    Store2x8(Sse2.Xor(c1, flip), d + 2 * rowBytes, rowBytes);
+                    Store2x8(Sse2.Xor(c2, flip), d + 4 * rowBytes, rowBytes);
+                    Store2x8(Sse2.Xor(c3, flip), d + 6 * rowBytes, rowBytes);
+                }
+                else
+                {
+                    Store2x16(c0, d, rowBytes);
+                    Store2x16(c1, d + 2 * rowBytes, rowBytes);
+                    Store2x16(c2, d + 4 * rowBytes, rowBytes);
+                    Store2x16(c3, d + 6 * rowBytes, rowBytes);
+                }
+            }
+            for (int kk = full; kk < k; kk++)
+            {
+                byte* d = d0 + (long)kk * rowBytes;
+                for (int j = 0; j < 8; j++)
+                {
+                    sbyte v = src[j] == null ? (sbyte)0 : src[j][kk];
+                    if (vnni)
+                        d[j] = (byte)(v ^ unchecked((sbyte)0x80));
+                    else
+                        ((short*)d)[j] = v;
+                }
+            }
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector128<sbyte> Load8(sbyte* row, sbyte* zeros, int kk) =>
+        Vector128.CreateScalarUnsafe(Unsafe.ReadUnaligned<long>(row == null ? zeros : row + kk)).AsSByte();
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Store2x8(Vector128<sbyte> v, byte* d, int pitch)
+    {
+        Unsafe.WriteUnaligned(d, v.AsInt64().ToScalar());
+        Unsafe.WriteUnaligned(d + pitch, v.AsInt64().GetElement(1));
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Store2x16(Vector128<sbyte> v, byte* d, int pitch)
+    {
+        Sse2.Store((short*)d, Sse41.ConvertToVector128Int16(v));
+        Sse2.Store((short*)(d + pitch), Sse41.ConvertToVector128Int16(Sse2.ShiftRightLogical128BitLane(v, 8)));
+    }
+
+    /// <summary>The token at VNNI panel position p (inverse of <see cref="PosVnni"/>).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static int TokenVnni(int p)
+    {
+        int l = p >> 4, j = (p >> 2) & 3, ii = p & 3;
+        return 8 * j + 4 * l + ii;
+    }
+
+    /// <summary>The token at AVX2 panel position p (inverse of <see cref="PosAvx2"/>).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static int TokenAvx2(int p)
+    {
+        int h = p >> 4, l = (p >> 3) & 1, j = (p >> 2) & 1, ii = p & 3;
+        return 16 * h + 8 * j + 4 * l + ii;
+    }
+
+    /// <summary>
+    /// Aligned-quad panel (AVX-VNNI): int <c>q·64 + t</c> = the four bytes X[t0+t, 4q..4q+3] + 128 for the
+    /// 64 tokens of a <see cref="TBV"/> block, k padded with 128 (x = 0); tokens past m hold 128.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static void PackQuads(sbyte* x, int m, int k, int t0, byte* dst)
+    {
+        int quads = (k + 3) >> 2;
+        int full = k >> 2;
+        for (int t = 0; t < TBV; t++)
+        {
+            uint* d = (uint*)dst + t;
+            int token = t0 + t;
+            if (token >= m)
+            {
+                for (int q = 0; q < quads; q++)
+                    d[q * TBV] = 0x80808080u;
+                continue;
+            }
+            sbyte* s = x + (long)token * k;
+            for (int q = 0; q < full; q++)
+                d[q * TBV] = Unsafe.ReadUnaligned<uint>(s + 4 * q) ^ 0x80808080u;
+            if (full < quads)
+            {
+                uint v = 0x80808080u;
+                for (int j = 0; j < (k & 3); j++)
+                    v ^= (uint)(byte)s[4 * full + j] << (8 * j);
+                d[full * TBV] = v;
+            }
+        }
+    }
+
+    /// <summary>Float panel: <c>kk·32 + t</c> = X[t0+t, kk] (natural order); tokens past m hold 0.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static void PackFloat(float* x, int m, int k, int t0, float* dst)
+    {
+        byte* oRaw = stackalloc byte[9 * 32];
+        var o = (Vector256<int>*)(((nint)oRaw + 31) & ~(nint)31);
+        int full = k & ~7;
+        for (int g = 0; g < TB; g += 8)
+        {
+            int tokens = Math.Min(8, m - (t0 + g));
+            float* d0 = dst + g;
+            if (tokens == 8)
+            {
+                float* s0 = x + (long)(t0 + g) * k;
+                for (int kk = 0; kk < full; kk += 8)
+                {
+                    TransposePitch((int*)(s0 + kk), k, o);
+                    float* d = d0 + (long)kk * TB;
+                    for (int j = 0; j < 8; j++)
+                        Avx.Store(d + j * TB, o[j].AsSingle());
+                }
+            }
+            for (int kk = tokens == 8 ? full : 0; kk < k; kk++)
+            {
+                float* d = d0 + (long)kk * TB;
+                for (int j = 0; j < 8; j++)
+                    d[j] = j < tokens ? x[(long)(t0 + g + j) * k + kk] : 0f;
+            }
+        }
+    }
+
+    // ---------------------------------------------------------------------------------------------
+    // Row kernels: one row of W against one panel, 32 int32/float results (token order) to dst.
+
+    /// <summary>
+    /// AVX-VNNI: Σ (x+128)·w over the row's (column, value) pairs [p0, p1), four at a time, for the 64
+    /// tokens of a <see cref="TBV"/> panel (two 32-token halves of the same interleave). A row whose count
+    /// is not a multiple of 4 ends with one quad that repeats its last column with weight 0.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [SkipLocalsInit]
+    internal static void RowVnni<TIndex>(byte* panel, TIndex* col, sbyte* val, int p0, int p1, int* dst)
+        where TIndex : unmanaged
+    {
+        TIndex* tailCol = stackalloc TIndex[4];
+        sbyte* tailVal = stackalloc sbyte[4];
+        TIndex* cp = col + p0;
+        sbyte* vp = val + p0;
+        int quads = (p1 - p0) >> 2;
+        int rem = (p1 - p0) & 3;
+        Vector256<int> c0 = Vector256<int>.Zero, c1 = Vector256<int>.Zero;
+        Vector256<int> c2 = Vector256<int>.Zero, c3 = Vector256<int>.Zero;
+        Vector256<int> c4 = Vector256<int>.Zero, c5 = Vector256<int>.Zero;
+        Vector256<int> c6 = Vector256<int>.Zero, c7 = Vector256<int>.Zero;
+        while (true)
+        {
+            for (int q = 0; q < quads; q++, cp += 4, vp += 4)
+            {
+                Vector256<sbyte> w = Vector256.Create(Unsafe.ReadUnaligned<int>(vp)).AsSByte();
+                // One 64-byte row per k: the 512-bit unpacks interleave both 32-token halves at once.
+                Vector512<byte> a = Avx512F.LoadVector512(panel + (Index(cp, 0) << 6));
+                Vector512<byte> b = Avx512F.LoadVector512(panel + (Index(cp, 1) << 6));
+                Vector512<byte> c = Avx512F.LoadVector512(panel + (Index(cp, 2) << 6));
+                Vector512<byte> d = Avx512F.LoadVector512(panel + (Index(cp, 3) << 6));
+                Vector512<short> abLo = Avx512BW.UnpackLow(a, b).AsInt16();
+                Vector512<short> abHi = Avx512BW.UnpackHigh(a, b).AsInt16();
+                Vector512<short> cdLo = Avx512BW.UnpackLow(c, d).AsInt16();
+                Vector512<short> cdHi = Avx512BW.UnpackHigh(c, d).AsInt16();
+                Vector512<byte> v0 = Avx512BW.UnpackLow(abLo, cdLo).AsByte();
+                Vector512<byte> v1 = Avx512BW.UnpackHigh(abLo, cdLo).AsByte();
+                Vector512<byte> v2 = Avx512BW.UnpackLow(abHi, cdHi).AsByte();
+                Vector512<byte> v3 = Avx512BW.UnpackHigh(abHi, cdHi).AsByte();
+                c0 = AvxVnni.MultiplyWideningAndAdd(c0, v0.GetLower(), w);
+                c1 = AvxVnni.MultiplyWideningAndAdd(c1, v1.GetLower(), w);
+                c2 = AvxVnni.MultiplyWideningAndAdd(c2, v2.GetLower(), w);
+                c3 = AvxVnni.MultiplyWideningAndAdd(c3, v3.GetLower(), w);
+                c4 = AvxVnni.MultiplyWideningAndAdd(c4, v0.GetUpper(), w);
+                c5 = AvxVnni.MultiplyWideningAndAdd(c5, v1.GetUpper(), w);
+                c6 = AvxVnni.MultiplyWideningAndAdd(c6, v2.GetUpper(), w);
+                c7 = AvxVnni.MultiplyWideningAndAdd(c7, v3.GetUpper(), w);
+            }
+            if (rem == 0)
+                break;
+            for (int j = 0; j < 4; j++)
+            {
+                tailCol[j] = cp[Math.Min(j, rem - 1)];
+                tailVal[j] = j < rem ? vp[j] : (sbyte)0;
+            }
+            cp = tailCol;
+            vp = tailVal;
+            quads = 1;
+            rem = 0;
+        }
+        Avx.Store(dst, c0);
+        Avx.Store(dst + 8, c1);
+        Avx.Store(dst + 16, c2);
+        Avx.Store(dst + 24, c3);
+        Avx.Store(dst + 32, c4);
+        Avx.Store(dst + 40, c5);
+        Avx.Store(dst + 48, c6);
+        Avx.Store(dst + 56, c7);
+    }
+
+    /// <summary>Column <paramref name="i"/> of an int or ushort index array, as a native integer.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static nint Index<TIndex>(TIndex* p, int i)
+        where TIndex : unmanaged =>
+        typeof(TIndex) == typeof(ushort) ? ((ushort*)p)[i] : ((int*)p)[i];
+
+    /// <summary>As <see cref="RowVnni"/> without AVX-512BW: the same interleave in two 256-bit halves.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [SkipLocalsInit]
+    internal static void RowVnni256(byte* panel, int* col, sbyte* val, int p0, int p1, int* dst)
+    {
+        int* tailCol = stackalloc int[4];
+        sbyte* tailVal = stackalloc sbyte[4];
+        for (int half = 0; half < 2; half++)
+        {
+            int* cp = col + p0;
+            sbyte* vp = val + p0;
+            int quads = (p1 - p0) >> 2;
+            int rem = (p1 - p0) & 3;
+            byte* ph = panel + 32 * half;
+            Vector256<int> c0 = Vector256<int>.Zero, c1 = Vector256<int>.Zero;
+            Vector256<int> c2 = Vector256<int>.Zero, c3 = Vector256<int>.Zero;
+            while (true)
+            {
+                for (int q = 0; q < quads; q++, cp += 4, vp += 4)
+                {
+                    Vector256<sbyte> w = Vector256.Create(Unsafe.ReadUnaligned<int>(vp)).AsSByte();
+                    Vector256<byte> a = Avx.LoadVector256(ph + ((nint)cp[0] << 6));
+                    Vector256<byte> b = Avx.LoadVector256(ph + ((nint)cp[1] << 6));
+                    Vector256<byte> c = Avx.LoadVector256(ph + ((nint)cp[2] << 6));
+                    Vector256<byte> d = Avx.LoadVector256(ph + ((nint)cp[3] << 6));
+                    Vector256<short> abLo = Avx2.UnpackLow(a, b).AsInt16();
+                    Vector256<short> abHi = Avx2.UnpackHigh(a, b).AsInt16();
+                    Vector256<short> cdLo = Avx2.UnpackLow(c, d).AsInt16();
+                    Vector256<short> cdHi = Avx2.UnpackHigh(c, d).AsInt16();
+                    c0 = AvxVnni.MultiplyWideningAndAdd(c0, Avx2.UnpackLow(abLo, cdLo).AsByte(), w);
+                    c1 = AvxVnni.MultiplyWideningAndAdd(c1, Avx2.UnpackHigh(abLo, cdLo).AsByte(), w);
+                    c2 = AvxVnni.MultiplyWideningAndAdd(c2, Avx2.UnpackLow(abHi, cdHi).AsByte(), w);
+                    c3 = AvxVnni.MultiplyWideningAndAdd(c3, Avx2.UnpackHigh(abHi, cdHi).AsByte(), w);
+                }
+                if (rem == 0)
+                    break;
+                for (int j = 0; j < 4; j++)
+                {
+                    tailCol[j] = cp[Math.Min(j, rem - 1)];
+                    tailVal[j] = j < rem ? vp[j] : (sbyte)0;
+                }
+                cp = tailCol;
+                vp = tailVal;
+                quads = 1;
+                rem = 0;
+            }
+            int* dh = dst + 32 * half;
+            Avx.Store(dh, c0);
+            Avx.Store(dh + 8, c1);
+            Avx.Store(dh + 16, c2);
+            Avx.Store(dh + 24, c3);
+        }
+    }
+
+    /// <summary>AVX2: Σ x·w with exact int16 pairs and <c>vpmaddwd</c>, two non-zeros at a time.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static void RowAvx2(short* panel, int* col, sbyte* val, int p0, int p1, int* dst)
+    {
+        Vector256<int> c0 = Vector256<int>.Zero, c1 = Vector256<int>.Zero;
+        Vector256<int> c2 = Vector256<int>.Zero, c3 = Vector256<int>.Zero;
+        int p = p0;
+        for (; p + 2 <= p1; p += 2)
+        {
+            int wp = (val[p] & 0xFFFF) | (val[p + 1] << 16);
+            Vector256<short> w = Vector256.Create(wp).AsInt16();
+            short* a = panel + ((nint)col[p] << 5);
+            short* b = panel + ((nint)col[p + 1] << 5);
+            Vector256<short> a0 = Avx.LoadVector256(a), a1 = Avx.LoadVector256(a + 16);
+            Vector256<short> b0 = Avx.LoadVector256(b), b1 = Avx.LoadVector256(b + 16);
+            c0 = Avx2.Add(c0, Avx2.MultiplyAddAdjacent(Avx2.UnpackLow(a0, b0), w));
+            c1 = Avx2.Add(c1, Avx2.MultiplyAddAdjacent(Avx2.UnpackHigh(a0, b0), w));
+            c2 = Avx2.Add(c2, Avx2.MultiplyAddAdjacent(Avx2.UnpackLow(a1, b1), w));
+            c3 = Avx2.Add(c3, Avx2.MultiplyAddAdjacent(Avx2.UnpackHigh(a1, b1), w));
+        }
+        if (p < p1)
+        {
+            int wp = (ushort)val[p];
+            Vector256<short> w = Vector256.Create(wp).AsInt16();
+            short* a = panel + ((nint)col[p] << 5);
+            Vector256<short> a0 = Avx.LoadVector256(a), a1 = Avx.LoadVector256(a + 16);
+            c0 = Avx2.Add(c0, Avx2.MultiplyAddAdjacent(Avx2.UnpackLow(a0, a0), w));
+            c1 = Avx2.Add(c1, Avx2.MultiplyAddAdjacent(Avx2.UnpackHigh(a0, a0), w));
+            c2 = Avx2.Add(c2, Avx2.MultiplyAddAdjacent(Avx2.UnpackLow(a1, a1), w));
+            c3 = Avx2.Add(c3, Avx2.MultiplyAddAdjacent(Avx2.UnpackHigh(a1, a1), w));
+        }
+        Avx.Store(dst, c0);
+        Avx.Store(dst + 8, c1);
+        Avx.Store(dst + 16, c2);
+        Avx.Store(dst + 24, c3);
+    }
+
+    /// <summary>
+    /// AVX-VNNI, aligned quads: for each of the row's quads [q0, q1) (k-quad index, four weights with zeros
+    /// where the row has none), one <c>vpdpbusd</c> per eight tokens straight from the aligned-quad panel
+    /// (no interleave), 64 tokens.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static void RowQuads(byte* panel, int* quadIndex, int* quadWeights, int q0, int q1, int* dst)
+    {
+        Vector256<int> c0 = Vector256<int>.Zero, c1 = Vector256<int>.Zero;
+        Vector256<int> c2 = Vector256<int>.Zero, c3 = Vector256<int>.Zero;
+        Vector256<int> c4 = Vector256<int>.Zero, c5 = Vector256<int>.Zero;
+        Vector256<int> c6 = Vector256<int>.Zero, c7 = Vector256<int>.Zero;
+        for (int q = q0; q < q1; q++)
+        {
+            Vector256<sbyte> w = Vector256.Create(quadWeights[q]).AsSByte();
+            byte* xq = panel + ((nint)quadIndex[q] << 8);
+            c0 = AvxVnni.MultiplyWideningAndAdd(c0, Avx.LoadVector256(xq), w);
+            c1 = AvxVnni.MultiplyWideningAndAdd(c1, Avx.LoadVector256(xq + 32), w);
+            c2 = AvxVnni.MultiplyWideningAndAdd(c2, Avx.LoadVector256(xq + 64), w);
+            c3 = AvxVnni.MultiplyWideningAndAdd(c3, Avx.LoadVector256(xq + 96), w);
+            c4 = AvxVnni.MultiplyWideningAndAdd(c4, Avx.LoadVector256(xq + 128), w);
+            c5 = AvxVnni.MultiplyWideningAndAdd(c5, Avx.LoadVector256(xq + 160), w);
+            c6 = AvxVnni.MultiplyWideningAndAdd(c6, Avx.LoadVector256(xq + 192), w);
+            c7 = AvxVnni.MultiplyWideningAndAdd(c7, Avx.LoadVector256(xq + 224), w);
+        }
+        Avx.Store(dst, c0);
+        Avx.Store(dst + 8, c1);
+        Avx.Store(dst + 16, c2);
+        Avx.Store(dst + 24, c3);
+        Avx.Store(dst + 32, c4);
+        Avx.Store(dst + 40, c5);
+        Avx.Store(dst + 48, c6);
+        Avx.Store(dst + 56, c7);
+    }
+
+    /// <summary>Float: Σ x·w over [p0, p1) against the float panel, with FMA where available.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static void RowFloat(float* panel, int* col, float* val, int p0, int p1, float* dst)
+    {
+        Vector256<float> c0 = Vector256<float>.Zero, c1 = Vector256<float>.Zero;
+        Vector256<float> c2 = Vector256<float>.Zero, c3 = Vector256<float>.Zero;
+        if (Fma.IsSupported)
+        {
+            for (int p = p0; p < p1; p++)
+            {
+                Vector256<float> w = Vector256.Create(val[p]);
+                float* a = panel + ((nint)col[p] << 5);
+                c0 = Fma.MultiplyAdd(Avx.LoadVector256(a), w, c0);
+                c1 = Fma.MultiplyAdd(Avx.LoadVector256(a + 8), w, c1);
+                c2 = Fma.MultiplyAdd(Avx.LoadVector256(a + 16), w, c2);
+                c3 = Fma.MultiplyAdd(Avx.LoadVector256(a + 24), w, c3);
+            }
+        }
+        else
+        {
+            for (int p = p0; p < p1; p++)
+            {
+                Vector256<float> w = Vector256.Create(val[p]);
+                float* a = panel + ((nint)col[p] << 5);
+                c0 = Avx.Add(c0, Avx.Multiply(Avx.LoadVector256(a), w));
+                c1 = Avx.Add(c1, Avx.Multiply(Avx.LoadVector256(a + 8), w));
+                c2 = Avx.Add(c2, Avx.Multiply(Avx.LoadVector256(a + 16), w));
+                c3 = Avx.Add(c3, Avx.Multiply(Avx.LoadVector256(a + 24), w));
+            }
+        }
+        Avx.Store(dst, c0);
+        Avx.Store(dst + 8, c1);
+        Avx.Store(dst + 16, c2);
+        Avx.Store(dst + 24, c3);
+    }
+
+    // ---------------------------------------------------------------------------------------------
+    // Small m: dot products with gathers.
+
+    /// <summary>
+    /// Small-m panel of four tokens: dword <c>kk</c> holds X[t0+t, kk] + 128 in byte t (tokens past m: 128).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static void PackFour(sbyte* x, int m, int k, int t0, uint* dst)
+    {
+        sbyte* r0 = x + (long)t0 * k;
+        sbyte* r1 = t0 + 1 < m ? r0 + k : null;
+        sbyte* r2 = t0 + 2 < m ? r0 + 2L * k : null;
+        sbyte* r3 = t0 + 3 < m ? r0 + 3L * k : null;
+        for (int kk = 0; kk < k; kk++)
+        {
+            uint v = (byte)r0[kk];
+            if (r1 != null)
+                v |= (uint)(byte)r1[kk] << 8;
+            if (r2 != null)
+                v |= (uint)(byte)r2[kk] << 16;
+            if (r3 != null)
+                v |= (uint)(byte)r3[kk] << 24;
+            dst[kk] = v ^ 0x80808080u;
+        }
+    }
+
+    /// <summary>
+    /// Small m, AVX-VNNI: Σ (x+128)·w over [p0, p1) for the four tokens of a <see cref="PackFour"/> panel,
+    /// eight non-zeros per gather: the gathered dwords (four tokens each) are transposed 4×4 per 128-bit
+    /// lane with <c>vpshufb</c>, so that one <c>vpdpbusd</c> with the matching weight quads adds four
+    /// products for each token; a second <c>vpdpbusd</c> of ones sums the weights for the −128·Σw
+    /// correction. Results (exact): dst[0..3].
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static void DotFour(uint* x4, int* col, sbyte* val, int p0, int p1, int* dst)
+    {
+        Vector256<sbyte> tx = Vector256.Create(
+            (sbyte)0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15,
+            0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+        Vector256<sbyte> tw = Vector256.Create(
+            (sbyte)0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3,
+            4, 5, 6, 7, 4, 5, 6, 7, 4, 5, 6, 7, 4, 5, 6, 7);
+        Vector256<int> acc0 = Vector256<int>.Zero, acc1 = Vector256<int>.Zero;
+        Vector256<int> sum0 = Vector256<int>.Zero, sum1 = Vector256<int>.Zero;
+        Vector256<byte> ones = Vector256.Create((byte)1);
+        var xi = (int*)x4;
+        int* idx = stackalloc int[8];
+        int p = p0;
+        for (; p + 16 <= p1; p += 16)
+        {
+            Vector256<byte> g0 = Avx2.GatherVector256(xi, Avx.LoadVector256(col + p), 4).AsByte();
+            Vector256<byte> g1 = Avx2.GatherVector256(xi, Avx.LoadVector256(col + p + 8), 4).AsByte();
+            Vector256<sbyte> w0 = Avx2.Shuffle(Vector256.Create(Unsafe.ReadUnaligned<long>(val + p)).AsSByte(), tw);
+            Vector256<sbyte> w1 = Avx2.Shuffle(Vector256.Create(Unsafe.ReadUnaligned<long>(val + p + 8)).AsSByte(), tw);
+            acc0 = AvxVnni.MultiplyWideningAndAdd(acc0, Avx2.Shuffle(g0, tx.AsByte()), w0);
+            acc1 = AvxVnni.MultiplyWideningAndAdd(acc1, Avx2.Shuffle(g1, tx.AsByte()), w1);
+            sum0 = AvxVnni.MultiplyWideningAndAdd(sum0, ones, w0);
+            sum1 = AvxVnni.MultiplyWideningAndAdd(sum1, ones, w1);
+        }
+        while (p < p1)
+        {
+            // 8 at a time; the last group repeats its last column with weight 0.
+            int rem = Math.Min(8, p1 - p);
+            long wq = 0;
+            for (int j = 0; j < 8; j++)
+            {
+                int q = p + Math.Min(j, rem - 1);
+                idx[j] = col[q];
+                if (j < rem)
+                    wq |= (long)(byte)val[p + j] << (8 * j);
+            }
+            Vector256<byte> g0 = Avx2.GatherVector256(xi, Avx.LoadVector256(idx), 4).AsByte();
+            Vector256<sbyte> w0 = Avx2.Shuffle(Vector256.Create(wq).AsSByte(), tw);
+            acc0 = AvxVnni.MultiplyWideningAndAdd(acc0, Avx2.Shuffle(g0, tx.AsByte()), w0);
+            sum0 = AvxVnni.MultiplyWideningAndAdd(sum0, ones, w0);
+            p += rem;
+        }
+        // Every lane of a half holds that half's Σw: subtract 128·Σw, then add the halves.
+        Vector256<int> acc = Avx2.Subtract(Avx2.Add(acc0, acc1), Avx2.ShiftLeftLogical(Avx2.Add(sum0, sum1), 7));
+        Sse2.Store(dst, Sse2.Add(acc.GetLower(), acc.GetUpper()));
+    }
+
+    /// <summary>Σ x[col[p]]·val[p] over [p0, p1) in float with 8-wide gathers.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static float DotFloat(float* x, int* col, float* val, int p0, int p1)
+    {
+        Vector256<float> acc0 = Vector256<float>.Zero, acc1 = Vector256<float>.Zero;
+        int p = p0;
+        bool fma = Fma.IsSupported;
+        for (; p + 16 <= p1; p += 16)
+        {
+            Vector256<float> g0 = Avx2.GatherVector256(x, Avx.LoadVector256(col + p), 4);
+            Vector256<float> g1 = Avx2.GatherVector256(x, Avx.LoadVector256(col + p + 8), 4);
+            if (fma)
+            {
+                acc0 = Fma.MultiplyAdd(g0, Avx.LoadVector256(val + p), acc0);
+                acc1 = Fma.MultiplyAdd(g1, Avx.LoadVector256(val + p + 8), acc1);
+            }
+            else
+            {
+                acc0 = Avx.Add(acc0, Avx.Multiply(g0, Avx.LoadVector256(val + p)));
+                acc1 = Avx.Add(acc1, Avx.Multiply(g1, Avx.LoadVector256(val + p + 8)));
+            }
+        }
+        float sum = Vector256.Sum(Avx.Add(acc0, acc1));
+        for (; p < p1; p++)
+            sum += x[col[p]] * val[p];
+        return sum;
+    }
+
+    // ---------------------------------------------------------------------------------------------
+    // Stores.
+
+    /// <summary>o[t] = (src[0·pitch + t], …, src[7·pitch + t]).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void TransposePitch(int* src, long pitch, Vector256<int>* o)
+    {
+        Vector256<int> r0 = Avx.LoadVector256(src);
+        Vector256<int> r1 = Avx.LoadVector256(src + pitch);
+        Vector256<int> r2 = Avx.LoadVector256(src + 2 * pitch);
+        Vector256<int> r3 = Avx.LoadVector256(src + 3 * pitch);
+        Vector256<int> r4 = Avx.LoadVector256(src + 4 * pitch);
+        Vector256<int> r5 = Avx.LoadVector256(src + 5 * pitch);
+        Vector256<int> r6 = Avx.LoadVector256(src + 6 * pitch);
+        Vector256<int> r7 = Avx.LoadVector256(src + 7 * pitch);
+        Vector256<int> t0 = Avx2.UnpackLow(r0, r1), t1 = Avx2.UnpackHigh(r0, r1);
+        Vector256<int> t2 = Avx2.UnpackLow(r2, r3), t3 = Avx2.UnpackHigh(r2, r3);
+        Vector256<int> t4 = Avx2.UnpackLow(r4, r5), t5 = Avx2.UnpackHigh(r4, r5);
+        Vector256<int> t6 = Avx2.UnpackLow(r6, r7), t7 = Avx2.UnpackHigh(r6, r7);
+        Vector256<int> u0 = Avx2.UnpackLow(t0.AsInt64(), t2.AsInt64()).AsInt32();
+        Vector256<int> u1 = Avx2.UnpackHigh(t0.AsInt64(), t2.AsInt64()).AsInt32();
+        Vector256<int> u2 = Avx2.UnpackLow(t1.AsInt64(), t3.AsInt64()).AsInt32();
+        Vector256<int> u3 = Avx2.UnpackHigh(t1.AsInt64(), t3.AsInt64()).AsInt32();
+        Vector256<int> u4 = Avx2.UnpackLow(t4.AsInt64(), t6.AsInt64()).AsInt32();
+        Vector256<int> u5 = Avx2.UnpackHigh(t4.AsInt64(), t6.AsInt64()).AsInt32();
+        Vector256<int> u6 = Avx2.UnpackLow(t5.AsInt64(), t7.AsInt64()).AsInt32();
+        Vector256<int> u7 = Avx2.UnpackHigh(t5.AsInt64(), t7.AsInt64()).AsInt32();
+        o[0] = Avx2.Permute2x128(u0, u4, 0x20);
+        o[1] = Avx2.Permute2x128(u1, u5, 0x20);
+        o[2] = Avx2.Permute2x128(u2, u6, 0x20);
+        o[3] = Avx2.Permute2x128(u3, u7, 0x20);
+        o[4] = Avx2.Permute2x128(u0, u4, 0x31);
+        o[5] = Avx2.Permute2x128(u1, u5, 0x31);
+        o[6] = Avx2.Permute2x128(u2, u6, 0x31);
+        o[7] = Avx2.Permute2x128(u3, u7, 0x31);
+    }
+
+    /// <summary>
+    /// Stores an int8 tile (<see cref="GR"/> rows of W × <see cref="TB"/> tokens, int32, rows TB apart)
+    /// for tokens [t0, t0+tokens) and columns [r0, r0+cols), minus <paramref name="corr"/>[c] (8 entries,
+    /// zero past cols), through the epilogue: Y[t, r0+c] = (float)(acc − corr)·aScale[t]·bScale (+ bias).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [SkipLocalsInit]
+    internal static void StoreInt8(int* tile, int pitch, int* corr, int t0, int tokens, int r0, int cols, int n, in SimdEpilogue ep)
+    {
+        Vector256<int> k = Avx.LoadVector256(corr);
+        int s = 0;
+        if (cols == GR && !ep.IsDequant)
+        {
+            // The common case: whole 8×8 blocks to int32, transposed in registers.
+            int* c = ep.C + (long)t0 * n + r0;
+            for (; s + 8 <= tokens; s += 8)
+            {
+                int* src = tile + s;
+                Vector256<int> r0v = Avx.LoadVector256(src);
+                Vector256<int> r1v = Avx.LoadVector256(src + pitch);
+                Vector256<int> r2v = Avx.LoadVector256(src + 2 * pitch);
+                Vector256<int> r3v = Avx.LoadVector256(src + 3 * pitch);
+                Vector256<int> r4v = Avx.LoadVector256(src + 4 * pitch);
+                Vector256<int> r5v = Avx.LoadVector256(src + 5 * pitch);
+                Vector256<int> r6v = Avx.LoadVector256(src + 6 * pitch);
+                Vector256<int> r7v = Avx.LoadVector256(src + 7 * pitch);
+                Vector256<int> a0 = Avx2.UnpackLow(r0v, r1v), a1 = Avx2.UnpackHigh(r0v, r1v);
+                Vector256<int> a2 = Avx2.UnpackLow(r2v, r3v), a3 = Avx2.UnpackHigh(r2v, r3v);
+                Vector256<int> a4 = Avx2.UnpackLow(r4v, r5v), a5 = Avx2.UnpackHigh(r4v, r5v);
+                Vector256<int> a6 = Avx2.UnpackLow(r6v, r7v), a7 = Avx2.UnpackHigh(r6v, r7v);
+                Vector256<int> u0 = Avx2.UnpackLow(a0.AsInt64(), a2.AsInt64()).AsInt32();
+                Vector256<int> u1 = Avx2.UnpackHigh(a0.AsInt64(), a2.AsInt64()).AsInt32();
+                Vector256<int> u2 = Avx2.UnpackLow(a1.AsInt64(), a3.AsInt64()).AsInt32();
+                Vector256<int> u3 = Avx2.UnpackHigh(a1.AsInt64(), a3.AsInt64()).AsInt32();
+                Vector256<int> u4 = Avx2.UnpackLow(a4.AsInt64(), a6.AsInt64()).AsInt32();
+                Vector256<int> u5 = Avx2.UnpackHigh(a4.AsInt64(), a6.AsInt64()).AsInt32();
+                Vector256<int> u6 = Avx2.UnpackLow(a5.AsInt64(), a7.AsInt64()).AsInt32();
+                Vector256<int> u7 = Avx2.UnpackHigh(a5.AsInt64(), a7.AsInt64()).AsInt32();
+                int* d = c + (long)s * n;
+                Avx.Store(d, Avx2.Subtract(Avx2.Permute2x128(u0, u4, 0x20), k));
+                Avx.Store(d + n, Avx2.Subtract(Avx2.Permute2x128(u1, u5, 0x20), k));
+                Avx.Store(d + 2L * n, Avx2.Subtract(Avx2.Permute2x128(u2, u6, 0x20), k));
+                Avx.Store(d + 3L * n, Avx2.Subtract(Avx2.Permute2x128(u3, u7, 0x20), k));
+                Avx.Store(d + 4L * n, Avx2.Subtract(Avx2.Permute2x128(u0, u4, 0x31), k));
+                Avx.Store(d + 5L * n, Avx2.Subtract(Avx2.Permute2x128(u1, u5, 0x31), k));
+                Avx.Store(d + 6L * n, Avx2.Subtract(Avx2.Permute2x128(u2, u6, 0x31), k));
+                Avx.Store(d + 7L * n, Avx2.Subtract(Avx2.Permute2x128(u3, u7, 0x31), k));
+            }
+            if (s >= tokens)
+                return;
+        }
+        byte* oRaw = stackalloc byte[9 * 32];
+        var o = (Vector256<int>*)(((nint)oRaw + 31) & ~(nint)31);
+        bool full = cols == GR;
+        for (; s < tokens; s += 8)
+        {
+            TransposePitch(tile + s, pitch, o);
+            int count = Math.Min(8, tokens - s);
+            for (int t = 0; t < count; t++)
+            {
+                int row = t0 + s + t;
+                Vector256<int> v = Avx2.Subtract(o[t], k);
+                if (!ep.IsDequant)
+                {
+                    int* c = ep.C + (long)row * n + r0;
+                    if (full)
+                    {
+                        Avx.Store(c, v);
+                    }
+                    else
+                    {
+                        for (int j = 0; j < cols; j++)
+                            c[j] = v.GetElement(j);
+                    }
+                    continue;
+                }
+                float* y = ep.Y + (long)row * n + r0;
+                float sa = ep.AScale[row];
+                if (full)
+                {
+                    Vector256<float> f = Avx.Multiply(Avx.Multiply(Avx.ConvertToVector256Single(v), Vector256.Create(sa)),
+                        Avx.LoadVector256(ep.BScale + r0));
+                    if (ep.Bias != null)
+                        f = Avx.Add(f, Avx.LoadVector256(ep.Bias + r0));
+                    Avx.Store(y, f);
+                }
+                else
+                {
+                    for (int j = 0; j < cols; j++)
+                        y[j] = Int8GemmSimd.Dequant(v.GetElement(j), sa, ep.BScale[r0 + j], ep.Bias == null ? 0f : ep.Bias[r0 + j], ep.Bias != null);
+                }
+            }
+        }
+    }
+
+    /// <summary>Stores a float tile: Y[t, r0+c] = acc (+ bias[r0+c]).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static void StoreFloat(float* tile, int t0, int tokens, int r0, int cols, int n, float* y, float* bias)
+    {
+        byte* oRaw = stackalloc byte[9 * 32];
+        var o = (Vector256<int>*)(((nint)oRaw + 31) & ~(nint)31);
+        bool full = cols == GR;
+        Vector256<float> bv = Vector256<float>.Zero;
+        if (bias != null && full)
+            bv = Avx.LoadVector256(bias + r0);
+        for (int s = 0; s < tokens; s += 8)
+        {
+            TransposePitch((int*)tile + s, TB, o);
+            int count = Math.Min(8, tokens - s);
+            for (int t = 0; t < count; t++)
+            {
+                float* yr = y + (long)(t0 + s + t) * n + r0;
+                Vector256<float> v = o[t].AsSingle();
+                if (full)
+                {
+                    Avx.Store(yr, bias == null ? v : Avx.Add(v, bv));
+                }
+                else
+                {
+                    for (int j = 0; j < cols; j++)
+                        yr[j] = bias == null ? v.GetElement(j) : v.GetElement(j) + bias[r0 + j];
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,565 @@
+using Kernels.Simd;
+
+namespace Kernels.Tests.Simd;
+
+/// <summary>A pruned matrix (dense copy) and its CSR, BSR and 2:4 encodings as plain arrays.</summary>
+internal sealed class SparseCase<T>
+    where T : unmanaged
+{
+    public required T[] Dense { get; init; }
+    public required int Rows { get; init; }
+    public required int Columns { get; init; }
+    public required SparseFormat Format { get; init; }
+    public int BlockRows { get; init; } = 1;
+    public int BlockColumns { get; init; } = 1;
+    public int[]? RowPointers { get; init; }
+    public int[]? ColumnIndices { get; init; }
+    public required T[] Values { get; init; }
+    public byte[]? Meta { get; init; }
+
+    public override string ToString() =>
+        $"{Format} {Rows}×{Columns}" + (Format == SparseFormat.Bsr ? $" blocks {BlockRows}×{BlockColumns}" : "");
+
+    /// <summary>Pins the arrays and passes the raw view.</summary>
+    public unsafe void With(Action<SparseWeights> body)
+    {
+        fixed (int* rp = RowPointers)
+        fixed (int* ci = ColumnIndices)
+        fixed (T* v = Values)
+        fixed (byte* meta = Meta)
+        {
+            body(new SparseWeights
+            {
+                Format = Format,
+                Rows = Rows,
+                Columns = Columns,
+                BlockRows = BlockRows,
+                BlockColumns = BlockColumns,
+                RowPointers = rp,
+                ColumnIndices = ci,
+                Values = v,
+                Meta = meta,
+            });
+        }
+    }
+}
+
+/// <summary>Builds test matrices directly in the documented layouts.</summary>
+internal static class SparseBuild
+{
+    /// <summary>A dense n×k matrix with each entry non-zero with probability <paramref name="density"/>.</summary>
+    public static T[] Pruned<T>(Random random, int n, int k, double density, Func<Random, T> draw)
+        where T : unmanaged
+    {
+        var w = new T[n * k];
+        for (int i = 0; i < w.Length; i++)
+            w[i] = random.NextDouble() < density ? draw(random) : default;
+        return w;
+    }
+
+    public static sbyte NonZero8(Random random)
+    {
+        int v = random.Next(-128, 127);
+        return (sbyte)(v >= 0 ? v + 1 : v);
+    }
+
+    public static float NonZeroF(Random random) => (float)(random.NextDouble() * 2 - 1) is var f && f != 0 ? f : 0.5f;
+
+    public static SparseCase<T> Csr<T>(T[] dense, int n, int k)
+        where T : unmanaged, IEquatable<T>
+    {
+        var ptr = new int[n + 1];
+        var cols = new List<int>();
+        var vals = new List<T>();
+        for (int r = 0; r < n; r++)
+        {
+            for (int c = 0; c < k; c++)
+            {
+                if (!dense[r * k + c].Equals(default))
+                {
+                    cols.Add(c);
+                    vals.Add(dense[r * k + c]);
+                }
+            }
+            ptr[r + 1] = cols.Count;
+        }
+        return new SparseCase<T>
+        {
+            Dense = dense, Rows = n, Columns = k, Format = SparseFormat.Csr,
+            RowPointers = ptr, ColumnIndices = cols.ToArray(), Values = vals.ToArray(),
+        };
+    }
+
+    /// <summary>
+    /// BSR of the dense matrix: every block holding a non-zero is stored, and (to test stored zero blocks)
+    /// a few all-zero blocks too; edge blocks padded with zeros.
+    /// </summary>
+    public static SparseCase<T> Bsr<T>(Random random, T[] dense, int n, int k, int br, int bc)
+        where T : unmanaged, IEquatable<T>
+    {
+        int bRows = (n + br - 1) / br, bCols = (k + bc - 1) / bc;
+        var ptr = new int[bRows + 1];
+        var cols = new List<int>();
+        var vals = new List<T>();
+        for (int b = 0; b < bRows; b++)
+        {
+            for (int j = 0; j < bCols; j++)
+            {
+                bool any = false;
+                for (int i = 0; i < br; i++)
+                {
+                    for (int c = 0; c < bc; c++)
+                    {
+                        int r = b * br + i, cc = j * bc + c;
+                        if (r < n && cc < k && !dense[r * k + cc].Equals(default))
+                            any = true;
+                    }
+                }
+                if (!any && random.Next(8) != 0)
+                    continue;
+                cols.Add(j);
+                for (int i = 0; i < br; i++)
+                {
+                    for (int c = 0; c < bc; c++)
+                    {
+                        int r = b * br + i, cc = j * bc + c;
+                        vals.Add(r < n && cc < k ? dense[r * k + cc] : default);
+                    }
+                }
+            }
+            ptr[b + 1] = cols.Count;
+        }
+        return new SparseCase<T>
+        {
+            Dense = dense, Rows = n, Columns = k, Format = SparseFormat.Bsr, BlockRows = br, BlockColumns = bc,
+            RowPointers = ptr, ColumnIndices = cols.ToArray(), Values = vals.ToArray(),
+        };
+    }
+
+    /// <summary>Prunes <paramref name="dense"/> in place to 2:4 (keeps up to two random entries per group) and encodes it.</summary>
+    public static SparseCase<T> TwoFour<T>(Random random, T[] dense, int n, int k)
+        where T : unmanaged, IEquatable<T>
+    {
+        int groups = (k + 3) / 4;
+        var vals = new T[n * groups * 2];
+        var meta = new byte[n * groups];
+        for (int r = 0; r < n; r++)
+        {
+            for (int g = 0; g < groups; g++)
+            {
+                int a = random.Next(4), b = random.Next(3);
+                if (b >= a)
+                    b++;
+                int p0 = Math.Min(a, b), p1 = Math.Max(a, b);
+                for (int t = 0; t < 4; t++)
+                {
+                    int c = g * 4 + t;
+                    if (c < k && t != p0 && t != p1)
+                        dense[r * k + c] = default;
+                }
+                long at = (long)r * groups + g;
+                meta[at] = (byte)(p0 | (p1 << 2));
+                vals[2 * at] = g * 4 + p0 < k ? dense[r * k + g * 4 + p0] : default;
+                vals[2 * at + 1] = g * 4 + p1 < k ? dense[r * k + g * 4 + p1] : default;
+            }
+        }
+        return new SparseCase<T> { Dense = dense, Rows = n, Columns = k, Format = SparseFormat.TwoFour, Values = vals, Meta = meta };
+    }
+}
+
+public class SparseSimdTests
+{
+    private const int Poison = unchecked((int)0xDEADBEEF);
+    private const int Slack = 13;
+
+    public static TheoryData<SimdLevel> Levels => new(SimdLevel.Scalar, SimdLevel.Avx2, SimdLevel.AvxVnni);
+
+    private static void Require(SimdLevel level)
+    {
+        if (CpuSimd.Effective < level)
+            Assert.Skip($"{level.ToName()}: this machine (or {CpuSimd.MaxLevelVariable}) allows only {CpuSimd.Effective.ToName()}");
+    }
+
+    private static long[] Reference(sbyte[] x, sbyte[] w, int m, int n, int k)
+    {
+        var y = new long[m * n];
+        for (int i = 0; i < m; i++)
+        {
+            for (int j = 0; j < n; j++)
+            {
+                long s = 0;
+                for (int c = 0; c < k; c++)
+                    s += x[i * k + c] * w[j * k + c];
+                y[i * n + j] = s;
+            }
+        }
+        return y;
+    }
+
+    private static IEnumerable<SparseCase<sbyte>> Encodings(Random random, int n, int k, double density, bool allBsr)
+    {
+        sbyte[] dense = SparseBuild.Pruned(random, n, k, density, SparseBuild.NonZero8);
+        yield return SparseBuild.Csr(dense, n, k);
+        (int, int)[] blocks = allBsr ? [(1, 4), (4, 4), (1, 8), (2, 2), (3, 5), (4, 1), (8, 4)] : [(4, 4), (1, 8), (3, 5)];
+        foreach ((int br, int bc) in blocks)
+            yield return SparseBuild.Bsr(random, dense, n, k, br, bc);
+        yield return SparseBuild.TwoFour(random, (sbyte[])dense.Clone(), n, k);
+    }
+
+    /// <summary>Int32 output into a poisoned buffer: every element equals the int64 reference, nothing else is written.</summary>
+    private static unsafe void CheckInt8(SimdLevel level, SparseCase<sbyte> w, sbyte[] x, int m, string what)
+    {
+        int n = w.Rows, k = w.Columns;
+        long[] expected = Reference(x, w.Dense, m, n, k);
+        var c = new int[m * n + Slack];
+        Array.Fill(c, Poison);
+        fixed (sbyte* px = x)
+        fixed (int* pc = c)
+        {
+            int* cp = pc;
+            sbyte* xp = px;
+            w.With(sw => SparseSimd.Int8(sw, xp, m, SimdEpilogue.Int32(cp, 0), level));
+        }
+        for (int i = 0; i < m * n; i++)
+        {
+            if (c[i] != expected[i])
+                Assert.Fail($"{what} {w} m={m} [{level.ToName()}]: element ({i / n},{i % n}) is {c[i]}, expected {expected[i]}");
+        }
+        for (int i = m * n; i < c.Length; i++)
+            Assert.True(c[i] == Poison, $"{what} {w} [{level.ToName()}]: element {i} past the output was written");
+    }
+
+    [Theory]
+    [MemberData(nameof(Levels))]
+    public void Int8_matches_the_reference_for_every_format_and_remainder(SimdLevel level)
+    {
+        Require(level);
+        Seeded.Run((random, _) =>
+        {
+            (int m, int n, int k)[] shapes =
+            [
+                (1, 1, 1), (1, 9, 7), (2, 17, 33), (3, 8, 4), (4, 5, 131), (5, 13, 3), (7, 31, 67),
+                (16, 8, 64), (31, 9, 29), (32, 16, 130), (33, 7, 5), (61, 23, 97), (97, 41, 257),
+            ];
+            foreach ((int m, int n, int k) in shapes)
+            {
+                foreach (double density in new[] { 0.0, 0.1, 0.5, 1.0 })
+                {
+                    sbyte[] x = Seeded.Int8(random, (long)m * k);
+                    foreach (SparseCase<sbyte> w in Encodings(random, n, k, density, allBsr: m % 2 == 1))
+                        CheckInt8(level, w, x, m, $"density {density}");
+                }
+            }
+        });
+    }
+
+    [Theory]
+    [MemberData(nameof(Levels))]
+    public void Int8_uses_several_threads_and_token_blocks(SimdLevel level)
+    {
+        Require(level);
+        Seeded.Run((random, _) =>
+        {
+            foreach ((int m, int n, int k, double density) in new[] { (200, 301, 500, 0.1), (3, 1000, 700, 0.2), (130, 5, 1000, 0.9) })
+            {
+                sbyte[] x = Seeded.Int8(random, (long)m * k);
+                sbyte[] dense = SparseBuild.Pruned(random, n, k, density, SparseBuild.NonZero8);
+                CheckInt8(level, SparseBuild.Csr(dense, n, k), x, m, "large");
+                CheckInt8(level, SparseBuild.Bsr(random, dense, n, k, 4, 4), x, m, "large");
+                CheckInt8(level, SparseBuild.TwoFour(random, (sbyte[])dense.Clone(), n, k), x, m, "large");
+            }
+        });
+    }
+
+    [Theory]
+    [MemberData(nameof(Levels))]
+    public void Int8_extremes_are_exact_at_the_largest_k(SimdLevel level)
+    {
+        Require(level);
+        Seeded.Run((random, _) =>
+        {
+            const int n = 9, k = Check.MaxK;
+            foreach ((sbyte xv, sbyte wv) in new[] { ((sbyte)-128, (sbyte)-128), ((sbyte)127, (sbyte)-128), ((sbyte)-128, (sbyte)127) })
+            {
+                var dense = new sbyte[n * k];
+                Array.Fill(dense, wv);
+                foreach (int m in new[] { 2, 33 })
+                {
+                    var x = new sbyte[m * k];
+                    Array.Fill(x, xv);
+                    CheckInt8(level, SparseBuild.Csr(dense, n, k), x, m, $"x={xv} w={wv}");
+                    CheckInt8(level, SparseBuild.Bsr(random, dense, n, k, 1, 8), x, m, $"x={xv} w={wv}");
+                }
+            }
+        });
+    }
+
+    [Theory]
+    [MemberData(nameof(Levels))]
+    public unsafe void Int8_dequant_is_bit_identical_to_the_scalar_semantics(SimdLevel level)
+    {
+        Require(level);
+        Seeded.Run((random, _) =>
+        {
+            foreach ((int m, int n, int k) in new[] { (1, 13, 70), (3, 8, 33), (37, 21, 101), (64, 16, 64) })
+            {
+                sbyte[] x = Seeded.Int8(random, (long)m * k);
+                float[] aScale = Seeded.Floats(random, m, 1e-3f, 2f);
+                float[] bScale = Seeded.Floats(random, n, 1e-3f, 2f);
+                float[] bias = Seeded.Floats(random, n, -5f, 5f);
+                foreach (SparseCase<sbyte> w in Encodings(random, n, k, 0.3, allBsr: true))
+                {
+                    foreach (bool withBias in new[] { false, true })
+                    {
+                        var expected = new float[m * n];
+                        var actual = new float[m * n + Slack];
+                        Array.Fill(actual, float.NaN);
+                        fixed (sbyte* px = x)
+                        fixed (float* pa = aScale)
+                        fixed (float* pb = bScale)
+                        fixed (float* pbias = bias)
+                        fixed (float* pe = expected)
+                        fixed (float* py = actual)
+                        {
+                            sbyte* xp = px;
+                            var eExp = SimdEpilogue.Dequant(pe, 0, pa, 0, pb, withBias ? pbias : null, 0);
+                            var eAct = SimdEpilogue.Dequant(py, 0, pa, 0, pb, withBias ? pbias : null, 0);
+                            w.With(sw =>
+                            {
+                                SparseSimd.Int8(sw, xp, m, eExp, SimdLevel.Scalar);
+                                SparseSimd.Int8(sw, xp, m, eAct, level);
+                            });
+                        }
+                        for (int i = 0; i < m * n; i++)
+                        {
+                            if (BitConverter.SingleToInt32Bits(actual[i]) != BitConverter.SingleToInt32Bits(expected[i]))
+                                Assert.Fail($"{w} m={m} bias={withBias} [{level.ToName()}]: element {i} is {actual[i]}, expected {expected[i]}");
+                        }
+                        for (int i = m * n; i < actual.Length; i++)
+                            Assert.True(float.IsNaN(actual[i]), $"{w} [{level.ToName()}]: element {i} past the output was written");
+                    }
+                }
+            }
+        });
+    }
+
+    [Theory]
+    [MemberData(nameof(Levels))]
+    public unsafe void Plans_give_the_same_results_and_are_reusable(SimdLevel level)
+    {
+        Require(level);
+        Seeded.Run((random, _) =>
+        {
+            const int n = 45, k = 203;
+            foreach (SparseCase<sbyte> w in Encodings(random, n, k, 0.2, allBsr: true))
+            {
+                w.With(sw =>
+                {
+                    using SparseSimdPlan plan = SparseSimdPlan.Prepare(sw, level);
+                    foreach (int m in new[] { 1, 6, 40 })
+                    {
+                        sbyte[] x = Seeded.Int8(random, (long)m * k);
+                        long[] expected = Reference(x, w.Dense, m, n, k);
+                        var c = new int[m * n];
+                        fixed (sbyte* px = x)
+                        fixed (int* pc = c)
+                            SparseSimd.Int8(plan, px, m, SimdEpilogue.Int32(pc, 0));
+                        Expect.Equal(expected, c, $"{w} m={m} plan [{level.ToName()}]");
+                    }
+                });
+            }
+        });
+    }
+
+    [Theory]
+    [MemberData(nameof(Levels))]
+    public unsafe void Float32_matches_a_float64_reference(SimdLevel level)
+    {
+        Require(level);
+        Seeded.Run((random, _) =>
+        {
+            foreach ((int m, int n, int k) in new[] { (1, 9, 7), (3, 17, 100), (4, 8, 33), (5, 13, 3), (33, 7, 67), (70, 41, 130), (200, 64, 300) })
+            {
+                foreach (double density in new[] { 0.0, 0.1, 0.6, 1.0 })
+                {
+                    float[] x = Seeded.Floats(random, (long)m * k, -1f, 1f);
+                    float[] bias = Seeded.Floats(random, n, -1f, 1f);
+                    float[] dense = SparseBuild.Pruned(random, n, k, density, SparseBuild.NonZeroF);
+                    var cases = new List<SparseCase<float>> { SparseBuild.Csr(dense, n, k), SparseBuild.Bsr(random, dense, n, k, 4, 4), SparseBuild.Bsr(random, dense, n, k, 3, 5) };
+                    cases.Add(SparseBuild.TwoFour(random, (float[])dense.Clone(), n, k));
+                    foreach (SparseCase<float> w in cases)
+                    {
+                        foreach (bool withBias in new[] { false, true })
+                        {
+                            var expected = new double[m * n];
+                            for (int i = 0; i < m; i++)
+                            {
+                                for (int j = 0; j < n; j++)
+                                {
+                                    double s = withBias ? bias[j] : 0;
+                                    for (int c = 0; c < k; c++)
+                                        s += (double)x[i * k + c] * w.Dense[j * k + c];
+                                    expected[i * n + j] = s;
+                                }
+                            }
+                            var y = new float[m * n + Slack];
+                            Array.Fill(y, float.NaN);
+                            fixed (float* px = x)
+                            fixed (float* pb = bias)
+                            fixed (float* py = y)
+                            {
+                                float* xp = px, bp = withBias ? pb : null, yp = py;
+                                w.With(sw => SparseSimd.Float32(sw, xp, m, yp, bp, level));
+                            }
+                            Expect.Close(expected, y[..(m * n)], 1e-4, 1e-4 * Math.Sqrt(k), $"{w} m={m} density {density} bias={withBias} [{level.ToName()}]");
+                            for (int i = m * n; i < y.Length; i++)
+                                Assert.True(float.IsNaN(y[i]), $"{w} [{level.ToName()}]: element {i} past the output was written");
+                        }
+                    }
+                }
+            }
+        });
+    }
+
+    [Fact]
+    public unsafe void A_plan_is_checked_against_the_element_type()
+    {
+        sbyte[] dense = [1, 0, -2, 3];
+        SparseCase<sbyte> w = SparseBuild.Csr(dense, 2, 2);
+        var x = new sbyte[2];
+        var c = new int[2];
+        w.With(sw =>
+        {
+            using SparseSimdPlan plan = SparseSimdPlan.PrepareFloat32(sw, SimdLevel.AvxVnni);
+            fixed (sbyte* px = x)
+            fixed (int* pc = c)
+            {
+                sbyte* xp = px;
+                int* cp = pc;
+                Assert.Throws<ArgumentException>(() => SparseSimd.Int8(plan, xp, 1, SimdEpilogue.Int32(cp, 0)));
+            }
+        });
+    }
+
+    [Theory]
+    [MemberData(nameof(Levels))]
+    public unsafe void Float32_plans_are_reusable(SimdLevel level)
+    {
+        Require(level);
+        Seeded.Run((random, _) =>
+        {
+            const int n = 19, k = 77;
+            float[] dense = SparseBuild.Pruned(random, n, k, 0.3, SparseBuild.NonZeroF);
+            SparseBuild.Bsr(random, dense, n, k, 2, 8).With(sw =>
+            {
+                using SparseSimdPlan plan = SparseSimdPlan.PrepareFloat32(sw, level);
+                foreach (int m in new[] { 1, 9, 40 })
+                {
+                    float[] x = Seeded.Floats(random, (long)m * k, -1f, 1f);
+                    var expected = new double[m * n];
+                    for (int i = 0; i < m; i++)
+                    {
+                        for (int j = 0; j < n; j++)
+                        {
+                            double s = 0;
+                            for (int c = 0; c < k; c++)
+                                s += (double)x[i * k + c] * dense[j * k + c];
+                            expected[i * n + j] = s;
+                        }
+                    }
+                    var y = new float[m * n];
+                    fixed (float* px = x)
+                    fixed (float* py = y)
+                        SparseSimd.Float32(plan, px, m, py, null);
+                    Expect.Close(expected, y, 1e-4, 1e-3, $"float plan m={m} [{level.ToName()}]");
+                }
+            });
+        });
+    }
+
+    [Theory]
+    [MemberData(nameof(Levels))]
+    public void Int8_block_pruned_matrices_take_every_plan_form(SimdLevel level)
+    {
+        Require(level);
+        Seeded.Run((random, _) =>
+        {
+            foreach ((int m, int n, int k) in new[] { (40, 37, 203), (70, 16, 64), (9, 23, 130) })
+            {
+                sbyte[] x = Seeded.Int8(random, (long)m * k);
+                foreach ((int br, int bc) in new[] { (1, 4), (4, 4), (2, 8) })
+                {
+                    // Whole blocks kept with probability 0.15, dense inside: the aligned-quad form.
+                    var dense = new sbyte[n * k];
+                    for (int b = 0; b < (n + br - 1) / br; b++)
+                    {
+                        for (int j = 0; j < (k + bc - 1) / bc; j++)
+                        {
+                            if (random.NextDouble() >= 0.15)
+                                continue;
+                            for (int i = 0; i < br && b * br + i < n; i++)
+                            {
+                                for (int c = 0; c < bc && j * bc + c < k; c++)
+                                    dense[(b * br + i) * k + j * bc + c] = SparseBuild.NonZero8(random);
+                            }
+                        }
+                    }
+                    SparseCase<sbyte> w = SparseBuild.Bsr(random, dense, n, k, br, bc);
+                    CheckInt8(level, w, x, m, "block-pruned");
+                    CheckInt8(level, SparseBuild.Csr(dense, n, k), x, m, "block-pruned");
+                    if (level == SimdLevel.AvxVnni)
+                    {
+                        w.With(sw =>
+                        {
+                            using SparseSimdPlan plan = SparseSimdPlan.Prepare(sw, level);
+                            Assert.True(plan.UseQuads, $"{w}: expected the aligned-quad form");
+                        });
+                    }
+                }
+                // Dense-ish: the dense fallback.
+                SparseCase<sbyte> full = SparseBuild.Csr(SparseBuild.Pruned(random, n, k, 0.9, SparseBuild.NonZero8), n, k);
+                CheckInt8(level, full, x, m, "dense-ish");
+                if (level == SimdLevel.AvxVnni)
+                {
+                    full.With(sw =>
+                    {
+                        using SparseSimdPlan plan = SparseSimdPlan.Prepare(sw, level);
+                        Assert.True(plan.Dense is not null, $"{full}: expected the dense fallback");
+                    });
+                }
+            }
+        });
+    }
+
+    [Fact]
+    public unsafe void The_256_bit_interleave_kernel_matches_the_512_bit_one()
+    {
+        if (!System.Runtime.Intrinsics.X86.AvxVnni.IsSupported || !System.Runtime.Intrinsics.X86.Avx512BW.IsSupported)
+            Assert.Skip("needs AVX-VNNI and AVX-512BW to run both forms");
+        Seeded.Run((random, _) =>
+        {
+            const int k = 97;
+            byte[] panel = new byte[k * SparseSimdKernels.TBV];
+            random.NextBytes(panel);
+            foreach (int count in new[] { 0, 1, 2, 3, 4, 5, 7, 8, 13, 64 })
+            {
+                int[] cols = new int[count];
+                for (int i = 0; i < count; i++)
+                    cols[i] = random.Next(k);
+                sbyte[] vals = Seeded.Int8(random, count);
+                var a = new int[SparseSimdKernels.TBV];
+                var b = new int[SparseSimdKernels.TBV];
+                fixed (byte* pp = panel)
+                fixed (int* pc = cols)
+                fixed (sbyte* pv = vals)
+                fixed (int* pa = a)
+                fixed (int* pb = b)
+                {
+                    SparseSimdKernels.RowVnni(pp, pc, pv, 0, count, pa);
+                    SparseSimdKernels.RowVnni256(pp, pc, pv, 0, count, pb);
+                }
+                Assert.Equal(a, b);
+            }
+        });
+    }
+}
