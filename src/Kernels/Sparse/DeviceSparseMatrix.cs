@@ -41,7 +41,7 @@ public sealed class DeviceSparseMatrix<T> : IDisposable
             _meta = Keep(uploaded, UploadOrPlaceholder<byte>(session, parts.Meta));
             // int8 2:4 on a CUDA device that can run the sparse tensor cores: the values and metadata
             // rearranged once, here, into the fragment order of mma.sp (see SparseTensorCorePacked).
-            if (parts.Values is sbyte[] int8 && Format == SparseFormat.TwoFour && session.PacksForSparseTensorCores)
+            if (parts.Values is sbyte[] int8 && Format == SparseFormat.TwoFour && Rows > 0 && session.PacksForSparseTensorCores)
             {
                 SparseTensorCorePacked packed = SparseTensorCorePacked.Pack(Rows, Columns, int8, parts.Meta);
                 if (Cuda.SparseTensorCoreGemm.Addressable(packed.RowTiles, packed.KSteps))
