@@ -17,6 +17,13 @@ if [ -f .gpu/ptxas.xz ]; then xz -dc .gpu/ptxas.xz > /tmp/ptxas && chmod +x /tmp
 ptxas=${KERNELS_PTXAS:-$(command -v ptxas || true)}
 if [ -n "$ptxas" ]; then
   for arch in sm_80 sm_90; do "$ptxas" -v -arch=$arch "$OUT/ptx/kernels_tensorcore.ptx" -o /tmp/tc.cubin > "$OUT/ptxas-$arch.txt" 2>&1; done
+  for arch in sm_80 sm_90; do "$ptxas" -v -arch=$arch "$OUT/ptx/kernels_sparse_tensorcore.ptx" -o /tmp/sp.cubin > "$OUT/ptxas-sparse-$arch.txt" 2>&1; done
+fi
+# The mma.sp::ordered_metadata module needs PTX ISA 8.5: only the machine's own (CUDA 13) ptxas knows it; keep its SASS to compare with plain mma.sp.
+if [ -x /usr/local/cuda/bin/ptxas ]; then
+  /usr/local/cuda/bin/ptxas -v -arch=sm_90 "$OUT/ptx/kernels_sparse_tensorcore_ordered.ptx" -o /tmp/spo.cubin > "$OUT/ptxas-sparse-ordered-sm_90.txt" 2>&1
+  /usr/local/cuda/bin/ptxas -arch=sm_90 "$OUT/ptx/kernels_sparse_tensorcore.ptx" -o /tmp/sp90.cubin > /dev/null 2>&1
+  for f in spo sp90; do [ -x /usr/local/cuda/bin/cuobjdump ] && /usr/local/cuda/bin/cuobjdump -sass /tmp/$f.cubin 2>/dev/null | grep -m 8 -i "sp\|HMMA\|IMMA" > "$OUT/sass-$f.txt"; done
 fi
 
 "$app/Kernels.Cli" devices --json > "$OUT/devices.jsonl" 2>&1
@@ -36,7 +43,13 @@ fi
   done
   timeout 60 "$app/Kernels.Cli" bench --backend cuda --kernel reference --m 4096 --repeat 3 --json
   timeout 60 "$app/Kernels.Cli" bench --backend opencl --m 1024 --repeat 5 --json
+  # Issue 4's goal: 2:4 on the sparse tensor cores (mma.sp) faster than the dense int8 GEMM of the same shape, same run.
+  timeout 120 "$app/Kernels.Cli" bench --op sparse-gemm --backend cuda --format 2:4 --m 4096 --n 8192 --k 8192 --json
+  timeout 120 "$app/Kernels.Cli" bench --op sparse-gemm --backend cuda --format 2:4 --m 16 --n 8192 --k 8192 --json
+  timeout 120 "$app/Kernels.Cli" bench --op sparse-gemm --backend cuda --format csr --sparsity 0.9 --m 4096 --n 8192 --k 8192 --json
 } > "$OUT/bench.jsonl" 2> "$OUT/bench.err"
+# Peers in the same visit: cuSPARSE CSR fp32 at 90% (8192×8192 @ 8192×4096), torch 2:4 int8, cuBLASLt int8.
+( timeout 300 python3 benchmarks/gpu/peers_gpu.py "$OUT/peers.json" > "$OUT/peers.txt" 2>&1 ) || true
 ( timeout 120 python3 benchmarks/gpu/int_mm_peer.py 2048 4096 8192 1x8192x8192 8x8192x8192 17x8192x8192 32x8192x8192 > "$OUT/peer.jsonl" 2> "$OUT/peer.err" ) || true
 
 echo "== ptxas"; grep -h "Used\|spill" "$OUT"/ptxas-sm_90.txt 2>/dev/null | paste - - | head -20
@@ -44,3 +57,5 @@ echo "== devices"; cat "$OUT/devices.jsonl"
 echo "== tests"; grep -a "Total:" "$OUT/tests.log" | tail -1
 echo "== bench (ours)"; cat "$OUT/bench.jsonl"; tail -3 "$OUT/bench.err"
 echo "== peer"; cat "$OUT/peer.jsonl"; tail -3 "$OUT/peer.err"
+echo "== sparse ptxas"; grep -h "Used\|spill" "$OUT"/ptxas-sparse-sm_90.txt 2>/dev/null | paste - - | head -12
+echo "== peers (sparse)"; grep -a "csr_spmm_fp32_90\|semi24\|dense_fp32" "$OUT/peers.txt"

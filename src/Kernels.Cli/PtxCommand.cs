@@ -12,7 +12,7 @@ internal static class PtxCommand
     public static Command Create()
     {
         var output = new Option<string>("--out") { Description = "Folder to write the .ptx files to.", DefaultValueFactory = _ => "ptx" };
-        var command = new Command("ptx", "Write the generated tensor-core PTX (library module and one file per kernel).") { output };
+        var command = new Command("ptx", "Write the generated tensor-core PTX (library modules, dense and 2:4 sparse, and one file per dense kernel).") { output };
         command.SetAction(result =>
         {
             string folder = result.GetValue(output) ?? "ptx";
@@ -29,6 +29,8 @@ internal static class PtxCommand
                 Write(tile.Name, TensorCorePtx.Module([tile], []));
             foreach (DecodeTile tile in TensorCorePtx.DecodeTiles)
                 Write(tile.Name, TensorCorePtx.Module([], [tile]));
+            Write("kernels_sparse_tensorcore", SparseTensorCorePtx.LibraryModule(orderedMetadata: false));
+            Write("kernels_sparse_tensorcore_ordered", SparseTensorCorePtx.LibraryModule(orderedMetadata: true));
             foreach (string file in files)
                 Console.WriteLine(file);
             return 0;

@@ -1,7 +1,9 @@
 using System.Runtime.CompilerServices;
 using ILGPU;
 using ILGPU.Runtime;
+using Kernels.Cuda;
 using Kernels.DeviceCode;
+using Kernels.DeviceCode.Ptx;
 using Kernels.Simd;
 
 namespace Kernels;
@@ -12,6 +14,8 @@ public sealed partial class KernelSession
     private MemoryBuffer1D<float, Stride1D.Dense>? _stageSparseX;
     private readonly ConditionalWeakTable<object, object> _sparseUploads = new();
     private readonly List<(WeakReference<object> Matrix, IDisposable Uploaded)> _sparseUploadList = [];
+    private SparseTensorCoreGemm? _sparseTensorCore;
+    private string? _sparseTensorCoreLoadFailure;
 
     // ---------------------------------------------------------------- convenience layer (host arrays)
 
@@ -328,7 +332,86 @@ public sealed partial class KernelSession
             }
             return;
         }
+        if (Backend == Backend.Cuda && w.TensorCorePacked is not null && EnsureSparseTensorCore())
+        {
+            RunSparseTensorCore(w, x, m, epilogue);
+            return;
+        }
         LaunchSparse<sbyte, int, Int8Product<TEpilogue>>(w, x, m, new Int8Product<TEpilogue> { Epilogue = epilogue });
+    }
+
+    /// <summary>Whether int8 2:4 uploads get a copy packed for the sparse tensor cores (CUDA, compute capability ≥ 8.0).</summary>
+    internal bool PacksForSparseTensorCores => Backend == Backend.Cuda && TensorCoreCapabilityGap is null;
+
+    /// <summary>
+    /// Why int8 2:4 products do not run on the sparse tensor cores (<c>mma.sp</c>) in this session — not
+    /// CUDA, compute capability below 8.0, or the driver rejected the generated PTX (the message holds
+    /// the JIT log) — or null when they do (as far as is known: the module is loaded at the first 2:4
+    /// product). When not null, the portable sparse kernels run instead.
+    /// </summary>
+    public string? SparseTensorCoreUnsupported
+    {
+        get
+        {
+            lock (_sync)
+                return TensorCoreCapabilityGap ?? _sparseTensorCoreLoadFailure;
+        }
+    }
+
+    /// <summary>
+    /// Whether the loaded sparse tensor-core module uses <c>mma.sp::ordered_metadata</c> (PTX ISA 8.5,
+    /// tried first on compute capability ≥ 9.0), and why not when the driver refused it; null before the
+    /// module is loaded.
+    /// </summary>
+    internal (bool Ordered, string? OrderedFailure)? SparseTensorCoreForm =>
+        _sparseTensorCore is null ? null : (_sparseTensorCore.OrderedMetadata, _sparseTensorCore.OrderedFailure);
+
+    /// <summary>Loads the sparse tensor-core module once; a rejected module is remembered and the portable kernels run from then on.</summary>
+    private bool EnsureSparseTensorCore()
+    {
+        if (_sparseTensorCore is not null)
+            return true;
+        if (_sparseTensorCoreLoadFailure is not null)
+            return false;
+        try
+        {
+            _sparseTensorCore = SparseTensorCoreGemm.Load(_accelerator);
+            return true;
+        }
+        catch (InvalidOperationException ex)
+        {
+            _sparseTensorCoreLoadFailure = ex.Message;
+            return false;
+        }
+    }
+
+    /// <summary>
+    /// The 2:4 product on the sparse tensor cores: X is read in place when its rows are 16-byte aligned
+    /// (k % 16 = 0 and an aligned address), else copied into zero-padded rows first.
+    /// </summary>
+    private void RunSparseTensorCore<TEpilogue>(DeviceSparseMatrix<sbyte> w, ArrayView<sbyte> x, int m, TEpilogue epilogue)
+        where TEpilogue : struct, IGemmEpilogue
+    {
+        SparseTensorCoreGemm gemm = _sparseTensorCore ?? throw new InvalidOperationException("The sparse tensor-core module is not loaded.");
+        (DeviceBuffer<byte> values, DeviceBuffer<uint> meta) = w.TensorCorePacked ?? throw new InvalidOperationException("The matrix has no packed copy.");
+        int k = w.Columns, n = w.Rows;
+        int ldx = (k + 15) / 16 * 16;
+        long xAddress = DeviceAddress(x);
+        if (!TensorCoreGemm.RowsUsableInPlace(k, xAddress, 0))
+            (xAddress, _) = PaddedRows(x, m, k, ldx, 1, 0, ref _packA, "x");
+        long dummy = DeviceAddress<float>(_dummy.View);
+        long valuesAddress = DeviceAddress(values.View), metaAddress = DeviceAddress(meta.View);
+        (SparseTensorCoreOperands operands, PtxEpilogue kind) = epilogue switch
+        {
+            Int32Epilogue c => (new SparseTensorCoreOperands(valuesAddress, metaAddress, xAddress, DeviceAddress(c.C), dummy, dummy, dummy,
+                ldx, ldx, c.Ldc, false), PtxEpilogue.Raw),
+            DequantEpilogue d => (new SparseTensorCoreOperands(valuesAddress, metaAddress, xAddress, DeviceAddress(d.Y),
+                DeviceAddress(d.AScale), DeviceAddress(d.BScale), d.HasBias != 0 ? DeviceAddress(d.Bias) : dummy,
+                ldx, ldx, d.Ldy, d.HasBias != 0), PtxEpilogue.Dequant),
+            _ => throw new NotSupportedException($"The sparse tensor-core path has no epilogue {typeof(TEpilogue).Name}."),
+        };
+        SparseTensorCorePlan plan = SparseTensorCoreGemm.Plan(m, n);
+        gemm.Launch(plan, kind, Stream, SparseTensorCoreGemm.Arguments(m, n, w.TensorCoreKSteps, operands));
     }
 
     private void RunSparseFloat32(DeviceSparseMatrix<float> w, ArrayView<float> x, int m, Float32Product output)

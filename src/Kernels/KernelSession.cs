@@ -166,6 +166,8 @@ public sealed partial class KernelSession : IDisposable
             _packedWeights.Clear();
             _tensorCore?.Dispose();
             _tensorCore = null;
+            _sparseTensorCore?.Dispose();
+            _sparseTensorCore = null;
             _accelerator.Dispose();
             _context.Dispose();
             Interlocked.Exchange(ref _allocatedBytes, 0);

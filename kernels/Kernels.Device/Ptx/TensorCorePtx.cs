@@ -100,14 +100,17 @@ public static class TensorCorePtx
     /// <summary>The module the library loads: <see cref="GemmTiles"/> and <see cref="DecodeTiles"/>.</summary>
     public static string LibraryModule() => Module(GemmTiles, DecodeTiles);
 
-    private static string Header(string name, int threads, int minBlocks)
+    private static string Header(string name, int threads, int minBlocks) => Header(name, Parameters, threads, minBlocks);
+
+    /// <summary>The entry line, its parameter list, <c>.maxntid</c> and (when positive) <c>.minnctapersm</c>.</summary>
+    internal static string Header(string name, IReadOnlyList<(string Type, string Name)> parameters, int threads, int minBlocks)
     {
         var text = new StringBuilder();
         text.Append(".visible .entry ").Append(name).Append("(\n");
-        for (int i = 0; i < Parameters.Count; i++)
+        for (int i = 0; i < parameters.Count; i++)
         {
-            text.Append("\t.param .").Append(Parameters[i].Type).Append(' ').Append(Parameters[i].Name);
-            text.Append(i + 1 < Parameters.Count ? ",\n" : "\n");
+            text.Append("\t.param .").Append(parameters[i].Type).Append(' ').Append(parameters[i].Name);
+            text.Append(i + 1 < parameters.Count ? ",\n" : "\n");
         }
         text.Append(")\n.maxntid ").Append(threads).Append(", 1, 1\n");
         if (minBlocks > 0)
@@ -140,6 +143,12 @@ public static class TensorCorePtx
         w.Op($"shl.b64 {off}, {off}, 2");
         w.Op($"add.u64 %bscale, %bscale, {off}");
         w.Op($"add.u64 %bias, %bias, {off}");
+        LaneRegisters(w);
+    }
+
+    /// <summary>%thread, %warp, %lane, and the mma fragment coordinates %g = lane / 4, %t = lane % 4.</summary>
+    internal static void LaneRegisters(PtxWriter w)
+    {
         string tid = w.R("thread"), lane = w.R("lane");
         w.Op($"mov.u32 {tid}, %tid.x");
         w.Op($"shr.u32 {w.R("warp")}, {tid}, 5");
@@ -152,7 +161,7 @@ public static class TensorCorePtx
     /// Stores one accumulator: int32 as is, or dequantized as <c>((float)acc · aScale) · bScale</c> with
     /// <c>mul.rn</c> (never fused) and then <c>+ bias</c> with <c>add.rn</c> when %hasbias is set.
     /// </summary>
-    private static void StoreOne(PtxWriter w, PtxEpilogue epilogue, string inBounds, string acc, string address, string aScale, string bScale, string bias)
+    internal static void StoreOne(PtxWriter w, PtxEpilogue epilogue, string inBounds, string acc, string address, string aScale, string bScale, string bias)
     {
         if (epilogue == PtxEpilogue.Raw)
         {
@@ -168,7 +177,7 @@ public static class TensorCorePtx
     }
 
     /// <summary>Loads a float at <c>base + 4·index</c> when <paramref name="valid"/>, else 0.</summary>
-    private static void LoadScale(PtxWriter w, string destination, string valid, string baseAddress, string index)
+    internal static void LoadScale(PtxWriter w, string destination, string valid, string baseAddress, string index)
     {
         string address = w.D("scale_addr");
         w.Op($"mov.f32 {destination}, 0f00000000");

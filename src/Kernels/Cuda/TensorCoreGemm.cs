@@ -43,7 +43,10 @@ internal sealed class TensorCoreGemm : IDisposable
     public static TensorCoreGemm Load(Accelerator accelerator) => Load(accelerator, TensorCorePtx.LibraryModule());
 
     /// <summary>Loads <paramref name="ptx"/> (see <see cref="Load(Accelerator)"/>).</summary>
-    internal static TensorCoreGemm Load(Accelerator accelerator, string ptx)
+    internal static TensorCoreGemm Load(Accelerator accelerator, string ptx) => Load(accelerator, ptx, EntryNames());
+
+    /// <summary>Loads <paramref name="ptx"/> and resolves the entries <paramref name="entryNames"/> (see <see cref="Load(Accelerator)"/>).</summary>
+    internal static TensorCoreGemm Load(Accelerator accelerator, string ptx, IEnumerable<string> entryNames)
     {
         string? why = WhyUnsupported(accelerator);
         if (why is not null)
@@ -56,7 +59,7 @@ internal sealed class TensorCoreGemm : IDisposable
         var gemm = new TensorCoreGemm(cuda, module);
         try
         {
-            foreach (string name in EntryNames())
+            foreach (string name in entryNames)
             {
                 error = CudaAPI.CurrentAPI.GetModuleFunction(out IntPtr function, module, name);
                 if (error != CudaError.CUDA_SUCCESS)
@@ -135,12 +138,17 @@ internal sealed class TensorCoreGemm : IDisposable
         plan.Gemm is not null ? TensorCorePtx.EntryName(plan.Gemm, epilogue) : TensorCorePtx.EntryName(plan.Decode!, epilogue);
 
     /// <summary>Enqueues one kernel on <paramref name="stream"/>; <paramref name="arguments"/> in <see cref="TensorCorePtx.Parameters"/> order.</summary>
-    public unsafe void Launch(TensorCorePlan plan, PtxEpilogue epilogue, AcceleratorStream stream, ReadOnlySpan<long> arguments)
+    public void Launch(TensorCorePlan plan, PtxEpilogue epilogue, AcceleratorStream stream, ReadOnlySpan<long> arguments)
     {
-        ObjectDisposedException.ThrowIf(_module == IntPtr.Zero, this);
         if (arguments.Length != TensorCorePtx.Parameters.Count)
             throw new ArgumentException($"arguments: expected {TensorCorePtx.Parameters.Count}, got {arguments.Length}.", nameof(arguments));
-        string name = EntryName(plan, epilogue);
+        Launch(EntryName(plan, epilogue), plan.Grid, plan.Threads, stream, arguments);
+    }
+
+    /// <summary>Enqueues entry <paramref name="name"/> of the loaded module on <paramref name="stream"/>; every argument in an 8-byte slot.</summary>
+    internal unsafe void Launch(string name, (int X, int Y, int Z) grid, int threads, AcceleratorStream stream, ReadOnlySpan<long> arguments)
+    {
+        ObjectDisposedException.ThrowIf(_module == IntPtr.Zero, this);
         IntPtr function = _functions[name];
         var cudaStream = (CudaStream)stream;
         // Every argument lives in an 8-byte slot; the u32 parameters read the low half (little-endian).
@@ -153,10 +161,10 @@ internal sealed class TensorCoreGemm : IDisposable
         }
         using ScopedAcceleratorBinding binding = _accelerator.BindScoped();
         CudaError error = CudaAPI.CurrentAPI.LaunchKernel(
-            function, plan.Grid.X, plan.Grid.Y, plan.Grid.Z, plan.Threads, 1, 1, 0,
+            function, grid.X, grid.Y, grid.Z, threads, 1, 1, 0,
             cudaStream.StreamPtr, (IntPtr)pointers, IntPtr.Zero);
         if (error != CudaError.CUDA_SUCCESS)
-            throw new InvalidOperationException($"Tensor-core GEMM: cuLaunchKernel({name}, grid {plan.Grid}) failed: {error} ({CudaAPI.CurrentAPI.GetErrorString(error)}).");
+            throw new InvalidOperationException($"Tensor-core GEMM: cuLaunchKernel({name}, grid {grid}) failed: {error} ({CudaAPI.CurrentAPI.GetErrorString(error)}).");
     }
 
     /// <summary>Unloads the module.</summary>

@@ -1,6 +1,7 @@
 using ILGPU;
 using ILGPU.Runtime;
 using Kernels.DeviceCode;
+using Kernels.DeviceCode.Ptx;
 using Kernels.Simd;
 
 namespace Kernels;
@@ -19,6 +20,8 @@ public sealed class DeviceSparseMatrix<T> : IDisposable
     private readonly DeviceBuffer<int> _columnIndices;
     private readonly DeviceBuffer<T> _values;
     private readonly DeviceBuffer<byte> _meta;
+    private readonly DeviceBuffer<byte>? _tensorCoreValues;
+    private readonly DeviceBuffer<uint>? _tensorCoreMeta;
 
     internal DeviceSparseMatrix(KernelSession session, SparseParts<T> parts, int nonZeros)
     {
@@ -36,6 +39,18 @@ public sealed class DeviceSparseMatrix<T> : IDisposable
             _columnIndices = Keep(uploaded, UploadOrPlaceholder<int>(session, parts.ColumnIndices));
             _values = Keep(uploaded, UploadOrPlaceholder<T>(session, parts.Values));
             _meta = Keep(uploaded, UploadOrPlaceholder<byte>(session, parts.Meta));
+            // int8 2:4 on a CUDA device that can run the sparse tensor cores: the values and metadata
+            // rearranged once, here, into the fragment order of mma.sp (see SparseTensorCorePacked).
+            if (parts.Values is sbyte[] int8 && Format == SparseFormat.TwoFour && Rows > 0 && session.PacksForSparseTensorCores)
+            {
+                SparseTensorCorePacked packed = SparseTensorCorePacked.Pack(Rows, Columns, int8, parts.Meta);
+                if (Cuda.SparseTensorCoreGemm.Addressable(packed.RowTiles, packed.KSteps))
+                {
+                    _tensorCoreValues = Keep(uploaded, session.Upload<byte>(packed.Values));
+                    _tensorCoreMeta = Keep(uploaded, session.Upload<uint>(packed.Meta));
+                    TensorCoreKSteps = packed.KSteps;
+                }
+            }
         }
         catch
         {
@@ -65,7 +80,15 @@ public sealed class DeviceSparseMatrix<T> : IDisposable
 
     /// <summary>Device memory held, in bytes.</summary>
     public long LengthInBytes =>
-        _rowPointers.LengthInBytes + _columnIndices.LengthInBytes + _values.LengthInBytes + _meta.LengthInBytes;
+        _rowPointers.LengthInBytes + _columnIndices.LengthInBytes + _values.LengthInBytes + _meta.LengthInBytes
+        + (_tensorCoreValues?.LengthInBytes ?? 0) + (_tensorCoreMeta?.LengthInBytes ?? 0);
+
+    /// <summary>The copy packed for the sparse tensor cores (values, metadata), or null when there is none.</summary>
+    internal (DeviceBuffer<byte> Values, DeviceBuffer<uint> Meta)? TensorCorePacked =>
+        _tensorCoreValues is not null && _tensorCoreMeta is not null ? (_tensorCoreValues, _tensorCoreMeta) : null;
+
+    /// <summary>64-column k steps of <see cref="TensorCorePacked"/> (0 when there is none).</summary>
+    internal int TensorCoreKSteps { get; }
 
     /// <summary>Whether <see cref="Dispose"/> was called.</summary>
     public bool IsDisposed => _values.IsDisposed;
@@ -79,6 +102,8 @@ public sealed class DeviceSparseMatrix<T> : IDisposable
         _columnIndices.Dispose();
         _values.Dispose();
         _meta.Dispose();
+        _tensorCoreValues?.Dispose();
+        _tensorCoreMeta?.Dispose();
     }
 
     /// <summary>Hands the rows of the matrix, as the device-code struct of its layout, to <paramref name="launch"/>.</summary>

@@ -89,6 +89,66 @@ public class SparseGemmTests
         });
     }
 
+    /// <summary>
+    /// (m, n, k) for the CUDA 2:4 sparse tensor-core path: every tile (m ≤ 8, ≤ 32, &gt; 32), one and
+    /// several blocks in both directions, k a multiple of 64, of 16 only, and neither (X repacked),
+    /// decode-sized and prefill-sized m.
+    /// </summary>
+    public static TheoryData<int, int, int> TensorCoreShapes => new()
+    {
+        { 1, 300, 200 }, { 8, 64, 64 }, { 9, 129, 1000 }, { 32, 70, 257 }, { 33, 200, 512 },
+        { 300, 513, 4096 }, { 1000, 1024, 1024 }, { 4096, 256, 320 },
+    };
+
+    [Theory]
+    [InlineData(Backend.Cpu)]
+    [InlineData(Backend.CpuSimd)]
+    public void OffCudaTwoFourKeepsNoTensorCoreCopyAndSaysWhy(Backend backend)
+    {
+        KernelSession session = Sessions.Get(backend);
+        Assert.Contains("CUDA", session.SparseTensorCoreUnsupported, StringComparison.Ordinal);
+        sbyte[] dense = SparseTestData.PrunedInt8(new Random(7), 5, 9, SparseFormat.TwoFour, 0.5);
+        using DeviceSparseMatrix<sbyte> w = session.Upload(SparseTestData.Int8Matrix(dense, 5, 9, SparseFormat.TwoFour));
+        Assert.Null(w.TensorCorePacked);
+        Assert.Equal(0, w.TensorCoreKSteps);
+    }
+
+    [Theory]
+    [MemberData(nameof(TensorCoreShapes))]
+    public void TwoFourOnCudaRunsOnTheSparseTensorCoresBitForBit(int m, int n, int k)
+    {
+        KernelSession session = Sessions.Get(Backend.Cuda);
+        Seeded.Run((random, seed) =>
+        {
+            sbyte[] dense = SparseTestData.PrunedInt8(random, n, k, SparseFormat.TwoFour, 0.6);
+            SparseMatrix w = SparseTestData.Int8Matrix(dense, n, k, SparseFormat.TwoFour);
+            sbyte[] x = Seeded.Int8(random, (long)m * k);
+            string what = $"cuda/2:4 {m}×{n}×{k}";
+            int[] y = session.SparseInt8Gemm(w, x, m);
+            // On compute capability ≥ 8.0 the product must have run on mma.sp, not on the portable kernels.
+            if (session.TensorCoreUnsupported is null)
+                Assert.True(session.SparseTensorCoreUnsupported is null, $"{what}: {session.SparseTensorCoreUnsupported}");
+            TestContext.Current.TestOutputHelper?.WriteLine($"{what}: sparse tensor cores {session.SparseTensorCoreUnsupported ?? "used"}, form {session.SparseTensorCoreForm}");
+            if ((long)m * n * k <= 200_000_000)
+                Expect.Equal(HostReference.Int8Gemm(x, dense, m, n, k), y, what);
+            Assert.True(session.Int8Gemm(x, dense, m, n, k).SequenceEqual(y), $"{what}: differs from the dense kernel");
+
+            float[] xScale = Seeded.Floats(random, m, 1e-3f, 0.1f);
+            float[] wScale = Seeded.Floats(random, n, 1e-3f, 0.1f);
+            float[] bias = Seeded.Floats(random, n, -5, 5);
+            foreach (float[] b in new[] { bias, [] })
+            {
+                float[] yd = session.SparseInt8GemmDequant(w, x, xScale, wScale, b, m);
+                float[] expected = session.Int8GemmDequant(x, dense, xScale, wScale, b, m, n, k);
+                for (int i = 0; i < yd.Length; i++)
+                {
+                    if (BitConverter.SingleToInt32Bits(expected[i]) != BitConverter.SingleToInt32Bits(yd[i]))
+                        Assert.Fail($"{what} bias={b.Length > 0} element {i}: {yd[i]}, dense kernel {expected[i]}");
+                }
+            }
+        });
+    }
+
     [Theory]
     [MemberData(nameof(SparseTestData.BackendsAndFormats), MemberType = typeof(SparseTestData))]
     public void Float32WithinToleranceOfFloat64(Backend backend, SparseFormat format)

@@ -586,6 +586,15 @@ internal sealed class PtxInterpreter
                     Set(Z32(BitConverter.ToInt32(data, offset)));
                     return;
                 }
+            case "ld.global.nc.u32":
+                {
+                    ulong address = AddressOf(context, regs, o[1], thread);
+                    if (address % 4 != 0)
+                        throw new InvalidOperationException("misaligned ld.u32");
+                    (byte[] data, int offset, _) = context.Memory.Locate(address, 4);
+                    Set(Z32(BitConverter.ToInt32(data, offset)));
+                    return;
+                }
             case "ld.global.nc.v4.u32":
                 {
                     ulong address = AddressOf(context, regs, o[1], thread);
@@ -691,8 +700,88 @@ internal sealed class PtxInterpreter
 
     private static sbyte Byte(long word, int j) => (sbyte)(word >> (8 * j));
 
+    /// <summary>
+    /// <c>mma.sp{::ordered_metadata}.sync.aligned.m16n8k64.row.col.s32.s8.s8.s32 d, a, b, c, e, 0</c>:
+    /// D = C + A·Bᵀ with A (16×64) given as its kept values and metadata. Layouts as documented on
+    /// <see cref="Kernels.DeviceCode.Ptx.SparseTensorCorePtx"/> (g = lane/4, t = lane%4): A register q of
+    /// lane (g, t) = row g + 8(q&amp;1), chunks 2t + 8(q&gt;&gt;1) and the next, two kept values each, in
+    /// the order of their indices (ISA text); metadata register of lane (g, t) = row g + 8(t&amp;1), chunks
+    /// 8(t&gt;&gt;1) .. +7, chunk i in bits 4i..4i+3, low pair the first index (the ISA's figures 136/137
+    /// are images: this assignment is a third party's hardware probe, see the generator); sparsity
+    /// selector 0 (ISA text: all four threads of a group contribute); B register q = k 16q + 4t .. +3 of
+    /// column g (figures 132-135, assumed to be two dense m16n8k32 B fragments). Index pairs with equal
+    /// positions are undefined behaviour (ISA text) and throw; with ::ordered_metadata the first index
+    /// must be the smaller (the ISA's list of meaningful values).
+    /// </summary>
+    private static void MmaSparse(Warp warp, Instruction ins, bool ordered)
+    {
+        if (ins.GuardRegister >= 0)
+            throw new NotSupportedException("predicated mma");
+        Operand[] d = ins.Operands[0].Items!, a = ins.Operands[1].Items!, b = ins.Operands[2].Items!, c = ins.Operands[3].Items!;
+        Operand e = ins.Operands[4], selector = ins.Operands[5];
+        if (selector.Kind != OperandKind.Immediate || selector.Value != 0)
+            throw new InvalidOperationException("the sparsity selector of m16n8k64 .s8 must be the immediate 0");
+        var kept = new sbyte[16, 32];
+        var nibbles = new int[16, 16];
+        var mb = new sbyte[8, 64];
+        var mc = new int[16, 8];
+        for (int l = 0; l < 32; l++)
+        {
+            long[] r = warp.Lanes[l];
+            int g = l / 4, t = l % 4;
+            for (int q = 0; q < 4; q++)
+            {
+                int row = g + 8 * (q & 1), chunk = 2 * t + 8 * (q >> 1);
+                for (int j = 0; j < 4; j++)
+                {
+                    kept[row, 2 * chunk + j] = Byte(r[a[q].Register], j);
+                    mb[g, 16 * q + 4 * t + j] = Byte(r[b[q].Register], j);
+                }
+            }
+            long meta = r[e.Register];
+            for (int i = 0; i < 8; i++)
+                nibbles[g + 8 * (t & 1), 8 * (t >> 1) + i] = (int)((meta >> (4 * i)) & 0xF);
+            mc[g, 2 * t] = (int)r[c[0].Register];
+            mc[g, 2 * t + 1] = (int)r[c[1].Register];
+            mc[g + 8, 2 * t] = (int)r[c[2].Register];
+            mc[g + 8, 2 * t + 1] = (int)r[c[3].Register];
+        }
+        var ma = new sbyte[16, 64];
+        for (int row = 0; row < 16; row++)
+        {
+            for (int chunk = 0; chunk < 16; chunk++)
+            {
+                int first = nibbles[row, chunk] & 3, second = nibbles[row, chunk] >> 2;
+                if (first == second || (ordered && first > second))
+                    throw new InvalidOperationException($"metadata 0x{nibbles[row, chunk]:X} of row {row}, chunk {chunk} is undefined behaviour{(ordered ? " for ::ordered_metadata" : "")}");
+                ma[row, 4 * chunk + first] = kept[row, 2 * chunk];
+                ma[row, 4 * chunk + second] = kept[row, 2 * chunk + 1];
+            }
+        }
+        for (int l = 0; l < 32; l++)
+        {
+            long[] r = warp.Lanes[l];
+            int g = l / 4, t = l % 4;
+            for (int h = 0; h < 2; h++)
+            {
+                for (int col = 0; col < 2; col++)
+                {
+                    int i = g + 8 * h, j = 2 * t + col, sum = mc[i, j];
+                    for (int k = 0; k < 64; k++)
+                        sum = unchecked(sum + ma[i, k] * mb[j, k]);
+                    r[d[2 * h + col].Register] = Z32(sum);
+                }
+            }
+        }
+    }
+
     private static void Mma(Warp warp, Instruction ins)
     {
+        if (ins.Opcode is "mma.sp.sync.aligned.m16n8k64.row.col.s32.s8.s8.s32" or "mma.sp::ordered_metadata.sync.aligned.m16n8k64.row.col.s32.s8.s8.s32")
+        {
+            MmaSparse(warp, ins, ordered: ins.Opcode.StartsWith("mma.sp::ordered_metadata", StringComparison.Ordinal));
+            return;
+        }
         if (ins.Opcode != "mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32")
             throw new NotSupportedException($"the interpreter does not know '{ins.Opcode}'");
         if (ins.GuardRegister >= 0)
