@@ -44,7 +44,7 @@ public sealed partial class KernelSession
                     fixed (sbyte* xp = x)
                     fixed (int* yp = result)
                     {
-                        SparseSimd.Int8(w.Weights, xp, m, SimdEpilogue.Int32(yp, 0), CpuSimd.Effective);
+                        SparseSimd.Int8(w.SimdPlan(CpuSimd.Effective), xp, m, SimdEpilogue.Int32(yp, 0));
                     }
                 }
                 GC.KeepAlive(w);
@@ -88,8 +88,8 @@ public sealed partial class KernelSession
                     fixed (sbyte* xp = x)
                     fixed (float* yp = result, xsp = xScale, wsp = wScale, bp = bias)
                     {
-                        SparseSimd.Int8(w.Weights, xp, m,
-                            SimdEpilogue.Dequant(yp, 0, xsp, 0, wsp, bias.IsEmpty ? null : bp, 0), CpuSimd.Effective);
+                        SparseSimd.Int8(w.SimdPlan(CpuSimd.Effective), xp, m,
+                            SimdEpilogue.Dequant(yp, 0, xsp, 0, wsp, bias.IsEmpty ? null : bp, 0));
                     }
                 }
                 GC.KeepAlive(w);
@@ -132,7 +132,7 @@ public sealed partial class KernelSession
                 {
                     fixed (float* xp = x, yp = result, bp = bias)
                     {
-                        SparseSimd.Float32(w.Weights, xp, m, yp, bias.IsEmpty ? null : bp, CpuSimd.Effective);
+                        SparseSimd.Float32(w.SimdPlan(CpuSimd.Effective), xp, m, yp, bias.IsEmpty ? null : bp);
                     }
                 }
                 GC.KeepAlive(w);
@@ -328,7 +328,7 @@ public sealed partial class KernelSession
                         (float*)d.BScale.LoadEffectiveAddressAsPtr(), d.HasBias != 0 ? (float*)d.Bias.LoadEffectiveAddressAsPtr() : null, 0),
                     _ => throw new NotSupportedException($"The SIMD path has no epilogue {typeof(TEpilogue).Name}."),
                 };
-                SparseSimd.Int8(w.HostWeights, (sbyte*)x.LoadEffectiveAddressAsPtr(), m, output, CpuSimd.Effective);
+                SparseSimd.Int8(w.SimdPlan(CpuSimd.Effective), (sbyte*)x.LoadEffectiveAddressAsPtr(), m, output);
             }
             return;
         }
@@ -421,8 +421,8 @@ public sealed partial class KernelSession
             Stream.Synchronize();
             unsafe
             {
-                SparseSimd.Float32(w.HostWeights, (float*)x.LoadEffectiveAddressAsPtr(), m, (float*)output.Y.LoadEffectiveAddressAsPtr(),
-                    output.HasBias != 0 ? (float*)output.Bias.LoadEffectiveAddressAsPtr() : null, CpuSimd.Effective);
+                SparseSimd.Float32(w.SimdPlan(CpuSimd.Effective), (float*)x.LoadEffectiveAddressAsPtr(), m, (float*)output.Y.LoadEffectiveAddressAsPtr(),
+                    output.HasBias != 0 ? (float*)output.Bias.LoadEffectiveAddressAsPtr() : null);
             }
             return;
         }

@@ -22,6 +22,7 @@ public sealed class DeviceSparseMatrix<T> : IDisposable
     private readonly DeviceBuffer<byte> _meta;
     private readonly DeviceBuffer<byte>? _tensorCoreValues;
     private readonly DeviceBuffer<uint>? _tensorCoreMeta;
+    private SparseSimdPlanCache? _simdPlans;
 
     internal DeviceSparseMatrix(KernelSession session, SparseParts<T> parts, int nonZeros)
     {
@@ -98,6 +99,7 @@ public sealed class DeviceSparseMatrix<T> : IDisposable
     /// <summary>Releases the device memory. Further use throws.</summary>
     public void Dispose()
     {
+        Interlocked.Exchange(ref _simdPlans, null)?.Dispose();
         _rowPointers.Dispose();
         _columnIndices.Dispose();
         _values.Dispose();
@@ -130,6 +132,13 @@ public sealed class DeviceSparseMatrix<T> : IDisposable
                 launch.Launch(new TwoFourRows<T> { Values = _values.View, Meta = _meta.View, Groups = SparseLayout.Groups(Columns), Columns = Columns });
                 break;
         }
+    }
+
+    /// <summary>The prepared CPU plan (cpu-simd sessions), made on first use and freed with the matrix.</summary>
+    internal SparseSimdPlan SimdPlan(SimdLevel level)
+    {
+        ObjectDisposedException.ThrowIf(IsDisposed, this);
+        return LazyInitializer.EnsureInitialized(ref _simdPlans).Get(HostWeights, level, typeof(T) == typeof(float));
     }
 
     /// <summary>The matrix as raw pointers, for sessions whose device memory is host memory (cpu-simd).</summary>

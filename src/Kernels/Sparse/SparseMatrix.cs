@@ -22,6 +22,8 @@ public abstract class SparseMatrix<T>
         NonZeros = nonZeros;
     }
 
+    private SparseSimdPlanCache? _simdPlans;
+
     /// <summary>The storage layout.</summary>
     public SparseFormat Format => Parts.Format;
 
@@ -68,6 +70,13 @@ public abstract class SparseMatrix<T>
     internal unsafe SparseWeights Weights => SparseLayout.Weights(
         Format, Rows, Columns, BlockRows, BlockColumns,
         Address(Parts.RowPointers), Address(Parts.ColumnIndices), Address(Parts.Values), Address(Parts.Meta));
+
+    /// <summary>
+    /// The prepared CPU plan of this matrix for <paramref name="level"/> (made once, kept with the matrix,
+    /// freed when it is collected). Keep the matrix alive while the plan is used.
+    /// </summary>
+    internal SparseSimdPlan SimdPlan(SimdLevel level) =>
+        LazyInitializer.EnsureInitialized(ref _simdPlans).Get(Weights, level, typeof(T) == typeof(float));
 
     private static unsafe void* Address<TElement>(TElement[] pinned)
         where TElement : unmanaged =>
