@@ -1,3 +1,4 @@
+using System.Numerics;
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics.X86;
 
@@ -469,7 +470,7 @@ internal static unsafe class SparseSimd
         {
             sbyte* xr = x + (long)i * k;
             Array.Clear(acc);
-            AccumulateInt8(w, xr, acc);
+            Accumulate(w, xr, acc);
             for (int j = 0; j < n; j++)
                 Store(output, i, j, n, acc[j]);
         }
@@ -485,7 +486,7 @@ internal static unsafe class SparseSimd
         {
             float* xr = x + (long)i * k;
             Array.Clear(acc);
-            AccumulateFloat(w, xr, acc);
+            Accumulate(w, xr, acc);
             for (int j = 0; j < n; j++)
                 y[(long)i * n + j] = bias == null ? acc[j] : acc[j] + bias[j];
         }
@@ -505,17 +506,25 @@ internal static unsafe class SparseSimd
         output.Y[at] = v;
     }
 
-    private static void AccumulateInt8(in SparseWeights w, sbyte* x, int[] acc)
+    /// <summary>
+    /// The scalar semantics of one row of X against every row of W: <c>acc[r] = Σ x[c]·W[r, c]</c> in the
+    /// storage order of the format, with products and sums in <typeparamref name="TAcc"/> (int32 for
+    /// int8 values: exact; float32 for float values).
+    /// </summary>
+    private static void Accumulate<TValue, TAcc>(in SparseWeights w, TValue* x, TAcc[] acc)
+        where TValue : unmanaged, INumberBase<TValue>
+        where TAcc : unmanaged, INumberBase<TAcc>
     {
-        var values = (sbyte*)w.Values;
+        var values = (TValue*)w.Values;
+        static TAcc Product(TValue a, TValue b) => TAcc.CreateTruncating(a) * TAcc.CreateTruncating(b);
         switch (w.Format)
         {
             case SparseFormat.Csr:
                 for (int r = 0; r < w.Rows; r++)
                 {
-                    int sum = 0;
+                    TAcc sum = TAcc.Zero;
                     for (int p = w.RowPointers[r]; p < w.RowPointers[r + 1]; p++)
-                        sum += x[w.ColumnIndices[p]] * values[p];
+                        sum += Product(x[w.ColumnIndices[p]], values[p]);
                     acc[r] = sum;
                 }
                 break;
@@ -527,12 +536,12 @@ internal static unsafe class SparseSimd
                     for (int p = w.RowPointers[b]; p < w.RowPointers[b + 1]; p++)
                     {
                         int c0 = w.ColumnIndices[p] * bc;
-                        sbyte* block = values + (long)p * br * bc;
+                        TValue* block = values + (long)p * br * bc;
                         for (int i = 0; i < br && b * br + i < w.Rows; i++)
                         {
-                            int sum = 0;
+                            TAcc sum = TAcc.Zero;
                             for (int j = 0; j < bc && c0 + j < w.Columns; j++)
-                                sum += x[c0 + j] * block[i * bc + j];
+                                sum += Product(x[c0 + j], block[i * bc + j]);
                             acc[b * br + i] += sum;
                         }
                     }
@@ -544,75 +553,16 @@ internal static unsafe class SparseSimd
                 int groups = (w.Columns + 3) / 4;
                 for (int r = 0; r < w.Rows; r++)
                 {
-                    int sum = 0;
+                    TAcc sum = TAcc.Zero;
                     for (int g = 0; g < groups; g++)
                     {
                         long at = (long)r * groups + g;
                         byte meta = w.Meta[at];
                         int c0 = g * 4 + (meta & 3), c1 = g * 4 + ((meta >> 2) & 3);
                         if (c0 < w.Columns)
-                            sum += x[c0] * values[2 * at];
+                            sum += Product(x[c0], values[2 * at]);
                         if (c1 < w.Columns)
-                            sum += x[c1] * values[2 * at + 1];
-                    }
-                    acc[r] = sum;
-                }
-                break;
-            }
-            default:
-                throw new ArgumentOutOfRangeException(nameof(w), w.Format, $"w.Format: expected a SparseFormat, got {(int)w.Format}.");
-        }
-    }
-
-    private static void AccumulateFloat(in SparseWeights w, float* x, float[] acc)
-    {
-        var values = (float*)w.Values;
-        switch (w.Format)
-        {
-            case SparseFormat.Csr:
-                for (int r = 0; r < w.Rows; r++)
-                {
-                    float sum = 0;
-                    for (int p = w.RowPointers[r]; p < w.RowPointers[r + 1]; p++)
-                        sum += x[w.ColumnIndices[p]] * values[p];
-                    acc[r] = sum;
-                }
-                break;
-            case SparseFormat.Bsr:
-            {
-                int br = w.BlockRows, bc = w.BlockColumns, blockRows = (w.Rows + br - 1) / br;
-                for (int b = 0; b < blockRows; b++)
-                {
-                    for (int p = w.RowPointers[b]; p < w.RowPointers[b + 1]; p++)
-                    {
-                        int c0 = w.ColumnIndices[p] * bc;
-                        float* block = values + (long)p * br * bc;
-                        for (int i = 0; i < br && b * br + i < w.Rows; i++)
-                        {
-                            float sum = 0;
-                            for (int j = 0; j < bc && c0 + j < w.Columns; j++)
-                                sum += x[c0 + j] * block[i * bc + j];
-                            acc[b * br + i] += sum;
-                        }
-                    }
-                }
-                break;
-            }
-            case SparseFormat.TwoFour:
-            {
-                int groups = (w.Columns + 3) / 4;
-                for (int r = 0; r < w.Rows; r++)
-                {
-                    float sum = 0;
-                    for (int g = 0; g < groups; g++)
-                    {
-                        long at = (long)r * groups + g;
-                        byte meta = w.Meta[at];
-                        int c0 = g * 4 + (meta & 3), c1 = g * 4 + ((meta >> 2) & 3);
-                        if (c0 < w.Columns)
-                            sum += x[c0] * values[2 * at];
-                        if (c1 < w.Columns)
-                            sum += x[c1] * values[2 * at + 1];
+                            sum += Product(x[c1], values[2 * at + 1]);
                     }
                     acc[r] = sum;
                 }
