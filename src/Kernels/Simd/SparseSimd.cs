@@ -364,9 +364,10 @@ internal static unsafe class SparseSimd
             const int GR = SparseSimdKernels.GR;
             int TB = _tbTokens;
             // 64-byte aligned: the row kernels store whole vectors and the transposes load them.
-            byte* raw = stackalloc byte[(GR * SparseSimdKernels.TBV + GR) * sizeof(int) + 64];
+            int sg = SparseSimdKernels.StoreGroups;
+            byte* raw = stackalloc byte[sg * (GR * SparseSimdKernels.TBV + GR) * sizeof(int) + 64];
             int* tile = (int*)(((nint)raw + 63) & ~(nint)63);
-            int* corr = tile + GR * SparseSimdKernels.TBV;
+            int* corr = tile + sg * GR * SparseSimdKernels.TBV;
             SparseSimdPlan plan = _plan!;
             int* rowPtr = plan.RowPtr;
             int* col = plan.Col;
@@ -378,11 +379,11 @@ internal static unsafe class SparseSimd
                 byte* panel = _panels + tb * _panelBytes;
                 int t0 = tb * TB;
                 int tokens = Math.Min(TB, _m - t0);
-                for (int g = g0; g < g1; g++)
+                for (int g = g0; g < g1; g += sg)
                 {
                     int r0 = g * GR;
-                    int rows = Math.Min(GR, _n - r0);
-                    for (int i = 0; i < GR; i++)
+                    int rows = Math.Min(Math.Min(sg, g1 - g) * GR, _n - r0);
+                    for (int i = 0; i < sg * GR; i++)
                         corr[i] = vnni && i < rows ? 128 * rowSum[r0 + i] : 0;
                     for (int i = 0; i < rows; i++)
                     {
