@@ -58,7 +58,12 @@ internal static unsafe class SparseSimd
 
     private const long SequentialMacs = 1L << 18;
 
-    private const int ChunksPerThread = 4;
+    /// <summary>
+    /// Row chunks per thread: one contiguous range of W rows (and output columns) per thread, for all
+    /// token panels. With the 128-column store tiles this beat 2 and 4 chunks per thread on the 2-core
+    /// machine (docs/perf/cpu-sparse.md); 4 was best while each 8-row group was stored on its own.
+    /// </summary>
+    private const int ChunksPerThread = 1;
 
     private static readonly ParallelOptions Options = new() { MaxDegreeOfParallelism = Environment.ProcessorCount };
 
