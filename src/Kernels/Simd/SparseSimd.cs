@@ -59,7 +59,12 @@ internal static unsafe class SparseSimd
 
     private const long SequentialMacs = 1L << 18;
 
-    private const int ChunksPerThread = 4;
+    /// <summary>
+    /// Row chunks per thread: one contiguous range of W rows (and output columns) per thread, for all
+    /// token panels. With the 128-column store tiles this beat 2 and 4 chunks per thread on the 2-core
+    /// machine (docs/perf/cpu-sparse.md); 4 was best while each 8-row group was stored on its own.
+    /// </summary>
+    private const int ChunksPerThread = 1;
 
     private static readonly ParallelOptions Options = new() { MaxDegreeOfParallelism = Environment.ProcessorCount };
 
@@ -365,9 +370,10 @@ internal static unsafe class SparseSimd
             const int GR = SparseSimdKernels.GR;
             int TB = _tbTokens;
             // 64-byte aligned: the row kernels store whole vectors and the transposes load them.
-            byte* raw = stackalloc byte[(GR * SparseSimdKernels.TBV + GR) * sizeof(int) + 64];
+            int sg = SparseSimdKernels.StoreGroups;
+            byte* raw = stackalloc byte[sg * (GR * SparseSimdKernels.TBV + GR) * sizeof(int) + 64];
             int* tile = (int*)(((nint)raw + 63) & ~(nint)63);
-            int* corr = tile + GR * SparseSimdKernels.TBV;
+            int* corr = tile + sg * GR * SparseSimdKernels.TBV;
             SparseSimdPlan plan = _plan!;
             int* rowPtr = plan.RowPtr;
             int* col = plan.Col;
@@ -379,11 +385,11 @@ internal static unsafe class SparseSimd
                 byte* panel = _panels + tb * _panelBytes;
                 int t0 = tb * TB;
                 int tokens = Math.Min(TB, _m - t0);
-                for (int g = g0; g < g1; g++)
+                for (int g = g0; g < g1; g += sg)
                 {
                     int r0 = g * GR;
-                    int rows = Math.Min(GR, _n - r0);
-                    for (int i = 0; i < GR; i++)
+                    int rows = Math.Min(Math.Min(sg, g1 - g) * GR, _n - r0);
+                    for (int i = 0; i < sg * GR; i++)
                         corr[i] = vnni && i < rows ? 128 * rowSum[r0 + i] : 0;
                     for (int i = 0; i < rows; i++)
                     {

@@ -26,6 +26,14 @@ internal static unsafe class SparseSimdKernels
     /// <summary>Rows of W per output tile.</summary>
     internal const int GR = 8;
 
+    /// <summary>
+    /// Row groups (of <see cref="GR"/>) computed into one tile before it is stored: 128 output columns, so
+    /// that each token's output row gets 512 contiguous bytes (whole lines) per store. With one group per
+    /// store, the 64 token rows of a tile got 32-byte half lines n·4 bytes apart (one L1 set when n·4 is a
+    /// multiple of 4 KiB): half of a 1024³ call went to those stores.
+    /// </summary>
+    internal const int StoreGroups = 16;
+
     // ---------------------------------------------------------------------------------------------
     // Packing.
 
@@ -612,13 +620,70 @@ internal static unsafe class SparseSimdKernels
     }
 
     /// <summary>
-    /// Stores an int8 tile (<see cref="GR"/> rows of W × <see cref="TB"/> tokens, int32, rows TB apart)
-    /// for tokens [t0, t0+tokens) and columns [r0, r0+cols), minus <paramref name="corr"/>[c] (8 entries,
-    /// zero past cols), through the epilogue: Y[t, r0+c] = (float)(acc − corr)·aScale[t]·bScale (+ bias).
+    /// Stores an int8 tile (up to <see cref="StoreGroups"/> × <see cref="GR"/> rows of W × <paramref name="pitch"/>
+    /// tokens, int32, rows pitch apart) for tokens [t0, t0+tokens) and columns [r0, r0+cols), minus
+    /// <paramref name="corr"/>[c] (entries up to the next multiple of 8, zero past cols), through the epilogue: Y[t, r0+c] = (float)(acc − corr)·aScale[t]·bScale (+ bias).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     [SkipLocalsInit]
     internal static void StoreInt8(int* tile, int pitch, int* corr, int t0, int tokens, int r0, int cols, int n, in SimdEpilogue ep)
+    {
+        int s = 0;
+        if (cols > GR && cols % GR == 0 && !ep.IsDequant)
+        {
+            // Several whole 8-row groups: for each 8-token block, the groups side by side, so that each
+            // output row gets whole 64-byte lines at once. One group at a time wrote half lines 64 rows
+            // (n·4 bytes) apart; with n·4 a multiple of 4 KiB those all fall into one L1 set.
+            int* c = ep.C + (long)t0 * n + r0;
+            for (; s + 8 <= tokens; s += 8)
+            {
+                for (int h = 0; h < cols; h += GR)
+                    Store8x8(tile + (long)h * pitch + s, pitch, Avx.LoadVector256(corr + h), c + (long)s * n + h, n);
+            }
+            if (s >= tokens)
+                return;
+        }
+        for (int h = 0; h < cols; h += GR)
+            StoreInt8Group(tile + (long)h * pitch + s, pitch, corr + h, t0 + s, tokens - s, r0 + h, Math.Min(GR, cols - h), n, ep);
+    }
+
+    /// <summary>One 8×8 int32 block of the tile (8 rows of W × 8 tokens, pitch apart), transposed, minus k, to d (rows n apart).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Store8x8(int* src, int pitch, Vector256<int> k, int* d, int n)
+    {
+        Vector256<int> r0v = Avx.LoadVector256(src);
+        Vector256<int> r1v = Avx.LoadVector256(src + pitch);
+        Vector256<int> r2v = Avx.LoadVector256(src + 2 * pitch);
+        Vector256<int> r3v = Avx.LoadVector256(src + 3 * pitch);
+        Vector256<int> r4v = Avx.LoadVector256(src + 4 * pitch);
+        Vector256<int> r5v = Avx.LoadVector256(src + 5 * pitch);
+        Vector256<int> r6v = Avx.LoadVector256(src + 6 * pitch);
+        Vector256<int> r7v = Avx.LoadVector256(src + 7 * pitch);
+        Vector256<int> a0 = Avx2.UnpackLow(r0v, r1v), a1 = Avx2.UnpackHigh(r0v, r1v);
+        Vector256<int> a2 = Avx2.UnpackLow(r2v, r3v), a3 = Avx2.UnpackHigh(r2v, r3v);
+        Vector256<int> a4 = Avx2.UnpackLow(r4v, r5v), a5 = Avx2.UnpackHigh(r4v, r5v);
+        Vector256<int> a6 = Avx2.UnpackLow(r6v, r7v), a7 = Avx2.UnpackHigh(r6v, r7v);
+        Vector256<int> u0 = Avx2.UnpackLow(a0.AsInt64(), a2.AsInt64()).AsInt32();
+        Vector256<int> u1 = Avx2.UnpackHigh(a0.AsInt64(), a2.AsInt64()).AsInt32();
+        Vector256<int> u2 = Avx2.UnpackLow(a1.AsInt64(), a3.AsInt64()).AsInt32();
+        Vector256<int> u3 = Avx2.UnpackHigh(a1.AsInt64(), a3.AsInt64()).AsInt32();
+        Vector256<int> u4 = Avx2.UnpackLow(a4.AsInt64(), a6.AsInt64()).AsInt32();
+        Vector256<int> u5 = Avx2.UnpackHigh(a4.AsInt64(), a6.AsInt64()).AsInt32();
+        Vector256<int> u6 = Avx2.UnpackLow(a5.AsInt64(), a7.AsInt64()).AsInt32();
+        Vector256<int> u7 = Avx2.UnpackHigh(a5.AsInt64(), a7.AsInt64()).AsInt32();
+        Avx.Store(d, Avx2.Subtract(Avx2.Permute2x128(u0, u4, 0x20), k));
+        Avx.Store(d + n, Avx2.Subtract(Avx2.Permute2x128(u1, u5, 0x20), k));
+        Avx.Store(d + 2L * n, Avx2.Subtract(Avx2.Permute2x128(u2, u6, 0x20), k));
+        Avx.Store(d + 3L * n, Avx2.Subtract(Avx2.Permute2x128(u3, u7, 0x20), k));
+        Avx.Store(d + 4L * n, Avx2.Subtract(Avx2.Permute2x128(u0, u4, 0x31), k));
+        Avx.Store(d + 5L * n, Avx2.Subtract(Avx2.Permute2x128(u1, u5, 0x31), k));
+        Avx.Store(d + 6L * n, Avx2.Subtract(Avx2.Permute2x128(u2, u6, 0x31), k));
+        Avx.Store(d + 7L * n, Avx2.Subtract(Avx2.Permute2x128(u3, u7, 0x31), k));
+    }
+
+    /// <summary>As <see cref="StoreInt8"/> for one group of at most <see cref="GR"/> rows of W.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void StoreInt8Group(int* tile, int pitch, int* corr, int t0, int tokens, int r0, int cols, int n, in SimdEpilogue ep)
     {
         Vector256<int> k = Avx.LoadVector256(corr);
         int s = 0;
@@ -709,6 +774,13 @@ internal static unsafe class SparseSimdKernels
     /// <summary>Stores a float tile: Y[t, r0+c] = acc (+ bias[r0+c]).</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static void StoreFloat(float* tile, int t0, int tokens, int r0, int cols, int n, float* y, float* bias)
+    {
+        for (int h = 0; h < cols; h += GR)
+            StoreFloatGroup(tile + (long)h * TB, t0, tokens, r0 + h, Math.Min(GR, cols - h), n, y, bias);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void StoreFloatGroup(float* tile, int t0, int tokens, int r0, int cols, int n, float* y, float* bias)
     {
         byte* oRaw = stackalloc byte[9 * 32];
         var o = (Vector256<int>*)(((nint)oRaw + 31) & ~(nint)31);

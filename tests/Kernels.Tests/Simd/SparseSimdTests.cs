@@ -273,6 +273,28 @@ public class SparseSimdTests
 
     [Theory]
     [MemberData(nameof(Levels))]
+    public void Int8_tiles_of_several_row_groups_store_every_remainder(SimdLevel level)
+    {
+        // Up to SparseSimdKernels.StoreGroups groups of 8 rows per tile: whole tiles, a last partial group,
+        // rows a multiple of 8 past one tile, token remainders, several threads (n ≥ 1000).
+        Require(level);
+        Seeded.Run((random, _) =>
+        {
+            foreach ((int m, int n, int k) in new[] { (70, 128, 45), (65, 136, 97), (9, 263, 40), (130, 250, 33), (64, 1030, 20), (77, 2056, 9) })
+            {
+                foreach (double density in new[] { 0.1, 1.0 })
+                {
+                    sbyte[] x = Seeded.Int8(random, (long)m * k);
+                    sbyte[] dense = SparseBuild.Pruned(random, n, k, density, SparseBuild.NonZero8);
+                    CheckInt8(level, SparseBuild.Csr(dense, n, k), x, m, $"density {density}");
+                    CheckInt8(level, SparseBuild.Bsr(random, dense, n, k, 4, 4), x, m, $"density {density}");
+                }
+            }
+        });
+    }
+
+    [Theory]
+    [MemberData(nameof(Levels))]
     public void Int8_extremes_are_exact_at_the_largest_k(SimdLevel level)
     {
         Require(level);
@@ -301,7 +323,7 @@ public class SparseSimdTests
         Require(level);
         Seeded.Run((random, _) =>
         {
-            foreach ((int m, int n, int k) in new[] { (1, 13, 70), (3, 8, 33), (37, 21, 101), (64, 16, 64) })
+            foreach ((int m, int n, int k) in new[] { (1, 13, 70), (3, 8, 33), (37, 21, 101), (64, 16, 64), (70, 136, 45), (9, 263, 40) })
             {
                 sbyte[] x = Seeded.Int8(random, (long)m * k);
                 float[] aScale = Seeded.Floats(random, m, 1e-3f, 2f);
@@ -378,7 +400,7 @@ public class SparseSimdTests
         Require(level);
         Seeded.Run((random, _) =>
         {
-            foreach ((int m, int n, int k) in new[] { (1, 9, 7), (3, 17, 100), (4, 8, 33), (5, 13, 3), (33, 7, 67), (70, 41, 130), (200, 64, 300) })
+            foreach ((int m, int n, int k) in new[] { (1, 9, 7), (3, 17, 100), (4, 8, 33), (5, 13, 3), (33, 7, 67), (70, 41, 130), (200, 64, 300), (70, 141, 50) })
             {
                 foreach (double density in new[] { 0.0, 0.1, 0.6, 1.0 })
                 {
