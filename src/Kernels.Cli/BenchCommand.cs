@@ -149,12 +149,12 @@ internal static class BenchCommand
         }
         if (!s.Json)
         {
-            var table = new Table().AddColumns("op", "backend", "device", "format", "shape (m×n×k)", "sparsity", "median ms", "dense int8 ms (same run)", "speed-up vs dense", "verified");
+            var table = new Table().AddColumns("op", "backend", "device", "format", "shape (m×n×k)", "sparsity", "median ms", "dense int8 ms (same run)", "speed-up vs dense", "verified", "sparse kernel");
             foreach (SparseBenchResult r in results)
             {
                 table.AddRow(r.Op, r.Backend, Markup.Escape(r.Device), r.Format + (r.Block == "-" ? "" : $" {r.Block}"),
                     $"{r.M}×{r.N}×{r.K}", $"{r.Sparsity:P1}", r.MedianMs.ToString("F3"), r.DenseMedianMs.ToString("F3"),
-                    $"{r.SpeedupVsDense:F2}×", r.Verified ? "[green]yes[/]" : "[red]NO[/]");
+                    $"{r.SpeedupVsDense:F2}×", r.Verified ? "[green]yes[/]" : "[red]NO[/]", Markup.Escape(r.SparseKernel ?? "-"));
             }
             AnsiConsole.Write(table);
             foreach (var group in results.GroupBy(r => r.Backend).Where(g => g.Count() > 1))

@@ -77,22 +77,6 @@ internal static class SparseBenchmark
             m, n, k, a.RequestedSparsity, a.Sparsity, a.NonZeros, repeat, a.SparseMs, a.DenseMs, a.Speedup,
             2.0 * m * n * k / (a.SparseMs * 1e-3) / 1e12, a.Verified,
             $"identical to the dense int8 GEMM; int64 reference at 4 corners + {SparseAdvisor.SampledOutputs} samples",
-            crossover, KernelName(session, format))).ToList();
-    }
-
-    /// <summary>Which kernel ran the sparse product: the sparse tensor cores (which mma.sp form) or the portable kernels (and why).</summary>
-    internal static string KernelName(KernelSession session, SparseFormat format)
-    {
-        if (format != SparseFormat.TwoFour || session.Backend != Backend.Cuda)
-            return "portable";
-        if (session.SparseTensorCoreUnsupported is { } why)
-            return $"portable ({why})";
-        return session.SparseTensorCoreForm switch
-        {
-            { Ordered: true } => "mma.sp::ordered_metadata",
-            { OrderedFailure: { } failure } => $"mma.sp (ordered_metadata refused: {failure})",
-            { } => "mma.sp",
-            null => "mma.sp (module not loaded)",
-        };
+            crossover, a.Kernel)).ToList();
     }
 }

@@ -103,6 +103,18 @@ internal static unsafe class SparseSimd
         Float32(plan, x, m, y, bias);
     }
 
+    /// <summary>Which kernel <see cref="Int8(SparseSimdPlan, sbyte*, int, in SimdEpilogue)"/> runs for <paramref name="m"/> tokens, in words (for benchmark reports).</summary>
+    public static string DescribeInt8(SparseSimdPlan plan, int m)
+    {
+        ArgumentNullException.ThrowIfNull(plan);
+        string kernel = plan.Level == SimdLevel.Scalar ? "scalar"
+            : plan.Dense is not null ? "dense fallback (cost model: dense is faster here)"
+            : m <= SmallMInt8 && plan.Level >= SimdLevel.AvxVnni ? "small-m gathers"
+            : plan.Level >= SimdLevel.AvxVnni ? (plan.UseQuads ? "aligned quads" : "interleave of four non-zeros" + (plan.Col16 != null ? ", 16-bit columns" : ""))
+            : "int16 pairs";
+        return $"cpu-simd {plan.Level.ToName()}: {kernel}";
+    }
+
     /// <summary>As <see cref="Int8(in SparseWeights, sbyte*, int, in SimdEpilogue, SimdLevel)"/>, with a prepared plan (at its level).</summary>
     public static void Int8(SparseSimdPlan plan, sbyte* x, int m, in SimdEpilogue output)
     {

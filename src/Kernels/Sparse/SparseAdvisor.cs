@@ -1,6 +1,8 @@
 using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Runtime.CompilerServices;
+using Kernels.DeviceCode;
+using Kernels.Simd;
 
 namespace Kernels;
 
@@ -25,6 +27,7 @@ namespace Kernels;
 /// Whether the sparse result was identical to the dense one element for element, and to the int64
 /// reference at the four corners and <see cref="SparseAdvisor.SampledOutputs"/> random outputs.
 /// </param>
+/// <param name="Kernel">Which kernel ran the sparse product, in words (the SIMD plan's choice on cpu-simd, the <c>mma.sp</c> form on CUDA, the ILGPU kernel elsewhere).</param>
 public sealed record SparseAdvice(
     Backend Backend,
     SparseFormat Format,
@@ -39,7 +42,8 @@ public sealed record SparseAdvice(
     double SparseMs,
     double DenseMs,
     int Repeat,
-    bool Verified)
+    bool Verified,
+    string Kernel)
 {
     /// <summary>How many times faster the sparse path is than the dense one (above 1: sparse wins).</summary>
     public double Speedup => DenseMs / SparseMs;
@@ -129,11 +133,12 @@ public static class SparseAdvisor
                 denseTimes[i] = Time(() => session.Int8Gemm(dx, dDense, yDense, m, n, k), session);
         }
 
+        string kernel = KernelOf(session, dw, format, m);
         int[] got = ySparse.ToArray();
         bool verified = got.AsSpan().SequenceEqual(yDense.ToArray()) && MatchesReference(weights, x, got, m, n, k, random);
         return new SparseAdvice(session.Backend, format, blockRows, blockColumns, m, n, k, sparsity,
             1.0 - (double)sparse.NonZeros / ((long)n * k), sparse.NonZeros,
-            Median(sparseTimes), Median(denseTimes), repeat, verified);
+            Median(sparseTimes), Median(denseTimes), repeat, verified, kernel);
     }
 
     /// <summary>
@@ -205,6 +210,24 @@ public static class SparseAdvisor
             Check.Positive(blockColumns, nameof(blockColumns));
         }
         Check.Positive(repeat, nameof(repeat));
+    }
+
+    private static string KernelOf(KernelSession session, DeviceSparseMatrix<sbyte> w, SparseFormat format, int m)
+    {
+        if (session.Backend == Backend.CpuSimd)
+            return SparseSimd.DescribeInt8(w.SimdPlan(CpuSimd.Effective), m);
+        string ilgpu = m <= SparseKernels.SmallM ? "ILGPU small-m kernel (a group per output)" : "ILGPU general kernel (on Xᵀ)";
+        if (format != SparseFormat.TwoFour || session.Backend != Backend.Cuda)
+            return ilgpu;
+        if (session.SparseTensorCoreUnsupported is { } why)
+            return $"{ilgpu}; sparse tensor cores unused: {why}";
+        return session.SparseTensorCoreForm switch
+        {
+            { Ordered: true } => "mma.sp::ordered_metadata",
+            { OrderedFailure: { } failure } => $"mma.sp (ordered_metadata refused: {failure})",
+            { } => "mma.sp",
+            null => "mma.sp (module not loaded)",
+        };
     }
 
     /// <summary>Random outputs the measurement checks against the int64 reference (besides the four corners).</summary>

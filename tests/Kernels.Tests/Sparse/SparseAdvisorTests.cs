@@ -27,6 +27,8 @@ public sealed class SparseAdvisorTests
                 Assert.InRange(a.NonZeros, 1, count - (long)Math.Round(0.8 * count, MidpointRounding.ToEven));
             Assert.Equal(1.0 - (double)a.NonZeros / count, a.Sparsity, 12);
             Assert.Equal(a.DenseMs / a.SparseMs, a.Speedup);
+            Assert.StartsWith(backend == Backend.CpuSimd ? "cpu-simd" : backend == Backend.Cuda && format == SparseFormat.TwoFour ? "mma.sp" : "ILGPU",
+                a.Kernel, StringComparison.Ordinal);
         });
     }
 
@@ -43,7 +45,7 @@ public sealed class SparseAdvisorTests
     public void Crossover_interpolates_where_the_speedup_reaches_one()
     {
         SparseAdvice At(double sparsity, double speedup) =>
-            new(Backend.CpuSimd, SparseFormat.Csr, 1, 1, 1, 1, 1, sparsity, sparsity, 1, 1.0, speedup, 1, true);
+            new(Backend.CpuSimd, SparseFormat.Csr, 1, 1, 1, 1, 1, sparsity, sparsity, 1, 1.0, speedup, 1, true, "test");
 
         Assert.Equal(0.75, SparseAdvisor.CrossoverOf([At(0.5, 0.5), At(0.7, 0.8), At(0.8, 1.2), At(0.9, 3)])!.Value, 12);
         Assert.Equal(0.5, SparseAdvisor.CrossoverOf([At(0.5, 1.5), At(0.9, 3)]));
