@@ -692,38 +692,7 @@ internal static unsafe class SparseSimdKernels
             // The common case: whole 8×8 blocks to int32, transposed in registers.
             int* c = ep.C + (long)t0 * n + r0;
             for (; s + 8 <= tokens; s += 8)
-            {
-                int* src = tile + s;
-                Vector256<int> r0v = Avx.LoadVector256(src);
-                Vector256<int> r1v = Avx.LoadVector256(src + pitch);
-                Vector256<int> r2v = Avx.LoadVector256(src + 2 * pitch);
-                Vector256<int> r3v = Avx.LoadVector256(src + 3 * pitch);
-                Vector256<int> r4v = Avx.LoadVector256(src + 4 * pitch);
-                Vector256<int> r5v = Avx.LoadVector256(src + 5 * pitch);
-                Vector256<int> r6v = Avx.LoadVector256(src + 6 * pitch);
-                Vector256<int> r7v = Avx.LoadVector256(src + 7 * pitch);
-                Vector256<int> a0 = Avx2.UnpackLow(r0v, r1v), a1 = Avx2.UnpackHigh(r0v, r1v);
-                Vector256<int> a2 = Avx2.UnpackLow(r2v, r3v), a3 = Avx2.UnpackHigh(r2v, r3v);
-                Vector256<int> a4 = Avx2.UnpackLow(r4v, r5v), a5 = Avx2.UnpackHigh(r4v, r5v);
-                Vector256<int> a6 = Avx2.UnpackLow(r6v, r7v), a7 = Avx2.UnpackHigh(r6v, r7v);
-                Vector256<int> u0 = Avx2.UnpackLow(a0.AsInt64(), a2.AsInt64()).AsInt32();
-                Vector256<int> u1 = Avx2.UnpackHigh(a0.AsInt64(), a2.AsInt64()).AsInt32();
-                Vector256<int> u2 = Avx2.UnpackLow(a1.AsInt64(), a3.AsInt64()).AsInt32();
-                Vector256<int> u3 = Avx2.UnpackHigh(a1.AsInt64(), a3.AsInt64()).AsInt32();
-                Vector256<int> u4 = Avx2.UnpackLow(a4.AsInt64(), a6.AsInt64()).AsInt32();
-                Vector256<int> u5 = Avx2.UnpackHigh(a4.AsInt64(), a6.AsInt64()).AsInt32();
-                Vector256<int> u6 = Avx2.UnpackLow(a5.AsInt64(), a7.AsInt64()).AsInt32();
-                Vector256<int> u7 = Avx2.UnpackHigh(a5.AsInt64(), a7.AsInt64()).AsInt32();
-                int* d = c + (long)s * n;
-                Avx.Store(d, Avx2.Subtract(Avx2.Permute2x128(u0, u4, 0x20), k));
-                Avx.Store(d + n, Avx2.Subtract(Avx2.Permute2x128(u1, u5, 0x20), k));
-                Avx.Store(d + 2L * n, Avx2.Subtract(Avx2.Permute2x128(u2, u6, 0x20), k));
-                Avx.Store(d + 3L * n, Avx2.Subtract(Avx2.Permute2x128(u3, u7, 0x20), k));
-                Avx.Store(d + 4L * n, Avx2.Subtract(Avx2.Permute2x128(u0, u4, 0x31), k));
-                Avx.Store(d + 5L * n, Avx2.Subtract(Avx2.Permute2x128(u1, u5, 0x31), k));
-                Avx.Store(d + 6L * n, Avx2.Subtract(Avx2.Permute2x128(u2, u6, 0x31), k));
-                Avx.Store(d + 7L * n, Avx2.Subtract(Avx2.Permute2x128(u3, u7, 0x31), k));
-            }
+                Store8x8(tile + s, pitch, k, c + (long)s * n, n);
             if (s >= tokens)
                 return;
         }
