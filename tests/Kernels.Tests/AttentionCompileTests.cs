@@ -12,36 +12,28 @@ using Kernels.DeviceCode;
 namespace Kernels.Tests;
 
 /// <summary>The attention kernels compile to PTX (sm_90) and OpenCL C with ILGPU's own backends, without a GPU.</summary>
-public sealed class AttentionCompileTests : IDisposable
+public sealed class AttentionCompileTests : OfflineCompiler
 {
-    private readonly Context _context = Context.Create(b => b.CPU().Optimize(OptimizationLevel.O2));
-
-    public void Dispose() => _context.Dispose();
-
     public static TheoryData<string> KernelNames => new("Forward", "Combine");
 
     [Theory]
     [MemberData(nameof(KernelNames))]
     public void AttentionCompilesToPtxForSm90(string name)
     {
-        using var backend = new PTXBackend(_context, new CudaCapabilityContext(CudaArchitecture.SM_90),
-            CudaArchitecture.SM_90, CudaInstructionSet.ISA_78, null);
-        var compiled = (PTXCompiledKernel)backend.Compile(EntryPoint(name), KernelSpecialization.Empty);
-        Assert.Contains(".entry", compiled.PTXAssembly, StringComparison.Ordinal);
+        string ptx = Ptx(EntryPoint(name));
+        Assert.Contains(".entry", ptx, StringComparison.Ordinal);
         if (name == "Forward")
-            Assert.Contains("bar.sync", compiled.PTXAssembly, StringComparison.Ordinal);
+            Assert.Contains("bar.sync", ptx, StringComparison.Ordinal);
     }
 
     [Theory]
     [MemberData(nameof(KernelNames))]
     public void AttentionCompilesToOpenCLC(string name)
     {
-        var capabilities = new CLCapabilityContext(false, false, false, false, true);
-        using var backend = new CLBackend(_context, capabilities, CLDeviceVendor.Other, CLCVersion.CL20);
-        var compiled = (CLCompiledKernel)backend.Compile(EntryPoint(name), KernelSpecialization.Empty);
-        Assert.Contains("kernel", compiled.Source, StringComparison.Ordinal);
+        string source = OpenCLC(EntryPoint(name));
+        Assert.Contains("kernel", source, StringComparison.Ordinal);
         if (name == "Forward")
-            Assert.Contains("barrier", compiled.Source, StringComparison.Ordinal);
+            Assert.Contains("barrier", source, StringComparison.Ordinal);
     }
 
     private static EntryPointDescription EntryPoint(string name) => name switch

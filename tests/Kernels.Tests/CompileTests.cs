@@ -17,12 +17,8 @@ namespace Kernels.Tests;
 /// The CPU accelerator runs kernels as .NET code, so this is what catches device code ILGPU's GPU
 /// backends would refuse, on machines (like CI) that have no GPU.
 /// </summary>
-public sealed class CompileTests : IDisposable
+public sealed class CompileTests : OfflineCompiler
 {
-    private readonly Context _context = Context.Create(b => b.CPU().Optimize(OptimizationLevel.O2));
-
-    public void Dispose() => _context.Dispose();
-
     public static TheoryData<string> KernelNames => new(
         "Reference/Int32", "Reference/Dequant",
         "Tiled/Portable/Int32", "Tiled/Portable/Dequant",
@@ -33,27 +29,23 @@ public sealed class CompileTests : IDisposable
     [MemberData(nameof(KernelNames))]
     public void CompilesToPtxForSm90(string name)
     {
-        using var backend = new PTXBackend(_context, new CudaCapabilityContext(CudaArchitecture.SM_90),
-            CudaArchitecture.SM_90, CudaInstructionSet.ISA_78, null);
-        var compiled = (PTXCompiledKernel)backend.Compile(EntryPoint(name), KernelSpecialization.Empty);
-        Assert.Contains(".entry", compiled.PTXAssembly, StringComparison.Ordinal);
+        string ptx = Ptx(EntryPoint(name));
+        Assert.Contains(".entry", ptx, StringComparison.Ordinal);
         if (name.Contains("Dp4a", StringComparison.Ordinal))
-            Assert.Contains("dp4a.s32.s32", compiled.PTXAssembly, StringComparison.Ordinal);
+            Assert.Contains("dp4a.s32.s32", ptx, StringComparison.Ordinal);
         else
-            Assert.DoesNotContain("dp4a", compiled.PTXAssembly, StringComparison.Ordinal);
+            Assert.DoesNotContain("dp4a", ptx, StringComparison.Ordinal);
         if (name.StartsWith("Tiled", StringComparison.Ordinal))
-            Assert.Contains("bar.sync", compiled.PTXAssembly, StringComparison.Ordinal);
+            Assert.Contains("bar.sync", ptx, StringComparison.Ordinal);
     }
 
     [Theory]
     [MemberData(nameof(KernelNames))]
     public void CompilesToOpenCLC(string name)
     {
-        var capabilities = new CLCapabilityContext(false, false, false, false, true);
-        using var backend = new CLBackend(_context, capabilities, CLDeviceVendor.Other, CLCVersion.CL20);
-        var compiled = (CLCompiledKernel)backend.Compile(EntryPoint(name), KernelSpecialization.Empty);
-        Assert.Contains("kernel", compiled.Source, StringComparison.Ordinal);
-        Assert.DoesNotContain("dp4a", compiled.Source, StringComparison.Ordinal);
+        string source = OpenCLC(EntryPoint(name));
+        Assert.Contains("kernel", source, StringComparison.Ordinal);
+        Assert.DoesNotContain("dp4a", source, StringComparison.Ordinal);
     }
 
     private static EntryPointDescription EntryPoint(string name)

@@ -13,12 +13,8 @@ using Kernels.DeviceCode;
 namespace Kernels.Tests.Sparse;
 
 /// <summary>Every sparse kernel instantiation compiles to PTX (sm_90) and OpenCL C with ILGPU's own backends, without a GPU.</summary>
-public sealed class SparseCompileTests : IDisposable
+public sealed class SparseCompileTests : OfflineCompiler
 {
-    private readonly Context _context = Context.Create(b => b.CPU().Optimize(OptimizationLevel.O2));
-
-    public void Dispose() => _context.Dispose();
-
     /// <summary>"kernel/format/epilogue" for the products, "Transpose/type" for the transpose.</summary>
     public static TheoryData<string> KernelNames
     {
@@ -42,24 +38,20 @@ public sealed class SparseCompileTests : IDisposable
     [MemberData(nameof(KernelNames))]
     public void SparseCompilesToPtxForSm90(string name)
     {
-        using var backend = new PTXBackend(_context, new CudaCapabilityContext(CudaArchitecture.SM_90),
-            CudaArchitecture.SM_90, CudaInstructionSet.ISA_78, null);
-        var compiled = (PTXCompiledKernel)backend.Compile(EntryPoint(name), KernelSpecialization.Empty);
-        Assert.Contains(".entry", compiled.PTXAssembly, StringComparison.Ordinal);
+        string ptx = Ptx(EntryPoint(name));
+        Assert.Contains(".entry", ptx, StringComparison.Ordinal);
         if (name.Contains("Small", StringComparison.Ordinal))
-            Assert.Contains("bar.sync", compiled.PTXAssembly, StringComparison.Ordinal);
+            Assert.Contains("bar.sync", ptx, StringComparison.Ordinal);
     }
 
     [Theory]
     [MemberData(nameof(KernelNames))]
     public void SparseCompilesToOpenCLC(string name)
     {
-        var capabilities = new CLCapabilityContext(false, false, false, false, true);
-        using var backend = new CLBackend(_context, capabilities, CLDeviceVendor.Other, CLCVersion.CL20);
-        var compiled = (CLCompiledKernel)backend.Compile(EntryPoint(name), KernelSpecialization.Empty);
-        Assert.Contains("kernel", compiled.Source, StringComparison.Ordinal);
+        string source = OpenCLC(EntryPoint(name));
+        Assert.Contains("kernel", source, StringComparison.Ordinal);
         if (name.Contains("Small", StringComparison.Ordinal))
-            Assert.Contains("barrier", compiled.Source, StringComparison.Ordinal);
+            Assert.Contains("barrier", source, StringComparison.Ordinal);
     }
 
     private static EntryPointDescription EntryPoint(string name)

@@ -1,0 +1,43 @@
+using ILGPU;
+using ILGPU.Backends;
+using ILGPU.Backends.EntryPoints;
+using ILGPU.Backends.OpenCL;
+using ILGPU.Backends.PTX;
+using ILGPU.Runtime;
+using ILGPU.Runtime.CPU;
+using ILGPU.Runtime.Cuda;
+using ILGPU.Runtime.OpenCL;
+
+namespace Kernels.Tests;
+
+/// <summary>
+/// Compiles kernels with ILGPU's PTX (sm_90) and OpenCL C backends without a GPU: what the compile
+/// tests of every kernel family share. The CPU accelerator runs kernels as .NET code, so this is what
+/// catches device code the GPU backends would refuse on machines (like CI) that have none.
+/// </summary>
+public abstract class OfflineCompiler : IDisposable
+{
+    private readonly Context _context = Context.Create(b => b.CPU().Optimize(OptimizationLevel.O2));
+
+    /// <summary>The PTX text of <paramref name="entry"/> for sm_90 (PTX ISA 7.8).</summary>
+    protected string Ptx(EntryPointDescription entry)
+    {
+        using var backend = new PTXBackend(_context, new CudaCapabilityContext(CudaArchitecture.SM_90),
+            CudaArchitecture.SM_90, CudaInstructionSet.ISA_78, null);
+        return ((PTXCompiledKernel)backend.Compile(entry, KernelSpecialization.Empty)).PTXAssembly;
+    }
+
+    /// <summary>The OpenCL C source of <paramref name="entry"/> (OpenCL C 2.0, generic address space).</summary>
+    protected string OpenCLC(EntryPointDescription entry)
+    {
+        var capabilities = new CLCapabilityContext(false, false, false, false, true);
+        using var backend = new CLBackend(_context, capabilities, CLDeviceVendor.Other, CLCVersion.CL20);
+        return ((CLCompiledKernel)backend.Compile(entry, KernelSpecialization.Empty)).Source;
+    }
+
+    public void Dispose()
+    {
+        _context.Dispose();
+        GC.SuppressFinalize(this);
+    }
+}
