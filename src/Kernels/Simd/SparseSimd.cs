@@ -46,7 +46,7 @@ internal readonly unsafe struct SparseWeights
 /// AVX2 and AVX-VNNI levels (<see cref="SparseSimdKernels"/>) give bit-identical int8 results. Calls
 /// without a <see cref="SparseSimdPlan"/> prepare one per call (free for CSR, a conversion for BSR and
 /// 2:4); callers that multiply by the same matrix again should keep a plan. Work is split over rows of
-/// W (and token blocks) on up to <see cref="Environment.ProcessorCount"/> threads; the transposed
+/// W or over token panels (see FusedPanelsPerThread) on up to <see cref="Environment.ProcessorCount"/> threads; the transposed
 /// activations live in pooled native memory.
 /// </remarks>
 internal static unsafe class SparseSimd
@@ -66,9 +66,31 @@ internal static unsafe class SparseSimd
     /// </summary>
     private const int ChunksPerThread = 1;
 
+    /// <summary>
+    /// Token-panel tasks: with at least this many token panels per thread (or on one thread), each task
+    /// packs one panel of X and multiplies it by all rows of W. One parallel round instead of two (pack,
+    /// then compute), no barrier between them, the panel still in cache when it is used, its output rows
+    /// contiguous, and work handed out in small pieces, which evens out a core slowed by other
+    /// processes. 1024³ CSR 90 %, 2 threads: 0.97 against 1.5 ms for the row split (docs/perf/cpu-sparse.md).
+    /// Fewer panels (short prompts) keep the row split, which needs no more panels than threads.
+    /// </summary>
+    private const int FusedPanelsPerThread = 2;
+
     private static readonly ParallelOptions Options = new() { MaxDegreeOfParallelism = Environment.ProcessorCount };
 
     private static Job? _cachedJob;
+
+    /// <summary>How the work of one call is split over threads (tests and benchmarks force one; Auto otherwise).</summary>
+    internal enum Split
+    {
+        Auto,
+        Rows,
+        Panels,
+    }
+
+    /// <summary>Forces the split of calls made on this thread (tests and in-process A/B benchmarks).</summary>
+    [ThreadStatic]
+    internal static Split ForcedSplit;
 
     /// <summary>
     /// int8 × int8 → int32 (exact), written through <paramref name="output"/> (int32 or the dequantizing
@@ -248,6 +270,7 @@ internal static unsafe class SparseSimd
         private int _rowChunks;
         private int _tbChunks;
         private int _threads;
+        private bool _fused;
 
         public Job()
         {
@@ -308,6 +331,17 @@ internal static unsafe class SparseSimd
                     break;
             }
             _panels = _tbCount == 0 ? null : buffer.Ensure(_tbCount * _panelBytes);
+            Split split = ForcedSplit;
+            _fused = kind is not (Kind.SmallInt8 or Kind.SmallFloat)
+                && (split == Split.Panels || (split == Split.Auto && (_threads <= 1 || _tbCount >= FusedPanelsPerThread * _threads)));
+            if (_fused)
+            {
+                // One task per token panel: pack it, then all rows of W by it.
+                _rowChunks = 1;
+                _tbChunks = _tbCount;
+                For(_tbCount, _computeBody);
+                return;
+            }
             if (_tbCount > 0)
                 For(_tbCount, _packBody);
 
@@ -379,6 +413,8 @@ internal static unsafe class SparseSimd
             }
             int tb0 = (int)((long)tc * _tbCount / _tbChunks);
             int tb1 = (int)((long)(tc + 1) * _tbCount / _tbChunks);
+            if (_fused)
+                PackTask(tb0);
             const int GR = SparseSimdKernels.GR;
             int TB = _tbTokens;
             // 64-byte aligned: the row kernels store whole vectors and the transposes load them.

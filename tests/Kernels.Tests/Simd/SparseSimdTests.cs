@@ -273,6 +273,59 @@ public class SparseSimdTests
 
     [Theory]
     [MemberData(nameof(Levels))]
+    public unsafe void Both_thread_splits_give_the_same_exact_results(SimdLevel level)
+    {
+        // The row split (pack all panels, then rows of W per thread) and the panel split (a task packs one
+        // token panel and runs all rows) are chosen by size and thread count; force each on every shape.
+        Require(level);
+        Seeded.Run((random, _) =>
+        {
+            foreach ((int m, int n, int k) in new[] { (200, 301, 500), (257, 40, 77), (130, 1030, 33), (65, 9, 130) })
+            {
+                sbyte[] x = Seeded.Int8(random, (long)m * k);
+                float[] xf = Seeded.Floats(random, (long)m * k, -1f, 1f);
+                sbyte[] dense = SparseBuild.Pruned(random, n, k, 0.15, SparseBuild.NonZero8);
+                float[] densef = SparseBuild.Pruned(random, n, k, 0.15, SparseBuild.NonZeroF);
+                float[] bias = Seeded.Floats(random, n, -1f, 1f);
+                var floats = new Dictionary<SparseSimd.Split, float[]>();
+                foreach (SparseSimd.Split split in new[] { SparseSimd.Split.Rows, SparseSimd.Split.Panels })
+                {
+                    SparseSimd.ForcedSplit = split;
+                    try
+                    {
+                        CheckInt8(level, SparseBuild.Csr(dense, n, k), x, m, $"split {split}");
+                        CheckInt8(level, SparseBuild.Bsr(random, dense, n, k, 4, 4), x, m, $"split {split}");
+                        CheckInt8(level, SparseBuild.Bsr(random, dense, n, k, 3, 5), x, m, $"split {split}");
+                        var y = new float[m * n + Slack];
+                        Array.Fill(y, float.NaN);
+                        fixed (float* px = xf)
+                        fixed (float* pb = bias)
+                        fixed (float* py = y)
+                        {
+                            float* xp = px, bp = pb, yp = py;
+                            SparseBuild.Csr(densef, n, k).With(sw => SparseSimd.Float32(sw, xp, m, yp, bp, level));
+                        }
+                        for (int i = m * n; i < y.Length; i++)
+                            Assert.True(float.IsNaN(y[i]), $"float split {split} m={m} n={n} k={k} [{level.ToName()}]: element {i} past the output was written");
+                        floats[split] = y;
+                    }
+                    finally
+                    {
+                        SparseSimd.ForcedSplit = SparseSimd.Split.Auto;
+                    }
+                }
+                for (int i = 0; i < m * n; i++)
+                {
+                    float a = floats[SparseSimd.Split.Rows][i], b = floats[SparseSimd.Split.Panels][i];
+                    if (BitConverter.SingleToInt32Bits(a) != BitConverter.SingleToInt32Bits(b) || float.IsNaN(a))
+                        Assert.Fail($"float m={m} n={n} k={k} [{level.ToName()}]: element ({i / n},{i % n}) is {a} with the row split and {b} with the panel split");
+                }
+            }
+        });
+    }
+
+    [Theory]
+    [MemberData(nameof(Levels))]
     public void Int8_tiles_of_several_row_groups_store_every_remainder(SimdLevel level)
     {
         // Up to SparseSimdKernels.StoreGroups groups of 8 rows per tile: whole tiles, a last partial group,
