@@ -160,9 +160,15 @@ internal static class BenchCommand
             foreach (var group in results.GroupBy(r => r.Backend).Where(g => g.Count() > 1))
             {
                 double? crossover = group.First().CrossoverSparsity;
-                AnsiConsole.MarkupLine(crossover is { } c
-                    ? $"{group.Key}: sparse becomes faster than dense at about {c:P0} sparsity (interpolated)."
-                    : $"{group.Key}: sparse was not faster than dense at any measured sparsity.");
+                var kernelPoints = group.Where(r => !r.DenseFallback).ToList();
+                string fallback = kernelPoints.Count < group.Count()
+                    ? $" Below {kernelPoints.Select(r => r.Sparsity).DefaultIfEmpty(1).Min():P0} the cost model ran the dense GEMM instead (those rows time it twice and do not count)."
+                    : "";
+                AnsiConsole.MarkupLine(Markup.Escape(crossover is { } c
+                    ? kernelPoints.Count > 0 && c <= kernelPoints.Min(r => r.Sparsity)
+                        ? $"{group.Key}: the sparse kernel is faster than dense from the lowest sparsity where it ran, {c:P0}.{fallback}"
+                        : $"{group.Key}: sparse becomes faster than dense at about {c:P0} sparsity (interpolated).{fallback}"
+                    : $"{group.Key}: sparse was not faster than dense at any measured sparsity where a sparse kernel ran.{fallback}"));
             }
         }
         var failures = results.Where(r => !r.Verified).ToList();

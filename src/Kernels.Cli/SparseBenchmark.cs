@@ -21,7 +21,8 @@ internal sealed record SparseBenchResult(
     bool Verified,
     string Verification,
     double? CrossoverSparsity = null,
-    string? SparseKernel = null);
+    string? SparseKernel = null,
+    bool DenseFallback = false);
 
 /// <summary><c>kernels bench --op sparse-gemm</c>: the sparse int8 product against the dense int8 GEMM of the same shape on the same backend.</summary>
 internal static class SparseBenchmark
@@ -77,6 +78,6 @@ internal static class SparseBenchmark
             m, n, k, a.RequestedSparsity, a.Sparsity, a.NonZeros, repeat, a.SparseMs, a.DenseMs, a.Speedup,
             2.0 * m * n * k / (a.SparseMs * 1e-3) / 1e12, a.Verified,
             $"identical to the dense int8 GEMM; int64 reference at 4 corners + {SparseAdvisor.SampledOutputs} samples",
-            crossover, a.Kernel)).ToList();
+            crossover, a.Kernel, a.DenseFallback)).ToList();
     }
 }

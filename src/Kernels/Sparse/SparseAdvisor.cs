@@ -28,6 +28,10 @@ namespace Kernels;
 /// reference at the four corners and <see cref="SparseAdvisor.SampledOutputs"/> random outputs.
 /// </param>
 /// <param name="Kernel">Which kernel ran the sparse product, in words (the SIMD plan's choice on cpu-simd, the <c>mma.sp</c> form on CUDA, the ILGPU kernel elsewhere).</param>
+/// <param name="DenseFallback">
+/// Whether the sparse call ran the dense GEMM on the expanded weights because the cpu-simd plan's cost
+/// model judged it faster (then <see cref="SparseMs"/> measures the dense kernel, not a sparse one).
+/// </param>
 public sealed record SparseAdvice(
     Backend Backend,
     SparseFormat Format,
@@ -43,7 +47,8 @@ public sealed record SparseAdvice(
     double DenseMs,
     int Repeat,
     bool Verified,
-    string Kernel)
+    string Kernel,
+    bool DenseFallback = false)
 {
     /// <summary>How many times faster the sparse path is than the dense one (above 1: sparse wins).</summary>
     public double Speedup => DenseMs / SparseMs;
@@ -134,11 +139,12 @@ public static class SparseAdvisor
         }
 
         string kernel = KernelOf(session, dw, format, m);
+        bool fallback = session.Backend == Backend.CpuSimd && dw.SimdPlan(CpuSimd.Effective).Dense is not null;
         int[] got = ySparse.ToArray();
         bool verified = got.AsSpan().SequenceEqual(yDense.ToArray()) && MatchesReference(weights, x, got, m, n, k, random);
         return new SparseAdvice(session.Backend, format, blockRows, blockColumns, m, n, k, sparsity,
             1.0 - (double)sparse.NonZeros / ((long)n * k), sparse.NonZeros,
-            Median(sparseTimes), Median(denseTimes), repeat, verified, kernel);
+            Median(sparseTimes), Median(denseTimes), repeat, verified, kernel, fallback);
     }
 
     /// <summary>
@@ -157,10 +163,16 @@ public static class SparseAdvisor
         return CrossoverOf(list);
     }
 
-    /// <summary>The interpolated sparsity where the speed-up crosses 1 in measurements sorted by sparsity, or null.</summary>
+    /// <summary>
+    /// The interpolated sparsity where the speed-up crosses 1 in measurements sorted by sparsity, or null.
+    /// Points where the plan ran the dense fallback (<see cref="SparseAdvice.DenseFallback"/>) are left
+    /// out: they time the dense kernel twice, and their ratio (about 1) is noise. When the first point
+    /// that ran a sparse kernel is already faster, its sparsity is returned (the crossover is at or below it).
+    /// </summary>
     public static double? CrossoverOf(IReadOnlyList<SparseAdvice> sorted)
     {
         ArgumentNullException.ThrowIfNull(sorted);
+        sorted = [.. sorted.Where(a => !a.DenseFallback)];
         if (sorted.Count > 0 && sorted[0].Speedup >= 1)
             return sorted[0].Sparsity;
         for (int i = 1; i < sorted.Count; i++)

@@ -51,6 +51,12 @@ public sealed class SparseAdvisorTests
         Assert.Equal(0.5, SparseAdvisor.CrossoverOf([At(0.5, 1.5), At(0.9, 3)]));
         Assert.Null(SparseAdvisor.CrossoverOf([At(0.5, 0.2), At(0.9, 0.9)]));
         Assert.Null(SparseAdvisor.CrossoverOf([]));
+
+        // Dense-fallback points time the dense kernel twice: their ratio is noise and does not count.
+        SparseAdvice Fallback(double sparsity, double speedup) => At(sparsity, speedup) with { DenseFallback = true };
+        Assert.Equal(0.7, SparseAdvisor.CrossoverOf([Fallback(0.5, 1.09), Fallback(0.6, 0.98), At(0.7, 1.5), At(0.9, 3)]));
+        Assert.Equal(0.75, SparseAdvisor.CrossoverOf([Fallback(0.6, 1.02), At(0.7, 0.8), At(0.8, 1.2)])!.Value, 12);
+        Assert.Null(SparseAdvisor.CrossoverOf([Fallback(0.5, 1.1), At(0.9, 0.9)]));
     }
 
     [Theory]
