@@ -46,7 +46,9 @@ fi
   # Issue 4's goal: 2:4 on the sparse tensor cores (mma.sp) faster than the dense int8 GEMM of the same shape, same run.
   timeout 120 "$app/Kernels.Cli" bench --op sparse-gemm --backend cuda --format 2:4 --m 4096 --n 8192 --k 8192 --json
   timeout 120 "$app/Kernels.Cli" bench --op sparse-gemm --backend cuda --format 2:4 --m 16 --n 8192 --k 8192 --json
-  timeout 120 "$app/Kernels.Cli" bench --op sparse-gemm --backend cuda --format csr --sparsity 0.9 --m 4096 --n 8192 --k 8192 --json
+  # CSR 90 %: the tiled int8 kernel (default) and the one-thread-per-output kernel, against cuSPARSE fp32 below.
+  timeout 120 "$app/Kernels.Cli" bench --op sparse-gemm --backend cuda --format csr --sparsity 0.9 --m 4096 --n 8192 --k 8192 --sparse-kernel tiled --json
+  timeout 120 "$app/Kernels.Cli" bench --op sparse-gemm --backend cuda --format csr --sparsity 0.9 --m 4096 --n 8192 --k 8192 --sparse-kernel general --repeat 3 --json
 } > "$OUT/bench.jsonl" 2> "$OUT/bench.err"
 # Peers in the same visit: cuSPARSE CSR fp32 at 90% (8192×8192 @ 8192×4096), torch 2:4 int8, cuBLASLt int8.
 ( timeout 300 python3 benchmarks/gpu/peers_gpu.py "$OUT/peers.json" > "$OUT/peers.txt" 2>&1 ) || true

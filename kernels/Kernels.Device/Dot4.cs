@@ -40,6 +40,25 @@ public static class Packed
     /// <summary>Signed byte <paramref name="j"/> (0..3) of <paramref name="word"/>.</summary>
     public static int Byte(int word, int j) => (word << (24 - 8 * j)) >> 24;
 
+    /// <summary>
+    /// Byte permute of the eight bytes <c>b:a</c> (a = bytes 0–3, b = bytes 4–7): byte i of the result is
+    /// byte <c>(selector &gt;&gt; 4i) &amp; 7</c> (PTX <c>prmt.b32</c> in its default mode, selectors 0–7
+    /// only). On CUDA one <c>prmt</c>; elsewhere shifts and masks, with the same bits.
+    /// </summary>
+    public static int Permute(int a, int b, int selector)
+    {
+        if (CudaAsm.IsSupported)
+        {
+            CudaAsm.Emit("prmt.b32 %0, %1, %2, %3;", out int result, a, b, selector);
+            return result;
+        }
+        long both = (uint)a | ((long)(uint)b << 32);
+        int r = 0;
+        for (int i = 0; i < 4; i++)
+            r |= (int)((both >> (8 * ((selector >> (4 * i)) & 7))) & 0xFF) << (8 * i);
+        return r;
+    }
+
     /// <summary>Portable four-way signed byte dot product with accumulation.</summary>
     public static int Dot4(int a, int b, int acc)
     {

@@ -301,4 +301,188 @@ public static class SparseKernels
             product.Store(token, row, sum);
         }
     }
+
+    // ------------------------------------------------------------------------------------------------
+    // Tiled int8 kernel (general m): groups of four non-zeros × four tokens per dp4a.
+
+    /// <summary>Columns of W per k chunk of the tiled kernel (a local column fits one byte).</summary>
+    public const int TileK = 256;
+
+    /// <summary>Token words (four tokens each) per tile of the tiled kernel: one per lane, 128 tokens.</summary>
+    public const int TileWords = 32;
+
+    /// <summary>Tokens per tile of the tiled kernel.</summary>
+    public const int TileTokens = TileWords * 4;
+
+    /// <summary>Warps per group of the tiled kernel.</summary>
+    public const int TileWarps = 8;
+
+    /// <summary>Rows of W per warp of the tiled kernel (rows warp, warp + 8, …, warp + 56 of the tile).</summary>
+    public const int RowsPerWarp = 8;
+
+    /// <summary>Rows of W per tile of the tiled kernel.</summary>
+    public const int TileRows = TileWarps * RowsPerWarp;
+
+    private const int StagePitch = TileTokens + 1;
+
+    private const int TileSharedInts = TileK * TileWords > TileRows * StagePitch ? TileK * TileWords : TileRows * StagePitch;
+
+    /// <summary>
+    /// Packs X (m×k row-major int8) into token words: <c>xt4[col·m4 + t4]</c> holds tokens 4·t4 … 4·t4+3 of
+    /// column col, one byte each (zero past m). Launched implicitly grouped over (m4, k).
+    /// </summary>
+    /// <param name="index">(token word, column).</param>
+    /// <param name="x">X, m×k.</param>
+    /// <param name="xt4">The packed words, k×m4.</param>
+    /// <param name="m">Tokens.</param>
+    /// <param name="m4">Token words, ⌈m/4⌉.</param>
+    /// <param name="k">Columns of X.</param>
+    public static void PackTokenWords(Index2D index, ArrayView<sbyte> x, ArrayView<int> xt4, int m, int m4, int k)
+    {
+        int t4 = index.X;
+        int col = index.Y;
+        int word = 0;
+        for (int j = 0; j < 4; j++)
+        {
+            int token = 4 * t4 + j;
+            if (token < m)
+                word |= (x[(long)token * k + col] & 0xFF) << (8 * j);
+        }
+        xt4[(long)col * m4 + t4] = word;
+    }
+
+    /// <summary>
+    /// int8 product for general m on tiles of <see cref="TileRows"/> rows of W × <see cref="TileTokens"/>
+    /// tokens. W comes as groups of four non-zeros of one row inside one k chunk of <see cref="TileK"/>
+    /// columns (padded with zero weights; see <c>SparseTiles</c> on the host): per group one 64-bit word,
+    /// four local columns (a byte each) and four signed weights. Per chunk the group stages the
+    /// chunk's X words (<see cref="TileK"/> × <see cref="TileWords"/>) in shared memory; each lane owns four
+    /// tokens, reads the four columns' words (conflict-free), transposes the 4×4 bytes with
+    /// <see cref="Packed.Permute"/> (<c>prmt</c> on CUDA) and adds four <c>dp4a</c>s. The int32 results are
+    /// staged in shared memory again and stored through the epilogue with consecutive threads on
+    /// consecutive output columns. Exact int32 sums: the same bits as every other int8 path.
+    /// Launched explicitly grouped: grid (⌈m4/32⌉, ⌈n/64⌉), group (32, 8).
+    /// </summary>
+    /// <param name="groupPointers">Groups of (row, chunk) = [p[row·chunks + chunk], p[row·chunks + chunk + 1]).</param>
+    /// <param name="groups">Per group: four local columns (bytes 0–3) in the low word, the four signed weights in the same order in the high word.</param>
+    /// <param name="xt4">X as token words (see <see cref="PackTokenWords"/>), k×m4.</param>
+    /// <param name="m">Tokens.</param>
+    /// <param name="m4">Token words.</param>
+    /// <param name="n">Rows of W.</param>
+    /// <param name="k">Columns of W.</param>
+    /// <param name="chunks">⌈k / <see cref="TileK"/>⌉.</param>
+    /// <param name="epilogue">Where the result goes (row = token, column = row of W).</param>
+    public static void TiledInt8<TEpilogue>(
+        ArrayView<int> groupPointers,
+        ArrayView<long> groups,
+        ArrayView<int> xt4,
+        int m,
+        int m4,
+        int n,
+        int k,
+        int chunks,
+        TEpilogue epilogue)
+        where TEpilogue : struct, IGemmEpilogue
+    {
+        var tile = SharedMemory.Allocate<int>(TileSharedInts);
+        int lane = Group.IdxX;
+        int warp = Group.IdxY;
+        int t4 = Grid.IdxX * TileWords + lane;
+        int rowBase = Grid.IdxY * TileRows;
+        var rows = new TileRowsOfWarp(groupPointers, groups, n, chunks, rowBase + warp);
+        ArrayView<int> laneTile = tile.SubView(lane);
+        Acc4 a0 = default, a1 = default, a2 = default, a3 = default, a4 = default, a5 = default, a6 = default, a7 = default;
+        for (int chunk = 0; chunk < chunks; chunk++)
+        {
+            int kBase = chunk * TileK;
+            for (int kk = warp; kk < TileK; kk += TileWarps)
+            {
+                int kg = kBase + kk;
+                tile[kk * TileWords + lane] = kg < k && t4 < m4 ? xt4[(long)kg * m4 + t4] : 0;
+            }
+            Group.Barrier();
+            rows.Accumulate(ref a0, 0, chunk, laneTile);
+            rows.Accumulate(ref a1, 1, chunk, laneTile);
+            rows.Accumulate(ref a2, 2, chunk, laneTile);
+            rows.Accumulate(ref a3, 3, chunk, laneTile);
+            rows.Accumulate(ref a4, 4, chunk, laneTile);
+            rows.Accumulate(ref a5, 5, chunk, laneTile);
+            rows.Accumulate(ref a6, 6, chunk, laneTile);
+            rows.Accumulate(ref a7, 7, chunk, laneTile);
+            Group.Barrier();
+        }
+
+        // Stage the 64×128 results (row-major, pitch 129), then store with threads on consecutive rows of W.
+        Stage(tile, warp, lane, a0);
+        Stage(tile, warp + 8, lane, a1);
+        Stage(tile, warp + 16, lane, a2);
+        Stage(tile, warp + 24, lane, a3);
+        Stage(tile, warp + 32, lane, a4);
+        Stage(tile, warp + 40, lane, a5);
+        Stage(tile, warp + 48, lane, a6);
+        Stage(tile, warp + 56, lane, a7);
+        Group.Barrier();
+        int tid = warp * TileWords + lane;
+        int r = tid % TileRows;
+        int row = rowBase + r;
+        int tokenBase = Grid.IdxX * TileTokens;
+        for (int tt = tid / TileRows; tt < TileTokens; tt += TileWarps * TileWords / TileRows)
+        {
+            int token = tokenBase + tt;
+            if (row < n && token < m)
+                epilogue.Store(0, token, row, tile[r * StagePitch + tt]);
+        }
+    }
+
+    private static void Stage(ArrayView<int> tile, int r, int lane, Acc4 acc)
+    {
+        int at = r * StagePitch + 4 * lane;
+        tile[at] = acc.A;
+        tile[at + 1] = acc.B;
+        tile[at + 2] = acc.C;
+        tile[at + 3] = acc.D;
+    }
+
+    /// <summary>Four int32 sums: one per token of a lane's token word.</summary>
+    private struct Acc4
+    {
+        public int A;
+        public int B;
+        public int C;
+        public int D;
+    }
+
+    /// <summary>The rows of W one warp of <see cref="TiledInt8"/> works on, and their groups.</summary>
+    private readonly struct TileRowsOfWarp(ArrayView<int> pointers, ArrayView<long> groups, int n, int chunks, int firstRow)
+    {
+        public void Accumulate(ref Acc4 acc, int i, int chunk, ArrayView<int> laneTile)
+        {
+            int row = firstRow + i * TileWarps;
+            if (row >= n)
+                return;
+            long at = (long)row * chunks + chunk;
+            int end = pointers[at + 1];
+            var dot = default(Dp4aDot4);
+            for (int g = pointers[at]; g < end; g++)
+            {
+                long group = groups[g];
+                int c = (int)group;
+                int w = (int)(group >> 32);
+                // Column byte j, zero-extended (one prmt), times the words per tile row.
+                int x0 = laneTile[Packed.Permute(c, 0, 0x4440) * TileWords];
+                int x1 = laneTile[Packed.Permute(c, 0, 0x4441) * TileWords];
+                int x2 = laneTile[Packed.Permute(c, 0, 0x4442) * TileWords];
+                int x3 = laneTile[Packed.Permute(c, 0, 0x4443) * TileWords];
+                // x_i = (token 0..3 of column i); make t_j = (column 0..3 of token j).
+                int lo01 = Packed.Permute(x0, x1, 0x5140);
+                int hi01 = Packed.Permute(x0, x1, 0x7362);
+                int lo23 = Packed.Permute(x2, x3, 0x5140);
+                int hi23 = Packed.Permute(x2, x3, 0x7362);
+                acc.A = dot.Dot4(Packed.Permute(lo01, lo23, 0x5410), w, acc.A);
+                acc.B = dot.Dot4(Packed.Permute(lo01, lo23, 0x7632), w, acc.B);
+                acc.C = dot.Dot4(Packed.Permute(hi01, hi23, 0x5410), w, acc.C);
+                acc.D = dot.Dot4(Packed.Permute(hi01, hi23, 0x7632), w, acc.D);
+            }
+        }
+    }
 }

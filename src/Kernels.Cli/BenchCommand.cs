@@ -41,13 +41,15 @@ internal static class BenchCommand
         var format = new Option<string>("--format") { Description = "sparse-gemm: csr, bsr or 2:4.", DefaultValueFactory = _ => "csr" };
         var sparsity = new Option<double>("--sparsity") { Description = "sparse-gemm: fraction of weights pruned (2:4 is at least 0.5).", DefaultValueFactory = _ => 0.9 };
         var block = new Option<string>("--block") { Description = "sparse-gemm: BSR block shape ROWSxCOLUMNS.", DefaultValueFactory = _ => "4x4" };
+        var sparseKernel = new Option<string>("--sparse-kernel") { Description = "sparse-gemm, int8 on CUDA/OpenCL/the CPU accelerator, m > 16: auto (tiled), tiled (groups of four non-zeros × four tokens per dp4a, X chunks in shared memory) or general (one thread per output on Xᵀ).", DefaultValueFactory = _ => "auto" };
+        sparseKernel.AcceptOnlyFromAmong("auto", "tiled", "general");
         var sweep = new Option<bool>("--sweep") { Description = "sparse-gemm: also measure sparsities 0.5 to 0.99 and report the crossover (where sparse becomes faster than dense)." };
         var json = new Option<bool>("--json") { Description = "One JSON object per result (int8-gemm: op, backend, device, m, n, k, median_ms, tops, verified, max_abs_error, ...; attention: op, backend, device, batch, heads, kv_heads, seq, kv_seq, head_dim, causal, median_ms, tflops, verified, max_abs_error, ...)." };
 
         var command = new Command("bench", "Benchmark int8 GEMM (or attention) on every usable backend (or one), verified against the reference.")
         {
             op, backend, m, n, k, repeat, kernel, seed, noPeer, batch, heads, kvHeads, seq, kvSeq, headDim, causal,
-            format, sparsity, block, sweep, json,
+            format, sparsity, block, sparseKernel, sweep, json,
         };
         command.SetAction(result =>
         {
@@ -71,7 +73,8 @@ internal static class BenchCommand
                 double s = result.GetValue(sparsity);
                 if (!(s >= 0 && s <= 1))
                     throw new ArgumentException($"--sparsity: expected a fraction in [0, 1], got {s}.", "--sparsity");
-                return RunSparse(settings, sparseFormat, blockShape, s, result.GetValue(sweep));
+                SparseInt8Kernel ilgpuKernel = Enum.Parse<SparseInt8Kernel>(result.GetValue(sparseKernel) ?? "auto", ignoreCase: true);
+                return RunSparse(settings, sparseFormat, blockShape, s, result.GetValue(sweep), ilgpuKernel);
             }
             if (result.GetValue(op) == "attention")
             {
@@ -131,12 +134,13 @@ internal static class BenchCommand
         return failures.Count == 0 ? 0 : 1;
     }
 
-    private static int RunSparse(Settings s, SparseFormat format, (int Rows, int Columns) block, double sparsity, bool sweep)
+    private static int RunSparse(Settings s, SparseFormat format, (int Rows, int Columns) block, double sparsity, bool sweep, SparseInt8Kernel ilgpuKernel)
     {
         var results = new List<SparseBenchResult>();
         foreach (Backend backend in s.Backends)
         {
             using KernelSession session = KernelSession.Create(backend);
+            session.SparseInt8Kernel = ilgpuKernel;
             int size = SparseBenchmark.DefaultSize(session.Backend);
             int m = s.M ?? size, n = s.N ?? s.M ?? size, k = s.K ?? s.M ?? size;
             List<SparseBenchResult> measured = SparseBenchmark.Run(session, m, n, k, format, block, sparsity, sweep, s.Repeat, s.Seed);

@@ -15,6 +15,10 @@ public sealed partial class KernelSession
     private readonly ConditionalWeakTable<object, object> _sparseUploads = new();
     private readonly List<(WeakReference<object> Matrix, IDisposable Uploaded)> _sparseUploadList = [];
     private SparseTensorCoreGemm? _sparseTensorCore;
+    private MemoryBuffer1D<byte, Stride1D.Dense>? _sparseXt4;
+
+    /// <summary>Which ILGPU kernel runs int8 sparse products for m &gt; 16 (Auto: the tiled one); for benchmarks.</summary>
+    internal SparseInt8Kernel SparseInt8Kernel { get; set; }
     private string? _sparseTensorCoreLoadFailure;
 
     // ---------------------------------------------------------------- convenience layer (host arrays)
@@ -337,7 +341,34 @@ public sealed partial class KernelSession
             RunSparseTensorCore(w, x, m, epilogue);
             return;
         }
+        if (m > SparseKernels.SmallM && SparseInt8Kernel != SparseInt8Kernel.General && w.Tiles is { } tiles)
+        {
+            LaunchTiledInt8(w, tiles, x, m, epilogue);
+            return;
+        }
         LaunchSparse<sbyte, int, Int8Product<TEpilogue>>(w, x, m, new Int8Product<TEpilogue> { Epilogue = epilogue });
+    }
+
+    /// <summary>The tiled int8 kernel: X packed into token words (k×⌈m/4⌉ in session scratch), then one group per 64 rows × 128 tokens.</summary>
+    private void LaunchTiledInt8<TEpilogue>(
+        DeviceSparseMatrix<sbyte> w, (DeviceBuffer<int> Pointers, DeviceBuffer<long> Groups) tiles,
+        ArrayView<sbyte> x, int m, TEpilogue epilogue)
+        where TEpilogue : struct, IGemmEpilogue
+    {
+        int n = w.Rows, k = w.Columns;
+        CheckSparseGrid(m, n, k);
+        int m4 = (m + 3) / 4;
+        ArrayView<int> xt4 = Scratch(ref _sparseXt4, (long)m4 * k * sizeof(int), "x packed in token words").Cast<int>();
+        var pack = Kernel("sparse/tiled/pack", acc =>
+            acc.LoadAutoGroupedKernel<Index2D, ArrayView<sbyte>, ArrayView<int>, int, int, int>(SparseKernels.PackTokenWords));
+        pack(Stream, new Index2D(m4, k), x, xt4, m, m4, k);
+        var tiled = Kernel($"sparse/tiled/{typeof(TEpilogue).Name}", acc =>
+            acc.LoadKernel<ArrayView<int>, ArrayView<long>, ArrayView<int>, int, int, int, int, int, TEpilogue>(
+                SparseKernels.TiledInt8<TEpilogue>));
+        var config = new KernelConfig(
+            new Index2D((m4 + SparseKernels.TileWords - 1) / SparseKernels.TileWords, (n + SparseKernels.TileRows - 1) / SparseKernels.TileRows),
+            new Index2D(SparseKernels.TileWords, SparseKernels.TileWarps));
+        tiled(Stream, config, tiles.Pointers.View, tiles.Groups.View, xt4, m, m4, n, k, w.TileChunks, epilogue);
     }
 
     /// <summary>Whether int8 2:4 uploads get a copy packed for the sparse tensor cores (CUDA, compute capability ≥ 8.0).</summary>

@@ -22,6 +22,8 @@ public sealed class DeviceSparseMatrix<T> : IDisposable
     private readonly DeviceBuffer<byte> _meta;
     private readonly DeviceBuffer<byte>? _tensorCoreValues;
     private readonly DeviceBuffer<uint>? _tensorCoreMeta;
+    private readonly DeviceBuffer<int>? _tilePointers;
+    private readonly DeviceBuffer<long>? _tileGroups;
     private SparseSimdPlanCache? _simdPlans;
 
     internal DeviceSparseMatrix(KernelSession session, SparseParts<T> parts, int nonZeros)
@@ -51,6 +53,14 @@ public sealed class DeviceSparseMatrix<T> : IDisposable
                     _tensorCoreMeta = Keep(uploaded, session.Upload<uint>(packed.Meta));
                     TensorCoreKSteps = packed.KSteps;
                 }
+            }
+            // int8 on the ILGPU accelerators: the groups of four non-zeros per k chunk of the tiled kernel.
+            if (parts.Values is sbyte[] && session.Backend != Backend.CpuSimd && Rows > 0)
+            {
+                SparseTiles tiles = SparseTiles.Build((SparseParts<sbyte>)(object)parts);
+                _tilePointers = Keep(uploaded, session.Upload<int>(tiles.Pointers));
+                _tileGroups = Keep(uploaded, session.Upload<long>(tiles.Groups));
+                TileChunks = tiles.Chunks;
             }
         }
         catch
@@ -82,11 +92,19 @@ public sealed class DeviceSparseMatrix<T> : IDisposable
     /// <summary>Device memory held, in bytes.</summary>
     public long LengthInBytes =>
         _rowPointers.LengthInBytes + _columnIndices.LengthInBytes + _values.LengthInBytes + _meta.LengthInBytes
-        + (_tensorCoreValues?.LengthInBytes ?? 0) + (_tensorCoreMeta?.LengthInBytes ?? 0);
+        + (_tensorCoreValues?.LengthInBytes ?? 0) + (_tensorCoreMeta?.LengthInBytes ?? 0)
+        + (_tilePointers?.LengthInBytes ?? 0) + (_tileGroups?.LengthInBytes ?? 0);
 
     /// <summary>The copy packed for the sparse tensor cores (values, metadata), or null when there is none.</summary>
     internal (DeviceBuffer<byte> Values, DeviceBuffer<uint> Meta)? TensorCorePacked =>
         _tensorCoreValues is not null && _tensorCoreMeta is not null ? (_tensorCoreValues, _tensorCoreMeta) : null;
+
+    /// <summary>The groups of the tiled int8 kernel (pointers, groups; see <see cref="SparseTiles"/>), or null (float32, cpu-simd).</summary>
+    internal (DeviceBuffer<int> Pointers, DeviceBuffer<long> Groups)? Tiles =>
+        _tilePointers is not null && _tileGroups is not null ? (_tilePointers, _tileGroups) : null;
+
+    /// <summary>k chunks of <see cref="Tiles"/> (0 when there are none).</summary>
+    internal int TileChunks { get; }
 
     /// <summary>64-column k steps of <see cref="TensorCorePacked"/> (0 when there is none).</summary>
     internal int TensorCoreKSteps { get; }
@@ -106,6 +124,8 @@ public sealed class DeviceSparseMatrix<T> : IDisposable
         _meta.Dispose();
         _tensorCoreValues?.Dispose();
         _tensorCoreMeta?.Dispose();
+        _tilePointers?.Dispose();
+        _tileGroups?.Dispose();
     }
 
     /// <summary>Hands the rows of the matrix, as the device-code struct of its layout, to <paramref name="launch"/>.</summary>

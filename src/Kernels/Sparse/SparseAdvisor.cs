@@ -228,7 +228,9 @@ public static class SparseAdvisor
     {
         if (session.Backend == Backend.CpuSimd)
             return SparseSimd.DescribeInt8(w.SimdPlan(CpuSimd.Effective), m);
-        string ilgpu = m <= SparseKernels.SmallM ? "ILGPU small-m kernel (a group per output)" : "ILGPU general kernel (on Xᵀ)";
+        string ilgpu = m <= SparseKernels.SmallM ? "ILGPU small-m kernel (a group per output)"
+            : session.SparseInt8Kernel != SparseInt8Kernel.General && w.Tiles is not null ? "ILGPU tiled kernel (4 non-zeros × 4 tokens per dp4a, X chunks in shared memory)"
+            : "ILGPU general kernel (on Xᵀ)";
         if (format != SparseFormat.TwoFour || session.Backend != Backend.Cuda)
             return ilgpu;
         if (session.SparseTensorCoreUnsupported is { } why)

@@ -89,6 +89,60 @@ public class SparseGemmTests
         });
     }
 
+    public static TheoryData<Backend> IlgpuBackends => new(Backend.Cpu, Backend.Cuda, Backend.OpenCL);
+
+    [Theory]
+    [MemberData(nameof(IlgpuBackends))]
+    public void TiledAndGeneralInt8KernelsGiveTheReferenceBitForBit(Backend backend)
+    {
+        // The tiled kernel (groups of 4 non-zeros × 4 tokens, 256-column k chunks, 64 rows × 128 tokens per
+        // group) against the one-thread-per-output kernel: m not a multiple of 4 and past one token tile,
+        // n past one row tile and not a multiple of 8, k within one chunk, exactly one, and across chunks
+        // with a partial last one; rows empty, full, and with non-zeros in one chunk only; every format.
+        _ = Sessions.Get(backend);   // skips with the reason when the backend is absent
+        using KernelSession session = KernelSession.Create(backend);
+        Seeded.Run((random, seed) =>
+        {
+            foreach ((int m, int n, int k) in new[] { (17, 7, 13), (130, 65, 256), (257, 70, 600), (33, 130, 300) })
+            {
+                foreach (SparseFormat format in SparseTestData.Formats)
+                {
+                    foreach (double sparsity in new[] { 0.0, 0.9, 1.0 })
+                    {
+                        sbyte[] dense = SparseTestData.PrunedInt8(random, n, k, format, sparsity);
+                        if (sparsity == 0.9 && k > 256)
+                        {
+                            // Row 1 empty; row 2 with its non-zeros in the last chunk only; extremes.
+                            Array.Clear(dense, k, 2 * k);
+                            for (int c = 256; c < k; c += 3)
+                                dense[2 * k + c] = -128;
+                        }
+                        SparseMatrix w = SparseTestData.Int8Matrix(dense, n, k, format);
+                        sbyte[] x = Seeded.Int8(random, m * k);
+                        x[0] = -128;
+                        x[^1] = 127;
+                        long[] expected = HostReference.Int8Gemm(x, dense, m, n, k);
+                        using DeviceSparseMatrix<sbyte> dw = session.Upload(w);
+                        using DeviceBuffer<sbyte> dx = session.Upload<sbyte>(x);
+                        using DeviceBuffer<int> dy = session.Allocate<int>((long)m * n + 5);
+                        foreach (SparseInt8Kernel kernel in new[] { SparseInt8Kernel.Tiled, SparseInt8Kernel.General })
+                        {
+                            session.SparseInt8Kernel = kernel;
+                            dy.CopyFrom(Enumerable.Repeat(unchecked((int)0xDEADBEEF), m * n + 5).ToArray());
+                            session.SparseInt8Gemm(dw, dx, dy, m);
+                            int[] y = dy.ToArray();
+                            string what = $"{backend}/{format} {kernel} {m}×{n}×{k} sparsity {sparsity}";
+                            Expect.Equal(expected, y[..(m * n)], what);
+                            for (int i = m * n; i < y.Length; i++)
+                                Assert.True(y[i] == unchecked((int)0xDEADBEEF), $"{what}: element {i} past the output was written");
+                        }
+                        Assert.NotNull(dw.Tiles);
+                    }
+                }
+            }
+        });
+    }
+
     /// <summary>
     /// (m, n, k) for the CUDA 2:4 sparse tensor-core path: every tile (m ≤ 8, ≤ 32, &gt; 32), one and
     /// several blocks in both directions, k a multiple of 64, of 16 only, and neither (X repacked),
