@@ -461,7 +461,7 @@ internal static unsafe class SparseSimd
                                 SparseSimdKernels.RowQuads(panel, plan.QuadIndex, plan.QuadWeights, plan.QuadPtr[r], plan.QuadPtr[r + 1], dst);
                                 break;
                             default:
-                                SparseSimdKernels.RowFloat((float*)panel, col, (float*)plan.Val, rowPtr[r], rowPtr[r + 1], (float*)dst);
+                                SparseSimdKernels.RowFloat((float*)panel, col, (float*)plan.Val, rowPtr[r], rowPtr[r + 1], (float*)dst, plan.Level >= SimdLevel.AvxVnni);
                                 break;
                         }
                     }

@@ -436,40 +436,116 @@ internal static unsafe class SparseSimdKernels
         Avx.Store(dst + 56, c7);
     }
 
-    /// <summary>Float: Σ x·w over [p0, p1) against the float panel, with FMA where available.</summary>
+    /// <summary>
+    /// Float: Σ x·w over [p0, p1) against the float panel (32 tokens), with FMA where available. The
+    /// non-zeros go round-robin into four partial sums (non-zero p into sum (p − p0) mod 4), each summed in
+    /// storage order from 0, then added as (s0 + s1) + (s2 + s3): eight independent FMA chains instead
+    /// of four, which the FMA latency had bound (one non-zero per 4 cycles). The order is fixed, so the
+    /// result does not depend on the thread split or the level's vector width.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    internal static void RowFloat(float* panel, int* col, float* val, int p0, int p1, float* dst)
+    internal static void RowFloat(float* panel, int* col, float* val, int p0, int p1, float* dst, bool wide)
     {
-        Vector256<float> c0 = Vector256<float>.Zero, c1 = Vector256<float>.Zero;
-        Vector256<float> c2 = Vector256<float>.Zero, c3 = Vector256<float>.Zero;
+        if (wide && Avx512F.IsSupported)
+        {
+            RowFloat512(panel, col, val, p0, p1, dst);
+            return;
+        }
+        // Four partial sums of 32 tokens, four vectors each (16 accumulators: AVX-512 CPUs have the
+        // registers; on AVX2-only ones some live in memory).
+        Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
+        Vector256<float> b0 = default, b1 = default, b2 = default, b3 = default;
+        Vector256<float> c0 = default, c1 = default, c2 = default, c3 = default;
+        Vector256<float> d0 = default, d1 = default, d2 = default, d3 = default;
+        int p = p0;
+        for (; p + 4 <= p1; p += 4)
+        {
+            AddRow256(ref a0, ref a1, ref a2, ref a3, panel + ((nint)col[p] << 5), val[p]);
+            AddRow256(ref b0, ref b1, ref b2, ref b3, panel + ((nint)col[p + 1] << 5), val[p + 1]);
+            AddRow256(ref c0, ref c1, ref c2, ref c3, panel + ((nint)col[p + 2] << 5), val[p + 2]);
+            AddRow256(ref d0, ref d1, ref d2, ref d3, panel + ((nint)col[p + 3] << 5), val[p + 3]);
+        }
+        int rem = p1 - p;
+        if (rem > 0)
+            AddRow256(ref a0, ref a1, ref a2, ref a3, panel + ((nint)col[p] << 5), val[p]);
+        if (rem > 1)
+            AddRow256(ref b0, ref b1, ref b2, ref b3, panel + ((nint)col[p + 1] << 5), val[p + 1]);
+        if (rem > 2)
+            AddRow256(ref c0, ref c1, ref c2, ref c3, panel + ((nint)col[p + 2] << 5), val[p + 2]);
+        Avx.Store(dst, Avx.Add(Avx.Add(a0, b0), Avx.Add(c0, d0)));
+        Avx.Store(dst + 8, Avx.Add(Avx.Add(a1, b1), Avx.Add(c1, d1)));
+        Avx.Store(dst + 16, Avx.Add(Avx.Add(a2, b2), Avx.Add(c2, d2)));
+        Avx.Store(dst + 24, Avx.Add(Avx.Add(a3, b3), Avx.Add(c3, d3)));
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void AddRow256(ref Vector256<float> s0, ref Vector256<float> s1, ref Vector256<float> s2, ref Vector256<float> s3, float* a, float weight)
+    {
+        Vector256<float> w = Vector256.Create(weight);
         if (Fma.IsSupported)
         {
-            for (int p = p0; p < p1; p++)
-            {
-                Vector256<float> w = Vector256.Create(val[p]);
-                float* a = panel + ((nint)col[p] << 5);
-                c0 = Fma.MultiplyAdd(Avx.LoadVector256(a), w, c0);
-                c1 = Fma.MultiplyAdd(Avx.LoadVector256(a + 8), w, c1);
-                c2 = Fma.MultiplyAdd(Avx.LoadVector256(a + 16), w, c2);
-                c3 = Fma.MultiplyAdd(Avx.LoadVector256(a + 24), w, c3);
-            }
+            s0 = Fma.MultiplyAdd(Avx.LoadVector256(a), w, s0);
+            s1 = Fma.MultiplyAdd(Avx.LoadVector256(a + 8), w, s1);
+            s2 = Fma.MultiplyAdd(Avx.LoadVector256(a + 16), w, s2);
+            s3 = Fma.MultiplyAdd(Avx.LoadVector256(a + 24), w, s3);
         }
         else
         {
-            for (int p = p0; p < p1; p++)
-            {
-                Vector256<float> w = Vector256.Create(val[p]);
-                float* a = panel + ((nint)col[p] << 5);
-                c0 = Avx.Add(c0, Avx.Multiply(Avx.LoadVector256(a), w));
-                c1 = Avx.Add(c1, Avx.Multiply(Avx.LoadVector256(a + 8), w));
-                c2 = Avx.Add(c2, Avx.Multiply(Avx.LoadVector256(a + 16), w));
-                c3 = Avx.Add(c3, Avx.Multiply(Avx.LoadVector256(a + 24), w));
-            }
+            s0 = Avx.Add(s0, Avx.Multiply(Avx.LoadVector256(a), w));
+            s1 = Avx.Add(s1, Avx.Multiply(Avx.LoadVector256(a + 8), w));
+            s2 = Avx.Add(s2, Avx.Multiply(Avx.LoadVector256(a + 16), w));
+            s3 = Avx.Add(s3, Avx.Multiply(Avx.LoadVector256(a + 24), w));
         }
-        Avx.Store(dst, c0);
-        Avx.Store(dst + 8, c1);
-        Avx.Store(dst + 16, c2);
-        Avx.Store(dst + 24, c3);
+    }
+
+    /// <summary><see cref="RowFloat"/> with 512-bit vectors (two per 32-token row; the AVX-VNNI level on AVX-512 CPUs), the same order of additions.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void RowFloat512(float* panel, int* col, float* val, int p0, int p1, float* dst)
+    {
+        Vector512<float> a0 = Vector512<float>.Zero, a1 = Vector512<float>.Zero;
+        Vector512<float> b0 = Vector512<float>.Zero, b1 = Vector512<float>.Zero;
+        Vector512<float> c0 = Vector512<float>.Zero, c1 = Vector512<float>.Zero;
+        Vector512<float> d0 = Vector512<float>.Zero, d1 = Vector512<float>.Zero;
+        int p = p0;
+        for (; p + 4 <= p1; p += 4)
+        {
+            float* ra = panel + ((nint)col[p] << 5), rb = panel + ((nint)col[p + 1] << 5);
+            float* rc = panel + ((nint)col[p + 2] << 5), rd = panel + ((nint)col[p + 3] << 5);
+            Vector512<float> wa = Vector512.Create(val[p]), wb = Vector512.Create(val[p + 1]);
+            Vector512<float> wc = Vector512.Create(val[p + 2]), wd = Vector512.Create(val[p + 3]);
+            a0 = Avx512F.FusedMultiplyAdd(Avx512F.LoadVector512(ra), wa, a0);
+            a1 = Avx512F.FusedMultiplyAdd(Avx512F.LoadVector512(ra + 16), wa, a1);
+            b0 = Avx512F.FusedMultiplyAdd(Avx512F.LoadVector512(rb), wb, b0);
+            b1 = Avx512F.FusedMultiplyAdd(Avx512F.LoadVector512(rb + 16), wb, b1);
+            c0 = Avx512F.FusedMultiplyAdd(Avx512F.LoadVector512(rc), wc, c0);
+            c1 = Avx512F.FusedMultiplyAdd(Avx512F.LoadVector512(rc + 16), wc, c1);
+            d0 = Avx512F.FusedMultiplyAdd(Avx512F.LoadVector512(rd), wd, d0);
+            d1 = Avx512F.FusedMultiplyAdd(Avx512F.LoadVector512(rd + 16), wd, d1);
+        }
+        int rem = p1 - p;
+        if (rem > 0)
+        {
+            float* ra = panel + ((nint)col[p] << 5);
+            Vector512<float> wa = Vector512.Create(val[p]);
+            a0 = Avx512F.FusedMultiplyAdd(Avx512F.LoadVector512(ra), wa, a0);
+            a1 = Avx512F.FusedMultiplyAdd(Avx512F.LoadVector512(ra + 16), wa, a1);
+        }
+        if (rem > 1)
+        {
+            float* rb = panel + ((nint)col[p + 1] << 5);
+            Vector512<float> wb = Vector512.Create(val[p + 1]);
+            b0 = Avx512F.FusedMultiplyAdd(Avx512F.LoadVector512(rb), wb, b0);
+            b1 = Avx512F.FusedMultiplyAdd(Avx512F.LoadVector512(rb + 16), wb, b1);
+        }
+        if (rem > 2)
+        {
+            float* rc = panel + ((nint)col[p + 2] << 5);
+            Vector512<float> wc = Vector512.Create(val[p + 2]);
+            c0 = Avx512F.FusedMultiplyAdd(Avx512F.LoadVector512(rc), wc, c0);
+            c1 = Avx512F.FusedMultiplyAdd(Avx512F.LoadVector512(rc + 16), wc, c1);
+        }
+        Avx512F.Store(dst, Avx512F.Add(Avx512F.Add(a0, b0), Avx512F.Add(c0, d0)));
+        Avx512F.Store(dst + 16, Avx512F.Add(Avx512F.Add(a1, b1), Avx512F.Add(c1, d1)));
     }
 
     // ---------------------------------------------------------------------------------------------
@@ -744,36 +820,38 @@ internal static unsafe class SparseSimdKernels
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static void StoreFloat(float* tile, int t0, int tokens, int r0, int cols, int n, float* y, float* bias)
     {
-        for (int h = 0; h < cols; h += GR)
-            StoreFloatGroup(tile + (long)h * TB, t0, tokens, r0 + h, Math.Min(GR, cols - h), n, y, bias);
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void StoreFloatGroup(float* tile, int t0, int tokens, int r0, int cols, int n, float* y, float* bias)
-    {
+        // For each 8-token block, all groups side by side: each output row gets cols·4 contiguous bytes
+        // at once. Group by group, the 32 token rows got 32-byte pieces n·4 bytes apart (one L1 set when
+        // n·4 is a multiple of 4 KiB), as the int8 store did before (see StoreGroups).
         byte* oRaw = stackalloc byte[9 * 32];
         var o = (Vector256<int>*)(((nint)oRaw + 31) & ~(nint)31);
-        bool full = cols == GR;
-        Vector256<float> bv = Vector256<float>.Zero;
-        if (bias != null && full)
-            bv = Avx.LoadVector256(bias + r0);
         for (int s = 0; s < tokens; s += 8)
         {
-            TransposePitch((int*)tile + s, TB, o);
             int count = Math.Min(8, tokens - s);
-            for (int t = 0; t < count; t++)
+            for (int h = 0; h < cols; h += GR)
+                StoreFloatBlock(tile + (long)h * TB + s, o, t0 + s, count, r0 + h, Math.Min(GR, cols - h), n, y, bias);
+        }
+    }
+
+    /// <summary>One block of 8 rows of W × <paramref name="count"/> tokens of the tile (pitch TB), transposed, plus the bias, to Y.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void StoreFloatBlock(float* block, Vector256<int>* o, int t0, int count, int r0, int cols, int n, float* y, float* bias)
+    {
+        TransposePitch((int*)block, TB, o);
+        bool full = cols == GR;
+        Vector256<float> bv = bias != null && full ? Avx.LoadVector256(bias + r0) : Vector256<float>.Zero;
+        for (int t = 0; t < count; t++)
+        {
+            float* yr = y + (long)(t0 + t) * n + r0;
+            Vector256<float> v = o[t].AsSingle();
+            if (full)
             {
-                float* yr = y + (long)(t0 + s + t) * n + r0;
-                Vector256<float> v = o[t].AsSingle();
-                if (full)
-                {
-                    Avx.Store(yr, bias == null ? v : Avx.Add(v, bv));
-                }
-                else
-                {
-                    for (int j = 0; j < cols; j++)
-                        yr[j] = bias == null ? v.GetElement(j) : v.GetElement(j) + bias[r0 + j];
-                }
+                Avx.Store(yr, bias == null ? v : Avx.Add(v, bv));
+            }
+            else
+            {
+                for (int j = 0; j < cols; j++)
+                    yr[j] = bias == null ? v.GetElement(j) : v.GetElement(j) + bias[r0 + j];
             }
         }
     }

@@ -324,6 +324,42 @@ public class SparseSimdTests
         });
     }
 
+    [Fact]
+    public unsafe void Float32_is_bit_identical_at_the_avx2_and_avx_vnni_levels()
+    {
+        // The row kernel sums non-zeros round-robin into four partial sums in a fixed order; the AVX-VNNI
+        // level uses 512-bit vectors on AVX-512 CPUs, the AVX2 level 256-bit ones: with FMA on both, the
+        // same bits. Every remainder of the four-way unroll, empty rows, several panels.
+        Require(SimdLevel.AvxVnni);
+        if (!System.Runtime.Intrinsics.X86.Fma.IsSupported)
+            Assert.Skip("no FMA: the AVX2 level multiplies and adds separately");
+        Seeded.Run((random, _) =>
+        {
+            foreach ((int m, int n, int k, double density) in new[] { (70, 37, 45, 0.1), (33, 20, 9, 0.5), (130, 64, 300, 0.07), (40, 11, 5, 1.0) })
+            {
+                float[] x = Seeded.Floats(random, (long)m * k, -1f, 1f);
+                float[] dense = SparseBuild.Pruned(random, n, k, density, SparseBuild.NonZeroF);
+                var results = new List<float[]>();
+                foreach (SimdLevel level in new[] { SimdLevel.Avx2, SimdLevel.AvxVnni })
+                {
+                    var y = new float[m * n];
+                    fixed (float* px = x)
+                    fixed (float* py = y)
+                    {
+                        float* xp = px, yp = py;
+                        SparseBuild.Csr(dense, n, k).With(sw => SparseSimd.Float32(sw, xp, m, yp, null, level));
+                    }
+                    results.Add(y);
+                }
+                for (int i = 0; i < m * n; i++)
+                {
+                    if (BitConverter.SingleToInt32Bits(results[0][i]) != BitConverter.SingleToInt32Bits(results[1][i]))
+                        Assert.Fail($"float {m}×{n}×{k} density {density}: element ({i / n},{i % n}) is {results[0][i]} at avx2 and {results[1][i]} at avx-vnni");
+                }
+            }
+        });
+    }
+
     [Theory]
     [MemberData(nameof(Levels))]
     public void Int8_tiles_of_several_row_groups_store_every_remainder(SimdLevel level)
