@@ -41,6 +41,8 @@ internal static class BenchCommand
         var format = new Option<string>("--format") { Description = "sparse-gemm: csr, bsr or 2:4.", DefaultValueFactory = _ => "csr" };
         var sparsity = new Option<double>("--sparsity") { Description = "sparse-gemm: fraction of weights pruned (2:4 is at least 0.5).", DefaultValueFactory = _ => 0.9 };
         var block = new Option<string>("--block") { Description = "sparse-gemm: BSR block shape ROWSxCOLUMNS.", DefaultValueFactory = _ => "4x4" };
+        var dtype = new Option<string>("--dtype") { Description = "sparse-gemm: int8 (against the dense int8 GEMM) or float32 (against oneDNN sgemm on cpu-simd; the time alone elsewhere).", DefaultValueFactory = _ => "int8" };
+        dtype.AcceptOnlyFromAmong("int8", "float32");
         var sparseKernel = new Option<string>("--sparse-kernel") { Description = "sparse-gemm, int8 on CUDA/OpenCL/the CPU accelerator, m > 16: auto (tiled), tiled (groups of four non-zeros × four tokens per dp4a, X chunks in shared memory) or general (one thread per output on Xᵀ).", DefaultValueFactory = _ => "auto" };
         sparseKernel.AcceptOnlyFromAmong("auto", "tiled", "general");
         var sweep = new Option<bool>("--sweep") { Description = "sparse-gemm: also measure sparsities 0.5 to 0.99 and report the crossover (where sparse becomes faster than dense)." };
@@ -49,7 +51,7 @@ internal static class BenchCommand
         var command = new Command("bench", "Benchmark int8 GEMM (or attention) on every usable backend (or one), verified against the reference.")
         {
             op, backend, m, n, k, repeat, kernel, seed, noPeer, batch, heads, kvHeads, seq, kvSeq, headDim, causal,
-            format, sparsity, block, sparseKernel, sweep, json,
+            format, sparsity, block, dtype, sparseKernel, sweep, json,
         };
         command.SetAction(result =>
         {
@@ -73,6 +75,12 @@ internal static class BenchCommand
                 double s = result.GetValue(sparsity);
                 if (!(s >= 0 && s <= 1))
                     throw new ArgumentException($"--sparsity: expected a fraction in [0, 1], got {s}.", "--sparsity");
+                if (result.GetValue(dtype) == "float32")
+                {
+                    if (result.GetValue(sweep))
+                        throw new ArgumentException("--sweep: the crossover is measured for int8 only (against the dense int8 GEMM); drop --sweep or --dtype float32.", "--sweep");
+                    return RunSparseFloat(settings, sparseFormat, blockShape, s);
+                }
                 SparseInt8Kernel ilgpuKernel = Enum.Parse<SparseInt8Kernel>(result.GetValue(sparseKernel) ?? "auto", ignoreCase: true);
                 return RunSparse(settings, sparseFormat, blockShape, s, result.GetValue(sweep), ilgpuKernel);
             }
@@ -131,6 +139,38 @@ internal static class BenchCommand
         var failures = results.Where(r => !r.Verified).ToList();
         foreach (AttentionBenchResult f in failures)
             Console.Error.WriteLine($"error: attention result not verified on {f.Backend}: max error {f.MaxAbsError}");
+        return failures.Count == 0 ? 0 : 1;
+    }
+
+    private static int RunSparseFloat(Settings s, SparseFormat format, (int Rows, int Columns) block, double sparsity)
+    {
+        var results = new List<SparseFloatBenchResult>();
+        foreach (Backend backend in s.Backends)
+        {
+            using KernelSession session = KernelSession.Create(backend);
+            int size = SparseBenchmark.DefaultSize(session.Backend);
+            int m = s.M ?? size, n = s.N ?? s.M ?? size, k = s.K ?? s.M ?? size;
+            SparseFloatBenchResult r = SparseFloatBenchmark.Run(session, m, n, k, format, block, sparsity, s.Repeat, s.Seed, s.Peer);
+            results.Add(r);
+            if (s.Json)
+                Console.WriteLine(JsonSerializer.Serialize(r, Program.Json));
+        }
+        if (!s.Json)
+        {
+            var table = new Table().AddColumns("op", "dtype", "backend", "device", "format", "shape (m×n×k)", "sparsity", "median ms", "peer ms (same run)", "speed-up vs peer", "verified", "sparse kernel");
+            foreach (SparseFloatBenchResult r in results)
+            {
+                table.AddRow(r.Op, r.Dtype, r.Backend, Markup.Escape(r.Device), r.Format + (r.Block == "-" ? "" : $" {r.Block}"),
+                    $"{r.M}×{r.N}×{r.K}", $"{r.Sparsity:P1}", r.MedianMs.ToString("F3"),
+                    r.PeerMedianMs is { } p ? $"{p:F3} ({r.Peer})" : "- (no dense float32 peer here)",
+                    r.SpeedupVsPeer is { } x ? $"{x:F2}×" : "-",
+                    r.Verified ? "[green]yes[/]" : $"[red]NO[/] ({r.MaxRelativeError:G3})", Markup.Escape(r.SparseKernel));
+            }
+            AnsiConsole.Write(table);
+        }
+        var failures = results.Where(r => !r.Verified).ToList();
+        foreach (SparseFloatBenchResult f in failures)
+            Console.Error.WriteLine($"error: float32 sparse result not verified on {f.Backend}: worst error {f.MaxRelativeError:G3} of Σ|x·w|");
         return failures.Count == 0 ? 0 : 1;
     }
 

@@ -191,7 +191,14 @@ public static class SparseAdvisor
     /// Random weights pruned to <paramref name="sparsity"/> for <paramref name="format"/> and quantized per
     /// channel: the int8 matrix the advisor and the benchmark measure.
     /// </summary>
-    public static sbyte[] PrunedWeights(Random random, int n, int k, double sparsity, SparseFormat format, int blockRows, int blockColumns)
+    public static sbyte[] PrunedWeights(Random random, int n, int k, double sparsity, SparseFormat format, int blockRows, int blockColumns) =>
+        Pruning.QuantizePerChannel(PrunedFloatWeights(random, n, k, sparsity, format, blockRows, blockColumns), n, k).Values;
+
+    /// <summary>
+    /// Random float32 weights pruned to <paramref name="sparsity"/> for <paramref name="format"/> (CSR: global
+    /// magnitude; BSR: whole blocks by norm; 2:4: magnitude to the sparsity when above one half, then 2 of 4).
+    /// </summary>
+    public static float[] PrunedFloatWeights(Random random, int n, int k, double sparsity, SparseFormat format, int blockRows, int blockColumns)
     {
         ArgumentNullException.ThrowIfNull(random);
         var w = new float[(long)n * k];
@@ -200,13 +207,12 @@ public static class SparseAdvisor
             // A sum of uniforms: bell-shaped, never all-equal magnitudes, no zeros in practice.
             w[i] = (float)(random.NextDouble() + random.NextDouble() + random.NextDouble() - 1.5);
         }
-        float[] pruned = format switch
+        return format switch
         {
             SparseFormat.Csr => Pruning.Magnitude(w, n, k, sparsity),
             SparseFormat.Bsr => Pruning.Block(w, n, k, blockRows, blockColumns, sparsity),
             _ => Pruning.TwoFour(sparsity > 0.5 ? Pruning.Magnitude(w, n, k, sparsity) : w, n, k),
         };
-        return Pruning.QuantizePerChannel(pruned, n, k).Values;
     }
 
     private static void Validate(int m, int n, int k, double sparsity, SparseFormat format, int blockRows, int blockColumns, int repeat)
