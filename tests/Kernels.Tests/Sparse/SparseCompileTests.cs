@@ -1,7 +1,4 @@
-using System.Diagnostics;
-using System.Globalization;
 using System.Reflection;
-using System.Text.RegularExpressions;
 using ILGPU;
 using ILGPU.Backends;
 using ILGPU.Backends.EntryPoints;
@@ -16,7 +13,7 @@ using Kernels.DeviceCode;
 namespace Kernels.Tests.Sparse;
 
 /// <summary>Every sparse kernel instantiation compiles to PTX (sm_90) and OpenCL C with ILGPU's own backends, without a GPU.</summary>
-public sealed partial class SparseCompileTests : OfflineCompiler
+public sealed class SparseCompileTests : OfflineCompiler
 {
     /// <summary>"kernel/format/epilogue" for the products, "Transpose/type" for the transpose, "TiledInt8/epilogue" and "PackTokenWords" for the tiled int8 kernel.</summary>
     public static TheoryData<string> KernelNames
@@ -72,43 +69,11 @@ public sealed partial class SparseCompileTests : OfflineCompiler
     [InlineData("TiledInt8/Dequant")]
     public void TiledInt8AssemblesWithoutSpills(string name)
     {
-        string? ptxas = Kernels.Tests.TensorCore.TensorCorePtxTests.FindPtxas();
-        if (ptxas is null)
-            Assert.Skip("ptxas not found (set KERNELS_PTXAS, put it on PATH, or unpack Debian's nvidia-cuda-toolkit into /opt/cuda-ptxas)");
-        string folder = Path.Combine(Path.GetTempPath(), $"kernels-ptxas-tiled-{Environment.ProcessId}-{name.Replace('/', '-')}");
-        Directory.CreateDirectory(folder);
-        try
-        {
-            string input = Path.Combine(folder, "tiled.ptx");
-            File.WriteAllText(input, Ptx(EntryPoint(name)));
-            var start = new ProcessStartInfo(ptxas!, ["-v", "-arch=sm_90", input, "-o", Path.Combine(folder, "tiled.cubin")])
-            {
-                RedirectStandardError = true,
-                RedirectStandardOutput = true,
-            };
-            using Process process = Process.Start(start)!;
-            string output = process.StandardOutput.ReadToEnd() + process.StandardError.ReadToEnd();
-            process.WaitForExit();
-            TestContext.Current.TestOutputHelper?.WriteLine(output);
-            Assert.True(process.ExitCode == 0, $"ptxas failed ({process.ExitCode}):\n{output}");
-            Match f = PtxasRegex().Match(output);
-            Assert.True(f.Success, $"no register/spill summary in:\n{output}");
-            int stores = int.Parse(f.Groups["stores"].Value, CultureInfo.InvariantCulture);
-            int loads = int.Parse(f.Groups["loads"].Value, CultureInfo.InvariantCulture);
-            int registers = int.Parse(f.Groups["regs"].Value, CultureInfo.InvariantCulture);
-            int shared = int.Parse(f.Groups["smem"].Value, CultureInfo.InvariantCulture);
-            Assert.True(stores == 0 && loads == 0, $"{name}: spills {stores}/{loads}");
-            Assert.True(registers <= 64, $"{name}: {registers} registers > 64");
-            Assert.True(shared <= 48 * 1024, $"{name}: {shared} bytes of shared memory > 48 KiB");
-        }
-        finally
-        {
-            Directory.Delete(folder, recursive: true);
-        }
+        PtxasFunction f = Assert.Single(Ptxas.Assemble(Ptx(EntryPoint(name)), "sm_90", name));
+        Assert.True(f.StackBytes == 0 && f.SpillStores == 0 && f.SpillLoads == 0, $"{name}: stack {f.StackBytes}, spills {f.SpillStores}/{f.SpillLoads}");
+        Assert.True(f.Registers <= 64, $"{name}: {f.Registers} registers > 64");
+        Assert.True(f.SharedBytes <= 48 * 1024, $"{name}: {f.SharedBytes} bytes of shared memory > 48 KiB");
     }
-
-    [GeneratedRegex(@"(?<stores>\d+) bytes spill stores, (?<loads>\d+) bytes spill loads\s+ptxas info\s+: Used (?<regs>\d+) registers, (?<smem>\d+) bytes smem")]
-    private static partial Regex PtxasRegex();
 
     private static EntryPointDescription EntryPoint(string name)
     {

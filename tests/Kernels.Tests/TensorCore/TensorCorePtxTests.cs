@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Globalization;
 using System.Text.RegularExpressions;
 using Kernels.Cuda;
@@ -7,7 +6,7 @@ using Kernels.DeviceCode.Ptx;
 namespace Kernels.Tests.TensorCore;
 
 /// <summary>The generated PTX: deterministic, the expected structure, and (where ptxas is found) assembled for sm_80 and sm_90.</summary>
-public partial class TensorCorePtxTests
+public class TensorCorePtxTests
 {
     [Fact]
     public void ModuleIsDeterministic()
@@ -100,18 +99,6 @@ public partial class TensorCorePtxTests
 
     // ------------------------------------------------------------------ ptxas
 
-    /// <summary>ptxas from KERNELS_PTXAS, PATH, /opt/cuda-ptxas/usr/bin (Debian's nvidia-cuda-toolkit unpacked) or /usr/local/cuda/bin.</summary>
-    internal static string? FindPtxas()
-    {
-        string? configured = Environment.GetEnvironmentVariable("KERNELS_PTXAS");
-        if (!string.IsNullOrEmpty(configured))
-            return File.Exists(configured) ? configured : null;
-        IEnumerable<string> folders = (Environment.GetEnvironmentVariable("PATH") ?? "")
-            .Split(Path.PathSeparator, StringSplitOptions.RemoveEmptyEntries)
-            .Concat(["/opt/cuda-ptxas/usr/bin", "/usr/local/cuda/bin"]);
-        return folders.Select(f => Path.Combine(f, "ptxas")).FirstOrDefault(File.Exists);
-    }
-
     public static TheoryData<string, string> Variants
     {
         get
@@ -132,10 +119,6 @@ public partial class TensorCorePtxTests
     [MemberData(nameof(Variants))]
     public void PtxasAssemblesWithoutSpillsWithinTheRegisterBudget(string variant, string arch)
     {
-        string? ptxas = FindPtxas();
-        if (ptxas is null)
-            Assert.Skip("ptxas not found (set KERNELS_PTXAS, put it on PATH, or unpack Debian's nvidia-cuda-toolkit into /opt/cuda-ptxas)");
-
         TensorCoreTile? gemm = TensorCoreInterpreterTests.Tiles.FirstOrDefault(t => t.Name == variant);
         DecodeTile? decode = TensorCoreInterpreterTests.DecodeTiles.FirstOrDefault(t => t.Name == variant);
         string module = gemm is not null ? TensorCorePtx.Module([gemm], []) : TensorCorePtx.Module([], [decode!]);
@@ -145,45 +128,13 @@ public partial class TensorCorePtxTests
             ? Math.Min(255, 65536 / ((threads <= 256 ? 2 : 1) * threads) / 8 * 8)
             : 128;
 
-        string folder = Path.Combine(Path.GetTempPath(), $"kernels-ptxas-{Environment.ProcessId}-{variant}-{arch}");
-        Directory.CreateDirectory(folder);
-        try
+        IReadOnlyList<PtxasFunction> functions = Ptxas.Assemble(module, arch, variant);
+        Assert.Equal(2, functions.Count);
+        foreach (PtxasFunction f in functions)
         {
-            string input = Path.Combine(folder, "module.ptx");
-            File.WriteAllText(input, module);
-            var start = new ProcessStartInfo(ptxas!, ["-v", $"-arch={arch}", input, "-o", Path.Combine(folder, "module.cubin")])
-            {
-                RedirectStandardError = true,
-                RedirectStandardOutput = true,
-            };
-            using Process process = Process.Start(start)!;
-            string output = process.StandardOutput.ReadToEnd() + process.StandardError.ReadToEnd();
-            process.WaitForExit();
-            TestContext.Current.TestOutputHelper?.WriteLine(output);
-            Assert.True(process.ExitCode == 0, $"ptxas failed ({process.ExitCode}):\n{output}");
-            Assert.DoesNotContain("error", output, StringComparison.OrdinalIgnoreCase);
-
-            MatchCollection functions = FunctionRegex().Matches(output);
-            Assert.Equal(2, functions.Count);
-            foreach (Match f in functions)
-            {
-                string name = f.Groups["name"].Value;
-                int spillStores = int.Parse(f.Groups["stores"].Value, CultureInfo.InvariantCulture);
-                int spillLoads = int.Parse(f.Groups["loads"].Value, CultureInfo.InvariantCulture);
-                int stack = int.Parse(f.Groups["stack"].Value, CultureInfo.InvariantCulture);
-                int registers = int.Parse(f.Groups["regs"].Value, CultureInfo.InvariantCulture);
-                int smem = f.Groups["smem"].Success ? int.Parse(f.Groups["smem"].Value, CultureInfo.InvariantCulture) : 0;
-                Assert.True(stack == 0 && spillStores == 0 && spillLoads == 0, $"{name} ({arch}): stack {stack}, spills {spillStores}/{spillLoads}");
-                Assert.True(registers <= registerBudget, $"{name} ({arch}): {registers} registers > budget {registerBudget}");
-                Assert.Equal(gemm?.SharedBytes ?? decode!.SharedBytes, smem);
-            }
-        }
-        finally
-        {
-            Directory.Delete(folder, recursive: true);
+            Assert.True(f.StackBytes == 0 && f.SpillStores == 0 && f.SpillLoads == 0, $"{f.Name} ({arch}): stack {f.StackBytes}, spills {f.SpillStores}/{f.SpillLoads}");
+            Assert.True(f.Registers <= registerBudget, $"{f.Name} ({arch}): {f.Registers} registers > budget {registerBudget}");
+            Assert.Equal(gemm?.SharedBytes ?? decode!.SharedBytes, f.SharedBytes);
         }
     }
-
-    [GeneratedRegex(@"Function properties for (?<name>\w+)\s+(?<stack>\d+) bytes stack frame, (?<stores>\d+) bytes spill stores, (?<loads>\d+) bytes spill loads\s+ptxas info\s+: Used (?<regs>\d+) registers(, (?<smem>\d+) bytes smem)?")]
-    private static partial Regex FunctionRegex();
 }
