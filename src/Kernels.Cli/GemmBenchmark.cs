@@ -33,7 +33,7 @@ internal static class GemmBenchmark
     private const int SampledOutputs = 4096;
 
     /// <summary>Pause between blocks of ours and the peer's calls.</summary>
-    private static readonly TimeSpan BlockPause = TimeSpan.FromMilliseconds(300);
+    internal static readonly TimeSpan BlockPause = TimeSpan.FromMilliseconds(300);
 
     public static BenchResult Run(KernelSession session, int m, int n, int k, int repeat, GemmKernel kernel, int seed, bool peer = true, Action<int>? progress = null)
     {
