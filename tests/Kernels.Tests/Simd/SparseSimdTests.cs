@@ -324,6 +324,44 @@ public class SparseSimdTests
         });
     }
 
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void Small_m_int8_kernels_are_exact(bool gathers)
+    {
+        // m ≤ 16 at the AVX-VNNI level: 8- and 16-token panels with vpermb (AVX-512 VBMI), or four-token gathers
+        // up to m = 8 (the 64-token interleave kernel above).
+        // Every m, row lengths of every remainder mod 8 (empty, 1…7, long), extremes, several threads.
+        Require(SimdLevel.AvxVnni);
+        if (!gathers && !System.Runtime.Intrinsics.X86.Avx512Vbmi.VL.IsSupported)
+            Assert.Skip("no AVX-512 VBMI: the eight-token kernel does not run on this CPU");
+        SparseSimd.ForceSmallGathers = gathers;
+        try
+        {
+            Seeded.Run((random, _) =>
+            {
+                foreach ((int n, int k, double density) in new[] { (23, 37, 0.3), (40, 300, 0.1), (9, 8, 1.0), (1100, 600, 0.05) })
+                {
+                    sbyte[] dense = SparseBuild.Pruned(random, n, k, density, SparseBuild.NonZero8);
+                    for (int j = 0; j < Math.Min(k, 7); j++)
+                        dense[j] = j % 2 == 0 ? (sbyte)-128 : (sbyte)127;   // row 0: seven non-zeros at the start
+                    Array.Clear(dense, k, Math.Min(k, (n - 1) * k));         // row 1 empty (when there is one)
+                    for (int m = 1; m <= SparseSimd.SmallMInt8Vbmi; m++)
+                    {
+                        sbyte[] x = Seeded.Int8(random, (long)m * k);
+                        x[0] = -128;
+                        CheckInt8(SimdLevel.AvxVnni, SparseBuild.Csr(dense, n, k), x, m, gathers ? "gathers" : "vpermb panels");
+                        CheckInt8(SimdLevel.AvxVnni, SparseBuild.Bsr(random, dense, n, k, 3, 5), x, m, gathers ? "gathers" : "vpermb panels");
+                    }
+                }
+            });
+        }
+        finally
+        {
+            SparseSimd.ForceSmallGathers = false;
+        }
+    }
+
     [Fact]
     public unsafe void Float32_is_bit_identical_at_the_avx2_and_avx_vnni_levels()
     {
