@@ -673,7 +673,6 @@ internal static unsafe class SparseSimdKernels
         Vector256<byte> ones = Vector256.Create((byte)1);
         Vector256<int> acc0 = Vector256<int>.Zero, acc1 = Vector256<int>.Zero, sum = Vector256<int>.Zero;
         int* tailCol = stackalloc int[4];
-        sbyte* tailVal = stackalloc sbyte[4];
         int p = p0;
         for (; p + 8 <= p1; p += 8)
         {
@@ -686,13 +685,7 @@ internal static unsafe class SparseSimdKernels
         }
         for (; p < p1; p += 4)
         {
-            int rem = Math.Min(4, p1 - p);
-            for (int j = 0; j < 4; j++)
-            {
-                tailCol[j] = col[p + Math.Min(j, rem - 1)];
-                tailVal[j] = j < rem ? val[p + j] : (sbyte)0;
-            }
-            Vector256<sbyte> w = Vector256.Create(Unsafe.ReadUnaligned<int>(tailVal)).AsSByte();
+            Vector256<sbyte> w = Vector256.Create(TailQuad(col, val, p, p1, tailCol)).AsSByte();
             acc0 = AvxVnni.MultiplyWideningAndAdd(acc0, Avx512Vbmi.VL.PermuteVar32x8(Rows4(panel, tailCol), order), w);
             sum = AvxVnni.MultiplyWideningAndAdd(sum, ones, w);
         }
@@ -717,7 +710,6 @@ internal static unsafe class SparseSimdKernels
         Vector256<int> lo0 = Vector256<int>.Zero, hi0 = Vector256<int>.Zero, lo1 = Vector256<int>.Zero, hi1 = Vector256<int>.Zero;
         Vector256<int> sum = Vector256<int>.Zero;
         int* tailCol = stackalloc int[4];
-        sbyte* tailVal = stackalloc sbyte[4];
         int p = p0;
         for (; p + 8 <= p1; p += 8)
         {
@@ -734,13 +726,7 @@ internal static unsafe class SparseSimdKernels
         }
         for (; p < p1; p += 4)
         {
-            int rem = Math.Min(4, p1 - p);
-            for (int j = 0; j < 4; j++)
-            {
-                tailCol[j] = col[p + Math.Min(j, rem - 1)];
-                tailVal[j] = j < rem ? val[p + j] : (sbyte)0;
-            }
-            Vector256<sbyte> w = Vector256.Create(Unsafe.ReadUnaligned<int>(tailVal)).AsSByte();
+            Vector256<sbyte> w = Vector256.Create(TailQuad(col, val, p, p1, tailCol)).AsSByte();
             Vector512<byte> t0 = Avx512Vbmi.PermuteVar64x8(Rows4Wide(panel, tailCol), order);
             lo0 = AvxVnni.MultiplyWideningAndAdd(lo0, t0.GetLower(), w);
             hi0 = AvxVnni.MultiplyWideningAndAdd(hi0, t0.GetUpper(), w);
@@ -756,6 +742,24 @@ internal static unsafe class SparseSimdKernels
     private static Vector512<byte> Rows4Wide(byte* panel, int* c) => Vector512.Create(
         Vector256.Create(Vector128.Load(panel + ((nint)c[0] << 4)), Vector128.Load(panel + ((nint)c[1] << 4))),
         Vector256.Create(Vector128.Load(panel + ((nint)c[2] << 4)), Vector128.Load(panel + ((nint)c[3] << 4))));
+
+    /// <summary>
+    /// The last (partial) quad of a row from non-zero <paramref name="p"/>: its columns into
+    /// <paramref name="tailCol"/> (the last one repeated) and its weights as a packed word (0 where repeated).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static int TailQuad(int* col, sbyte* val, int p, int p1, int* tailCol)
+    {
+        int rem = Math.Min(4, p1 - p);
+        int weights = 0;
+        for (int j = 0; j < 4; j++)
+        {
+            tailCol[j] = col[p + Math.Min(j, rem - 1)];
+            if (j < rem)
+                weights |= (val[p + j] & 0xFF) << (8 * j);
+        }
+        return weights;
+    }
 
     /// <summary>The 8-byte panel rows of columns c[0..3], side by side in one vector.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
