@@ -111,15 +111,28 @@ public class EnergyMeterTests
     [Fact]
     public void Overhead_is_below_one_percent_for_a_100_ms_window()
     {
+        // Wall-clock: a preemption between the meter's reads and the work (other processes on a shared CI
+        // machine) only ever adds time, so the best of up to five windows is compared (1.5 % was seen once
+        // in a single window under load).
         using var meter = new EnergyMeter(new FakeCounter(100, 0.001), synchronize: () => { }, options: new() { MinWindowSeconds = 0, Warmup = false });
-        double inside = 0;
-        EnergyMeasurement m = meter.Measure(() =>
+        double bestRatio = double.MaxValue;
+        string best = "";
+        for (int attempt = 0; attempt < 5 && bestRatio > 1.01; attempt++)
         {
-            long t = Stopwatch.GetTimestamp();
-            Spin(0.1);
-            inside += Stopwatch.GetElapsedTime(t).TotalSeconds;
-        }, 1);
-        Assert.True(m.WindowSeconds <= inside * 1.01, $"window {m.WindowSeconds * 1e3:F3} ms, work {inside * 1e3:F3} ms");
+            double inside = 0;
+            EnergyMeasurement m = meter.Measure(() =>
+            {
+                long t = Stopwatch.GetTimestamp();
+                Spin(0.1);
+                inside += Stopwatch.GetElapsedTime(t).TotalSeconds;
+            }, 1);
+            if (m.WindowSeconds / inside < bestRatio)
+            {
+                bestRatio = m.WindowSeconds / inside;
+                best = $"window {m.WindowSeconds * 1e3:F3} ms, work {inside * 1e3:F3} ms";
+            }
+        }
+        Assert.True(bestRatio <= 1.01, $"best of five: {best}");
     }
 
     [Fact]
