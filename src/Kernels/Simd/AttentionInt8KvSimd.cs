@@ -49,16 +49,7 @@ internal static unsafe class AttentionInt8KvSimd
         }
     }
 
-    private static void Run(int count, int threads, Action<int> body)
-    {
-        if (threads <= 1 || count <= 1)
-        {
-            for (int i = 0; i < count; i++)
-                body(i);
-            return;
-        }
-        Parallel.For(0, count, new ParallelOptions { MaxDegreeOfParallelism = threads }, body);
-    }
+    private static void Run(int count, int threads, Action<int> body) => SimdParallel.For(count, threads, body);
 
     private sealed class Plan
     {

@@ -104,16 +104,7 @@ internal static unsafe class AttentionSimd
         }
     }
 
-    private static void Run(int count, int threads, Action<int> body)
-    {
-        if (threads <= 1 || count <= 1)
-        {
-            for (int i = 0; i < count; i++)
-                body(i);
-            return;
-        }
-        Parallel.For(0, count, new ParallelOptions { MaxDegreeOfParallelism = threads }, body);
-    }
+    private static void Run(int count, int threads, Action<int> body) => SimdParallel.For(count, threads, body);
 
     /// <summary>Everything a work item needs (a class: captured by the parallel lambdas).</summary>
     private sealed class Plan

@@ -37,8 +37,6 @@ internal static unsafe class Int8GemmSimd
 
     private static Job? _cachedJob;
 
-    private static readonly ParallelOptions Options = new() { MaxDegreeOfParallelism = Environment.ProcessorCount };
-
 
     /// <summary>
     /// Runs <paramref name="batchCount"/> GEMMs: GEMM <c>bt</c> reads A at <c>a + bt·strideA</c> and B at
@@ -453,19 +451,7 @@ internal static unsafe class Int8GemmSimd
             }
         }
 
-        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        private void For(int count, Action<int> body)
-        {
-            if (_threads <= 1 || count <= 1)
-            {
-                for (int i = 0; i < count; i++)
-                    body(i);
-            }
-            else
-            {
-                Parallel.For(0, count, Options, body);
-            }
-        }
+        private void For(int count, Action<int> body) => SimdParallel.For(count, _threads, body);
 
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private void PackTask(int index)

@@ -82,8 +82,6 @@ internal static unsafe class SparseSimd
     /// </summary>
     private const int FusedPanelsPerThread = 2;
 
-    private static readonly ParallelOptions Options = new() { MaxDegreeOfParallelism = Environment.ProcessorCount };
-
     private static Job? _cachedJob;
 
     /// <summary>How the work of one call is split over threads (tests and benchmarks force one; Auto otherwise).</summary>
@@ -370,18 +368,7 @@ internal static unsafe class SparseSimd
             For(_rowChunks * _tbChunks, _computeBody);
         }
 
-        private void For(int count, Action<int> body)
-        {
-            if (_threads <= 1 || count <= 1)
-            {
-                for (int i = 0; i < count; i++)
-                    body(i);
-            }
-            else
-            {
-                Parallel.For(0, count, Options, body);
-            }
-        }
+        private void For(int count, Action<int> body) => SimdParallel.For(count, _threads, body);
 
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private void PackTask(int tb)
