@@ -100,7 +100,7 @@ internal static unsafe class SparseSimd
     [ThreadStatic]
     internal static bool ForceSmallGathers;
 
-    /// <summary>Whether the small-m int8 kernel can use 8- and 16-token panels and <c>vpermb</c> (AVX-512 VBMI with VL).</summary>
+    /// <summary>Whether the small-m int8 kernels can regroup panel rows with <c>vpermb</c> (4-, 8- and 16-token panels; AVX-512 VBMI with VL).</summary>
     internal static bool SmallEight => Avx512Vbmi.IsSupported && Avx512Vbmi.VL.IsSupported && !ForceSmallGathers;
 
     /// <summary>
@@ -142,7 +142,7 @@ internal static unsafe class SparseSimd
         ArgumentNullException.ThrowIfNull(plan);
         string kernel = plan.Level == SimdLevel.Scalar ? "scalar"
             : plan.Dense is not null ? "dense fallback (cost model: dense is faster here)"
-            : m <= SmallMInt8Here && plan.Level >= SimdLevel.AvxVnni ? (SmallEight ? $"small-m {(m > 8 ? 16 : 8)}-token panels (vpermb)" : "small-m gathers")
+            : m <= SmallMInt8Here && plan.Level >= SimdLevel.AvxVnni ? (SmallEight ? $"small-m {(m > 8 ? 16 : m > 4 ? 8 : 4)}-token panels (vpermb)" : "small-m gathers")
             : plan.Level >= SimdLevel.AvxVnni ? (plan.UseQuads ? "aligned quads" : "interleave of four non-zeros" + (plan.Col16 != null ? ", 16-bit columns" : ""))
             : "int16 pairs";
         return $"cpu-simd {plan.Level.ToName()}: {kernel}";
@@ -283,6 +283,7 @@ internal static unsafe class SparseSimd
         private int _threads;
         private bool _fused;
         private int _smallWidth;
+        private bool _smallPermute;
 
         public Job()
         {
@@ -322,8 +323,9 @@ internal static unsafe class SparseSimd
             switch (kind)
             {
                 case Kind.SmallInt8:
-                    // Token panels of 4 (gathers), or 8 / 16 (vpermb) bytes per k.
-                    _smallWidth = !SmallEight ? 4 : m > 8 ? 16 : 8;
+                    // Token panels of 4 (gathers, or vpermb on eight columns), 8 or 16 (vpermb) bytes per k.
+                    _smallPermute = SmallEight;
+                    _smallWidth = !_smallPermute || m <= 4 ? 4 : m > 8 ? 16 : 8;
                     _tbCount = (m + _smallWidth - 1) / _smallWidth;
                     _panelBytes = ((long)k * _smallWidth + 63) & ~63L;
                     break;
@@ -511,6 +513,8 @@ internal static unsafe class SparseSimd
                             SparseSimdKernels.DotSixteen(panel, col, val, rowPtr[r], rowPtr[r + 1], acc);
                         else if (tokens == 8)
                             SparseSimdKernels.DotEight(panel, col, val, rowPtr[r], rowPtr[r + 1], acc);
+                        else if (_smallPermute)
+                            SparseSimdKernels.DotFourPermuted((uint*)panel, col, val, rowPtr[r], rowPtr[r + 1], acc);
                         else
                             SparseSimdKernels.DotFour((uint*)panel, col, val, rowPtr[r], rowPtr[r + 1], acc);
                     }

@@ -660,8 +660,8 @@ internal static unsafe class SparseSimdKernels
     /// one token's four values, and one <c>vpdpbusd</c> with the broadcast weight quad adds them; a
     /// <c>vpdpbusd</c> of ones sums the weights for the −128·Σw correction. A row whose count is not a
     /// multiple of 4 ends with a quad that repeats its last column with weight 0. Results (exact): dst[0..7].
-    /// 2.5× faster than two passes of <see cref="DotFour"/> at m = 8, and faster than one at m ≤ 4
-    /// (n = k = 4096, 10 % density, one core; docs/perf/cpu-sparse.md).
+    /// 2.5× faster than two passes of <see cref="DotFour"/> at m = 8 (n = k = 4096, 10 % density, one
+    /// core; docs/perf/cpu-sparse.md); m ≤ 4 use <see cref="DotFourPermuted"/>.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static void DotEight(byte* panel, int* col, sbyte* val, int p0, int p1, int* dst)
@@ -760,6 +760,63 @@ internal static unsafe class SparseSimdKernels
         }
         return weights;
     }
+
+    /// <summary>
+    /// As <see cref="DotEight"/> for the four tokens of a <see cref="PackFour"/> panel (m ≤ 4): eight
+    /// non-zeros' dwords in one 256-bit vector (loads and inserts), one <c>vpermb</c> so that lanes 0–3
+    /// hold tokens 0–3 of the first four columns and lanes 4–7 those of the next four, one <c>vpdpbusd</c>
+    /// with the two weight quads; the halves are added at the end. The panel is half the size of the
+    /// eight-token one (k·4 bytes: in L1 up to k ≈ 12 K), and each instruction covers eight non-zeros.
+    /// Results (exact): dst[0..3].
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static void DotFourPermuted(uint* x4, int* col, sbyte* val, int p0, int p1, int* dst)
+    {
+        // Input dword j = tokens 0..3 of column j; output lane 4h + t = (column 4h..4h+3 of token t).
+        Vector256<byte> order = Vector256.Create(
+            (byte)0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15,
+            16, 20, 24, 28, 17, 21, 25, 29, 18, 22, 26, 30, 19, 23, 27, 31);
+        Vector256<sbyte> spread = Vector256.Create(
+            (sbyte)0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3,
+            4, 5, 6, 7, 4, 5, 6, 7, 4, 5, 6, 7, 4, 5, 6, 7);
+        Vector256<byte> ones = Vector256.Create((byte)1);
+        Vector256<int> acc0 = Vector256<int>.Zero, acc1 = Vector256<int>.Zero, sum = Vector256<int>.Zero;
+        var xi = (int*)x4;
+        int* tailCol = stackalloc int[8];
+        int p = p0;
+        for (; p + 16 <= p1; p += 16)
+        {
+            Vector256<sbyte> w0 = Avx2.Shuffle(Vector256.Create(Unsafe.ReadUnaligned<long>(val + p)).AsSByte(), spread);
+            Vector256<sbyte> w1 = Avx2.Shuffle(Vector256.Create(Unsafe.ReadUnaligned<long>(val + p + 8)).AsSByte(), spread);
+            acc0 = AvxVnni.MultiplyWideningAndAdd(acc0, Avx512Vbmi.VL.PermuteVar32x8(Columns8(xi, col + p), order), w0);
+            acc1 = AvxVnni.MultiplyWideningAndAdd(acc1, Avx512Vbmi.VL.PermuteVar32x8(Columns8(xi, col + p + 8), order), w1);
+            sum = AvxVnni.MultiplyWideningAndAdd(sum, ones, w0);
+            sum = AvxVnni.MultiplyWideningAndAdd(sum, ones, w1);
+        }
+        for (; p < p1; p += 8)
+        {
+            // Eight at a time; the last group repeats its last column with weight 0.
+            int rem = Math.Min(8, p1 - p);
+            long weights = 0;
+            for (int j = 0; j < 8; j++)
+            {
+                tailCol[j] = col[p + Math.Min(j, rem - 1)];
+                if (j < rem)
+                    weights |= (long)(byte)val[p + j] << (8 * j);
+            }
+            Vector256<sbyte> w = Avx2.Shuffle(Vector256.Create(weights).AsSByte(), spread);
+            acc0 = AvxVnni.MultiplyWideningAndAdd(acc0, Avx512Vbmi.VL.PermuteVar32x8(Columns8(xi, tailCol), order), w);
+            sum = AvxVnni.MultiplyWideningAndAdd(sum, ones, w);
+        }
+        // Lanes 0–3 and 4–7 hold the two halves of each token's sum (and of Σw).
+        Vector256<int> acc = Avx2.Subtract(Avx2.Add(acc0, acc1), Avx2.ShiftLeftLogical(sum, 7));
+        Sse2.Store(dst, Sse2.Add(acc.GetLower(), acc.GetUpper()));
+    }
+
+    /// <summary>The dwords of columns c[0..7] of a four-token panel, in one vector.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<byte> Columns8(int* x, int* c) =>
+        Vector256.Create(x[c[0]], x[c[1]], x[c[2]], x[c[3]], x[c[4]], x[c[5]], x[c[6]], x[c[7]]).AsByte();
 
     /// <summary>The 8-byte panel rows of columns c[0..3], side by side in one vector.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
