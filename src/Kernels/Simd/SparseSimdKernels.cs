@@ -857,7 +857,14 @@ internal static unsafe class SparseSimdKernels
 
     /// <summary>o[t] = (src[0·pitch + t], …, src[7·pitch + t]).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void TransposePitch(int* src, long pitch, Vector256<int>* o)
+    private static void TransposePitch(int* src, long pitch, Vector256<int>* o) =>
+        Transpose8x8(src, pitch, out o[0], out o[1], out o[2], out o[3], out o[4], out o[5], out o[6], out o[7]);
+
+    /// <summary>The 8×8 int32 block at src (rows pitch apart), transposed in registers: o_t = column t.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Transpose8x8(
+        int* src, long pitch, out Vector256<int> o0, out Vector256<int> o1, out Vector256<int> o2, out Vector256<int> o3,
+        out Vector256<int> o4, out Vector256<int> o5, out Vector256<int> o6, out Vector256<int> o7)
     {
         Vector256<int> r0 = Avx.LoadVector256(src);
         Vector256<int> r1 = Avx.LoadVector256(src + pitch);
@@ -879,14 +886,14 @@ internal static unsafe class SparseSimdKernels
         Vector256<int> u5 = Avx2.UnpackHigh(t4.AsInt64(), t6.AsInt64()).AsInt32();
         Vector256<int> u6 = Avx2.UnpackLow(t5.AsInt64(), t7.AsInt64()).AsInt32();
         Vector256<int> u7 = Avx2.UnpackHigh(t5.AsInt64(), t7.AsInt64()).AsInt32();
-        o[0] = Avx2.Permute2x128(u0, u4, 0x20);
-        o[1] = Avx2.Permute2x128(u1, u5, 0x20);
-        o[2] = Avx2.Permute2x128(u2, u6, 0x20);
-        o[3] = Avx2.Permute2x128(u3, u7, 0x20);
-        o[4] = Avx2.Permute2x128(u0, u4, 0x31);
-        o[5] = Avx2.Permute2x128(u1, u5, 0x31);
-        o[6] = Avx2.Permute2x128(u2, u6, 0x31);
-        o[7] = Avx2.Permute2x128(u3, u7, 0x31);
+        o0 = Avx2.Permute2x128(u0, u4, 0x20);
+        o1 = Avx2.Permute2x128(u1, u5, 0x20);
+        o2 = Avx2.Permute2x128(u2, u6, 0x20);
+        o3 = Avx2.Permute2x128(u3, u7, 0x20);
+        o4 = Avx2.Permute2x128(u0, u4, 0x31);
+        o5 = Avx2.Permute2x128(u1, u5, 0x31);
+        o6 = Avx2.Permute2x128(u2, u6, 0x31);
+        o7 = Avx2.Permute2x128(u3, u7, 0x31);
     }
 
     /// <summary>
@@ -921,34 +928,16 @@ internal static unsafe class SparseSimdKernels
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void Store8x8(int* src, int pitch, Vector256<int> k, int* d, int n)
     {
-        Vector256<int> r0v = Avx.LoadVector256(src);
-        Vector256<int> r1v = Avx.LoadVector256(src + pitch);
-        Vector256<int> r2v = Avx.LoadVector256(src + 2 * pitch);
-        Vector256<int> r3v = Avx.LoadVector256(src + 3 * pitch);
-        Vector256<int> r4v = Avx.LoadVector256(src + 4 * pitch);
-        Vector256<int> r5v = Avx.LoadVector256(src + 5 * pitch);
-        Vector256<int> r6v = Avx.LoadVector256(src + 6 * pitch);
-        Vector256<int> r7v = Avx.LoadVector256(src + 7 * pitch);
-        Vector256<int> a0 = Avx2.UnpackLow(r0v, r1v), a1 = Avx2.UnpackHigh(r0v, r1v);
-        Vector256<int> a2 = Avx2.UnpackLow(r2v, r3v), a3 = Avx2.UnpackHigh(r2v, r3v);
-        Vector256<int> a4 = Avx2.UnpackLow(r4v, r5v), a5 = Avx2.UnpackHigh(r4v, r5v);
-        Vector256<int> a6 = Avx2.UnpackLow(r6v, r7v), a7 = Avx2.UnpackHigh(r6v, r7v);
-        Vector256<int> u0 = Avx2.UnpackLow(a0.AsInt64(), a2.AsInt64()).AsInt32();
-        Vector256<int> u1 = Avx2.UnpackHigh(a0.AsInt64(), a2.AsInt64()).AsInt32();
-        Vector256<int> u2 = Avx2.UnpackLow(a1.AsInt64(), a3.AsInt64()).AsInt32();
-        Vector256<int> u3 = Avx2.UnpackHigh(a1.AsInt64(), a3.AsInt64()).AsInt32();
-        Vector256<int> u4 = Avx2.UnpackLow(a4.AsInt64(), a6.AsInt64()).AsInt32();
-        Vector256<int> u5 = Avx2.UnpackHigh(a4.AsInt64(), a6.AsInt64()).AsInt32();
-        Vector256<int> u6 = Avx2.UnpackLow(a5.AsInt64(), a7.AsInt64()).AsInt32();
-        Vector256<int> u7 = Avx2.UnpackHigh(a5.AsInt64(), a7.AsInt64()).AsInt32();
-        Avx.Store(d, Avx2.Subtract(Avx2.Permute2x128(u0, u4, 0x20), k));
-        Avx.Store(d + n, Avx2.Subtract(Avx2.Permute2x128(u1, u5, 0x20), k));
-        Avx.Store(d + 2L * n, Avx2.Subtract(Avx2.Permute2x128(u2, u6, 0x20), k));
-        Avx.Store(d + 3L * n, Avx2.Subtract(Avx2.Permute2x128(u3, u7, 0x20), k));
-        Avx.Store(d + 4L * n, Avx2.Subtract(Avx2.Permute2x128(u0, u4, 0x31), k));
-        Avx.Store(d + 5L * n, Avx2.Subtract(Avx2.Permute2x128(u1, u5, 0x31), k));
-        Avx.Store(d + 6L * n, Avx2.Subtract(Avx2.Permute2x128(u2, u6, 0x31), k));
-        Avx.Store(d + 7L * n, Avx2.Subtract(Avx2.Permute2x128(u3, u7, 0x31), k));
+        Transpose8x8(src, pitch, out Vector256<int> o0, out Vector256<int> o1, out Vector256<int> o2, out Vector256<int> o3,
+            out Vector256<int> o4, out Vector256<int> o5, out Vector256<int> o6, out Vector256<int> o7);
+        Avx.Store(d, Avx2.Subtract(o0, k));
+        Avx.Store(d + n, Avx2.Subtract(o1, k));
+        Avx.Store(d + 2L * n, Avx2.Subtract(o2, k));
+        Avx.Store(d + 3L * n, Avx2.Subtract(o3, k));
+        Avx.Store(d + 4L * n, Avx2.Subtract(o4, k));
+        Avx.Store(d + 5L * n, Avx2.Subtract(o5, k));
+        Avx.Store(d + 6L * n, Avx2.Subtract(o6, k));
+        Avx.Store(d + 7L * n, Avx2.Subtract(o7, k));
     }
 
     /// <summary>As <see cref="StoreInt8"/> for one group of at most <see cref="GR"/> rows of W.</summary>
