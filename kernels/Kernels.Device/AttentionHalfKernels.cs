@@ -54,25 +54,4 @@ public static class AttentionHalfKernels
         ax += 0xC8000FFFu + odd; // rebias the exponent (−112 · 2^23) and round to nearest even
         return (ushort)(sign | (ax >> 13));
     }
-
-    /// <summary>Max that propagates NaN from either side.</summary>
-    private static float MaxNaN(float a, float b) => a > b || float.IsNaN(a) ? a : b;
-
-    private static bool Visible(int j, int pos, bool causal, int window)
-    {
-        if (causal && j > pos)
-            return false;
-        if (window > 0)
-        {
-            if (j <= pos - window)
-                return false;
-            if (!causal && j >= pos + window)
-                return false;
-        }
-        return true;
-    }
-
-    private static int XMin(int a, int b) => a < b ? a : b;
-
-    private static int XMax(int a, int b) => a > b ? a : b;
 }

@@ -71,7 +71,7 @@ public static class AttentionKernels
     /// <summary>Row pitch in shared memory: odd, against bank conflicts.</summary>
     public static int PitchFor(int headDim) => (headDim & 1) == 0 ? headDim + 1 : headDim;
 
-    /// <summary>Dynamic shared memory of <see cref="Forward"/> in floats: Q rows, one K/V tile, scores and probabilities.</summary>
+    /// <summary>Shared memory the fused kernel uses for a head dimension, in floats: Q rows, one K/V tile, scores and probabilities.</summary>
     public static int SharedFloats(int headDim)
     {
         int pitch = PitchFor(headDim);
@@ -79,28 +79,70 @@ public static class AttentionKernels
         return (BlockRows * pitch) + (tile * pitch) + (2 * BlockRows * tile);
     }
 
+    /// <summary>The largest head dimension <see cref="Forward"/> takes; <see cref="ForwardWide"/> takes the rest.</summary>
+    public const int NarrowMaxHeadDim = 64;
+
+    /// <summary>The static shared array of <see cref="Forward"/>: <see cref="SharedFloats"/> of head dimension 64 (22.3 KiB).</summary>
+    public const int NarrowSharedFloats = (BlockRows * 65) + (64 * 65) + (2 * BlockRows * 64);
+
+    /// <summary>The static shared array of <see cref="ForwardWide"/>: the largest <see cref="SharedFloats"/>, head dimension 256 (42.2 KiB).</summary>
+    public const int WideSharedFloats = (BlockRows * 257) + (32 * 257) + (2 * BlockRows * 32);
+
     /// <summary>Floats per partial row: D unnormalized accumulators, the running max, the sum of weights.</summary>
     public static int PartialStride(int headDim) => headDim + 2;
 
     /// <summary>Max that propagates NaN from either side.</summary>
-    private static float MaxNaN(float a, float b) => a > b || float.IsNaN(a) ? a : b;
+    /// <remarks>
+    /// NaN is decided on the bits, never by a float comparison that ILGPU may invert. The obvious
+    /// <c>a &gt; b || float.IsNaN(a) ? a : b</c> is if-converted by ILGPU 1.5.3 (depending on what else the
+    /// context compiled before) into <c>(a &gt; b) | (!(a &gt; b) &amp; isnan(a))</c>, the negation becoming an
+    /// *unordered* <c>a ≤ b</c>, and the OpenCL backend writes every float comparison as ordered C, so
+    /// <c>!(NaN &gt; b)</c> came out false and a NaN score row came out as zeros (docs/opencl.md).
+    /// </remarks>
+    public static float MaxNaN(float a, float b)
+    {
+        float larger = a > b ? a : b;
+        return IsNaNBits(a) | IsNaNBits(b) ? float.NaN : larger;
+    }
+
+    /// <summary>Whether <paramref name="x"/> is NaN, by its bits (an integer comparison, exact under any rewriting).</summary>
+    public static bool IsNaNBits(float x) => (Interop.FloatAsInt(x) & 0x7FFFFFFFu) > 0x7F800000u;
 
     /// <summary>
-    /// The fused kernel. Explicitly grouped: grid (⌈(Heads/KvHeads)·QueryLength / BlockRows⌉, Batch·KvHeads, Splits),
-    /// group (GroupSize, 1, 1), dynamic shared memory of <see cref="SharedFloats"/> floats.
+    /// The fused kernel for head dimensions up to <see cref="NarrowMaxHeadDim"/>. Explicitly grouped: grid
+    /// (⌈(Heads/KvHeads)·QueryLength / BlockRows⌉, Batch·KvHeads, Splits), group (GroupSize, 1, 1), no
+    /// dynamic shared memory.
     /// </summary>
+    /// <remarks>
+    /// The shared tiles are a static array (<see cref="NarrowSharedFloats"/>), not ILGPU's dynamic shared
+    /// memory: ILGPU 1.5.3's OpenCL backend keeps the pointer to the dynamic block in one program-scope
+    /// variable that every work-group of the launch overwrites, so on a real OpenCL runtime a group could
+    /// read and write another group's tiles (docs/opencl.md).
+    /// </remarks>
     /// <param name="io">Where Q, K and V are read from and the output [B, H, Sq, D] goes (written when Splits = 1):
     /// float32, half bits or an int8 KV cache, converted to float32 at the loads.</param>
     /// <param name="partials">[Splits, B, H, Sq, D + 2] partial results (written when Splits &gt; 1).</param>
     /// <param name="lengths">B key lengths when ragged.</param>
     /// <param name="p">Scalar parameters.</param>
     public static void Forward<TIo>(TIo io, ArrayView<float> partials, ArrayView<int> lengths, AttentionParams p)
+        where TIo : struct, IAttentionIo =>
+        ForwardOn(SharedMemory.Allocate<float>(NarrowSharedFloats), io, partials, lengths, p);
+
+    /// <summary>The fused kernel for every head dimension (1..256), as <see cref="Forward"/> with a <see cref="WideSharedFloats"/> array.</summary>
+    /// <param name="io">Inputs and output.</param>
+    /// <param name="partials">Split partials.</param>
+    /// <param name="lengths">Key lengths when ragged.</param>
+    /// <param name="p">Scalar parameters.</param>
+    public static void ForwardWide<TIo>(TIo io, ArrayView<float> partials, ArrayView<int> lengths, AttentionParams p)
+        where TIo : struct, IAttentionIo =>
+        ForwardOn(SharedMemory.Allocate<float>(WideSharedFloats), io, partials, lengths, p);
+
+    private static void ForwardOn<TIo>(ArrayView<float> shared, TIo io, ArrayView<float> partials, ArrayView<int> lengths, AttentionParams p)
         where TIo : struct, IAttentionIo
     {
         int d = p.HeadDim;
         int pitch = PitchFor(d);
         int tileKeys = p.TileKeys;
-        ArrayView<float> shared = SharedMemory.GetDynamic<float>();
         ArrayView<float> sQ = shared.SubView(0, BlockRows * pitch);
         ArrayView<float> sKV = shared.SubView(BlockRows * pitch, tileKeys * pitch);
         ArrayView<float> sS = shared.SubView((BlockRows + tileKeys) * pitch, BlockRows * tileKeys);

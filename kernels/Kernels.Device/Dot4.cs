@@ -43,8 +43,15 @@ public static class Packed
     /// <summary>
     /// Byte permute of the eight bytes <c>b:a</c> (a = bytes 0–3, b = bytes 4–7): byte i of the result is
     /// byte <c>(selector &gt;&gt; 4i) &amp; 7</c> (PTX <c>prmt.b32</c> in its default mode, selectors 0–7
-    /// only). On CUDA one <c>prmt</c>; elsewhere shifts and masks, with the same bits.
+    /// only). On CUDA one <c>prmt</c>; elsewhere 32-bit shifts and masks, with the same bits.
     /// </summary>
+    /// <remarks>
+    /// The portable form stays in 32 bits on purpose. It once built a 64-bit <c>(uint)a | (long)(uint)b &lt;&lt; 32</c>;
+    /// ILGPU 1.5.3 compiles the zero extension <c>(long)(uint)x</c> of an int that was truncated from a long
+    /// (<c>(int)group</c> in the tiled sparse kernel) as a sign extension on OpenCL and PTX, so a column byte
+    /// ≥ 128 turned the "zero" bytes into 0xFF and the kernel read shared memory out of its tile
+    /// (docs/opencl.md, "ILGPU faults").
+    /// </remarks>
     public static int Permute(int a, int b, int selector)
     {
         if (CudaAsm.IsSupported)
@@ -52,10 +59,13 @@ public static class Packed
             CudaAsm.Emit("prmt.b32 %0, %1, %2, %3;", out int result, a, b, selector);
             return result;
         }
-        long both = (uint)a | ((long)(uint)b << 32);
         int r = 0;
         for (int i = 0; i < 4; i++)
-            r |= (int)((both >> (8 * ((selector >> (4 * i)) & 7))) & 0xFF) << (8 * i);
+        {
+            int s = (selector >> (4 * i)) & 7;
+            int word = s < 4 ? a : b;
+            r |= ((word >> (8 * (s & 3))) & 0xFF) << (8 * i);
+        }
         return r;
     }
 

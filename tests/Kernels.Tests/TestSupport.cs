@@ -46,20 +46,41 @@ internal static class Sessions
     }
 }
 
-/// <summary>A fresh random seed per test, reported with any failure so the case can be replayed (KERNELS_TEST_SEED).</summary>
+/// <summary>
+/// A fresh random seed per test, reported with any failure so the case can be replayed
+/// (KERNELS_TEST_SEED). KERNELS_TEST_REPEAT=N runs the body N times, each with a fresh seed (or N times
+/// the fixed one): the repeat mode that catches kernels whose results depend on the schedule.
+/// </summary>
 internal static class Seeded
 {
+    /// <summary>How many times <see cref="Run"/> runs its body (KERNELS_TEST_REPEAT, default 1).</summary>
+    public static int Repeat { get; } = ReadRepeat();
+
+    private static int ReadRepeat()
+    {
+        string? text = Environment.GetEnvironmentVariable("KERNELS_TEST_REPEAT");
+        if (string.IsNullOrWhiteSpace(text))
+            return 1;
+        if (!int.TryParse(text, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out int n) || n < 1)
+            throw new InvalidOperationException($"KERNELS_TEST_REPEAT: expected a whole number ≥ 1, got '{text}'.");
+        return n;
+    }
+
     public static void Run(Action<Random, int> body)
     {
         string? fixedSeed = Environment.GetEnvironmentVariable("KERNELS_TEST_SEED");
-        int seed = fixedSeed is null ? Random.Shared.Next() : int.Parse(fixedSeed, System.Globalization.CultureInfo.InvariantCulture);
-        try
+        for (int round = 1; round <= Repeat; round++)
         {
-            body(new Random(seed), seed);
-        }
-        catch (Exception ex) when (ex is not Xunit.Sdk.SkipException && ex.GetType().Name != "SkipException")
-        {
-            throw new Xunit.Sdk.XunitException($"seed {seed} (replay with KERNELS_TEST_SEED={seed}): {ex.Message}", ex);
+            int seed = fixedSeed is null ? Random.Shared.Next() : int.Parse(fixedSeed, System.Globalization.CultureInfo.InvariantCulture);
+            try
+            {
+                body(new Random(seed), seed);
+            }
+            catch (Exception ex) when (ex is not Xunit.Sdk.SkipException && ex.GetType().Name != "SkipException")
+            {
+                string repeat = Repeat > 1 ? $"round {round} of {Repeat}, " : "";
+                throw new Xunit.Sdk.XunitException($"{repeat}seed {seed} (replay with KERNELS_TEST_SEED={seed}): {ex.Message}", ex);
+            }
         }
     }
 

@@ -26,8 +26,10 @@ public sealed partial class KernelSession
     private void LaunchAttention<TIo>(TIo io, ArrayView<int> keyLengths, AttentionLaunch launch, int headDim)
         where TIo : struct, IAttentionIo
     {
-        var forward = Kernel($"attention/forward/{typeof(TIo).Name}", acc =>
-            acc.LoadKernel<TIo, ArrayView<float>, ArrayView<int>, AttentionParams>(AttentionKernels.Forward<TIo>));
+        bool wide = headDim > AttentionKernels.NarrowMaxHeadDim;
+        var forward = Kernel($"attention/forward{(wide ? "-wide" : "")}/{typeof(TIo).Name}", acc =>
+            acc.LoadKernel<TIo, ArrayView<float>, ArrayView<int>, AttentionParams>(
+                wide ? AttentionKernels.ForwardWide<TIo> : AttentionKernels.Forward<TIo>));
         forward(Stream, launch.Config, io, launch.Partials, keyLengths, launch.Params);
         if (launch.Params.Splits == 1)
             return;
@@ -42,7 +44,7 @@ public sealed partial class KernelSession
     /// <summary>
     /// Checks the grid limits and sets up a launch of the fused attention kernels, which all share the same
     /// tiling: groups of <see cref="AttentionKernels.GroupSize"/> threads over (query blocks, batch·kv heads,
-    /// splits), dynamic shared memory for the tiles, and split partials in session scratch when splits &gt; 1.
+    /// splits), static shared memory for the tiles, and split partials in session scratch when splits &gt; 1.
     /// </summary>
     private AttentionLaunch PrepareAttentionLaunch(AttentionShape shape, float scale, int window, bool ragged, int splits)
     {
@@ -76,8 +78,7 @@ public sealed partial class KernelSession
         int rowsPerKv = shape.Heads / shape.KvHeads * shape.QueryLength;
         var config = new KernelConfig(
             new Index3D((rowsPerKv + AttentionKernels.BlockRows - 1) / AttentionKernels.BlockRows, shape.Batch * shape.KvHeads, splits),
-            new Index3D(AttentionKernels.GroupSize, 1, 1),
-            SharedMemoryConfig.RequestDynamic<float>(AttentionKernels.SharedFloats(d)));
+            new Index3D(AttentionKernels.GroupSize, 1, 1));
         return new AttentionLaunch(p, config, partials, rows);
     }
 }
