@@ -81,12 +81,13 @@ public sealed partial class KernelSession : IDisposable
             return chosen ?? throw new BackendUnavailableException(backend, failure ?? ReasonUnavailable(backend));
         }
 
-        return CreateOn(Backend.Cuda, out _) ?? CreateOn(Backend.OpenCL, out _) ?? CreateOn(Backend.CpuSimd, out _)
+        // Auto takes OpenCL GPUs only: an OpenCL CPU device (PoCL) is much slower than cpu-simd on the same CPU.
+        return CreateOn(Backend.Cuda, out _) ?? CreateOn(Backend.OpenCL, out _, gpuOnly: true) ?? CreateOn(Backend.CpuSimd, out _)
             ?? throw new BackendUnavailableException(Backend.CpuSimd, "the CPU could not be set up");
     }
 
     /// <summary>A session on the first usable device of <paramref name="backend"/>, or null with the start failure (if any).</summary>
-    private static KernelSession? CreateOn(Backend backend, out string? failure)
+    private static KernelSession? CreateOn(Backend backend, out string? failure, bool gpuOnly = false)
     {
         failure = null;
         Context? context = null;
@@ -96,6 +97,8 @@ public sealed partial class KernelSession : IDisposable
             foreach (Device device in DeviceCatalog.DevicesOf(context, backend))
             {
                 if (DeviceCatalog.WhyUnusable(device) is not null)
+                    continue;
+                if (gpuOnly && device is ILGPU.Runtime.OpenCL.CLDevice { DeviceType: ILGPU.Runtime.OpenCL.CLDeviceType.CL_DEVICE_TYPE_CPU })
                     continue;
                 Accelerator accelerator = device.CreateAccelerator(context);
                 return new KernelSession(context, accelerator, backend);
