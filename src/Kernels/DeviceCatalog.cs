@@ -37,15 +37,29 @@ public static class DeviceCatalog
         return result;
     }
 
-    /// <summary>
-    /// The ILGPU CPU device Kernels uses: 8 warps of 32 threads (256 threads per group, as the tiled kernel
-    /// needs) on one simulated multiprocessor. ILGPU runs each simulated thread on its own OS thread and
-    /// barriers dominate; one multiprocessor measured faster than one per core on a 2-core machine.
-    /// </summary>
-    internal static CPUDevice CreateCpuDevice() =>
-        new(numThreadsPerWarp: 32, numWarpsPerMultiprocessor: 8, numMultiprocessors: 1);
+    /// <summary>Threads per group of the simulated CPU device: the largest group a Kernels kernel launches.</summary>
+    internal const int CpuGroupThreads = 256;
 
-    internal static Context CreateContext(Backend backend)
+    /// <summary>
+    /// The ILGPU CPU device Kernels uses: by default 8 warps of 32 threads (256 threads per group, as the
+    /// tiled kernels need) on one simulated multiprocessor. ILGPU runs each simulated thread on its own OS
+    /// thread and barriers dominate; one multiprocessor measured faster than one per core on a 2-core
+    /// machine. Tests build it with other warp sizes and multiprocessor counts: a kernel must not depend on
+    /// either (no GPU promises 32 lanes in lockstep).
+    /// </summary>
+    /// <param name="warpSize">Simulated lanes per warp: a power of two that divides <see cref="CpuGroupThreads"/>.</param>
+    /// <param name="multiprocessors">Simulated multiprocessors (groups that run at the same time), 1 to 64.</param>
+    internal static CPUDevice CreateCpuDevice(int warpSize = 32, int multiprocessors = 1)
+    {
+        if (warpSize < 1 || warpSize > CpuGroupThreads || (warpSize & (warpSize - 1)) != 0)
+            throw new ArgumentOutOfRangeException(nameof(warpSize), warpSize, $"expected a power of two from 1 to {CpuGroupThreads}");
+        if (multiprocessors is < 1 or > 64)
+            throw new ArgumentOutOfRangeException(nameof(multiprocessors), multiprocessors, "expected 1 to 64");
+        return new(numThreadsPerWarp: warpSize, numWarpsPerMultiprocessor: CpuGroupThreads / warpSize, numMultiprocessors: multiprocessors);
+    }
+
+    /// <summary>An ILGPU context with the devices of <paramref name="backend"/> (<paramref name="cpu"/>: the CPU device to simulate, default <see cref="CreateCpuDevice"/>).</summary>
+    internal static Context CreateContext(Backend backend, CPUDevice? cpu = null)
     {
         NativeLibraries.EnsureInstalled();
         return Context.Create(builder =>
@@ -60,7 +74,7 @@ public static class DeviceCatalog
                     builder.OpenCL(_ => true);
                     break;
                 default:
-                    builder.CPU(CreateCpuDevice());
+                    builder.CPU(cpu ?? CreateCpuDevice());
                     break;
             }
         });

@@ -322,10 +322,10 @@ public sealed partial class KernelSession
         (ArrayView<int> bw, long strideBw) = PackedRows(b, n, k, kWords, batch.Count, batch.StrideB, ref _packB, "b");
         var tiled = kernel == GemmKernel.Dp4a
             ? Kernel($"dp4a/{epi}", acc =>
-                acc.LoadKernel<ArrayView<int>, ArrayView<int>, int, int, int, long, long, TEpilogue>(
+                GroupedKernels.Load<ArrayView<int>, ArrayView<int>, int, int, int, long, long, TEpilogue>(acc,
                     Int8GemmKernels.Tiled<Dp4aDot4, TEpilogue>))
             : Kernel($"tiled/{epi}", acc =>
-                acc.LoadKernel<ArrayView<int>, ArrayView<int>, int, int, int, long, long, TEpilogue>(
+                GroupedKernels.Load<ArrayView<int>, ArrayView<int>, int, int, int, long, long, TEpilogue>(acc,
                     Int8GemmKernels.Tiled<PortableDot4, TEpilogue>));
         var config = new KernelConfig(
             new Index3D(

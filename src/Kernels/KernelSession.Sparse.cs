@@ -363,7 +363,7 @@ public sealed partial class KernelSession
             acc.LoadAutoGroupedKernel<Index2D, ArrayView<sbyte>, ArrayView<int>, int, int, int>(SparseKernels.PackTokenWords));
         pack(Stream, new Index2D(m4, k), x, xt4, m, m4, k);
         var tiled = Kernel($"sparse/tiled/{typeof(TEpilogue).Name}", acc =>
-            acc.LoadKernel<ArrayView<int>, ArrayView<long>, ArrayView<int>, int, int, int, int, int, TEpilogue>(
+            GroupedKernels.Load<ArrayView<int>, ArrayView<long>, ArrayView<int>, int, int, int, int, int, TEpilogue>(acc,
                 SparseKernels.TiledInt8<TEpilogue>));
         var config = new KernelConfig(
             new Index2D((m4 + SparseKernels.TileWords - 1) / SparseKernels.TileWords, (n + SparseKernels.TileRows - 1) / SparseKernels.TileRows),
@@ -493,7 +493,7 @@ public sealed partial class KernelSession
             if (m <= SparseKernels.SmallM)
             {
                 var small = session.Kernel($"{key}/small", acc =>
-                    acc.LoadKernel<TRows, ArrayView<TValue>, int, TProduct>(SparseKernels.Small<TValue, TAcc, TRows, TProduct>));
+                    GroupedKernels.Load<TRows, ArrayView<TValue>, int, TProduct>(acc, SparseKernels.Small<TValue, TAcc, TRows, TProduct>));
                 small(session.Stream, new KernelConfig(new Index2D(n, m), new Index2D(SparseKernels.Lanes, 1)), rows, x, k, product);
                 return;
             }

@@ -86,6 +86,18 @@ public sealed partial class KernelSession : IDisposable
             ?? throw new BackendUnavailableException(Backend.CpuSimd, "the CPU could not be set up");
     }
 
+    /// <summary>
+    /// A session on the ILGPU CPU accelerator simulating <paramref name="warpSize"/> lanes per warp and
+    /// <paramref name="multiprocessors"/> multiprocessors (see <see cref="DeviceCatalog.CreateCpuDevice"/>):
+    /// the tests run the kernels under several schedules with it.
+    /// </summary>
+    internal static KernelSession CreateCpu(int warpSize, int multiprocessors)
+    {
+        Context context = DeviceCatalog.CreateContext(Backend.Cpu, DeviceCatalog.CreateCpuDevice(warpSize, multiprocessors));
+        Device device = DeviceCatalog.DevicesOf(context, Backend.Cpu).First();
+        return new KernelSession(context, device.CreateAccelerator(context), Backend.Cpu);
+    }
+
     /// <summary>A session on the first usable device of <paramref name="backend"/>, or null with the start failure (if any).</summary>
     private static KernelSession? CreateOn(Backend backend, out string? failure, bool gpuOnly = false)
     {

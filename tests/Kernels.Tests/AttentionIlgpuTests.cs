@@ -54,9 +54,10 @@ public sealed class AttentionIlgpuTests
 
     [Theory]
     [MemberData(nameof(IlgpuBackends))]
-    public void Attention_MatchesReference_OddLengths_CausalOrNot(Backend backend)
+    public void Attention_MatchesReference_OddLengths_CausalOrNot(Backend backend) => Attention_MatchesReference_OddLengths_CausalOrNotOn(Sessions.Get(backend), backend.ToName());
+
+    internal static void Attention_MatchesReference_OddLengths_CausalOrNotOn(KernelSession session, string target)
     {
-        KernelSession session = Sessions.Get(backend);
         Seeded.Run((random, _) =>
         {
             foreach (bool causal in new[] { false, true })
@@ -69,9 +70,10 @@ public sealed class AttentionIlgpuTests
 
     [Theory]
     [MemberData(nameof(IlgpuBackends))]
-    public void Attention_GroupedAndMultiQuery(Backend backend)
+    public void Attention_GroupedAndMultiQuery(Backend backend) => Attention_GroupedAndMultiQueryOn(Sessions.Get(backend), backend.ToName());
+
+    internal static void Attention_GroupedAndMultiQueryOn(KernelSession session, string target)
     {
-        KernelSession session = Sessions.Get(backend);
         Seeded.Run((random, _) =>
         {
             foreach (int kvHeads in new[] { 2, 1 })
@@ -87,9 +89,10 @@ public sealed class AttentionIlgpuTests
 
     [Theory]
     [MemberData(nameof(IlgpuBackends))]
-    public void Attention_SlidingWindow_RowsWithoutKeysAreZero(Backend backend)
+    public void Attention_SlidingWindow_RowsWithoutKeysAreZero(Backend backend) => Attention_SlidingWindow_RowsWithoutKeysAreZeroOn(Sessions.Get(backend), backend.ToName());
+
+    internal static void Attention_SlidingWindow_RowsWithoutKeysAreZeroOn(KernelSession session, string target)
     {
-        KernelSession session = Sessions.Get(backend);
         Seeded.Run((random, _) =>
         {
             foreach (bool causal in new[] { false, true })
@@ -110,9 +113,10 @@ public sealed class AttentionIlgpuTests
 
     [Theory]
     [MemberData(nameof(IlgpuBackends))]
-    public void Attention_HeadDims(Backend backend)
+    public void Attention_HeadDims(Backend backend) => Attention_HeadDimsOn(Sessions.Get(backend), backend.ToName());
+
+    internal static void Attention_HeadDimsOn(KernelSession session, string target)
     {
-        KernelSession session = Sessions.Get(backend);
         Seeded.Run((random, _) =>
         {
             foreach (int d in new[] { 1, 5, 31, 33, 64, 100, 128, 129, 200, 256 })
@@ -149,9 +153,10 @@ public sealed class AttentionIlgpuTests
 
     [Theory]
     [MemberData(nameof(IlgpuBackends))]
-    public void Attention_NaNInOneQueryRow_PropagatesToThatRowOnly(Backend backend)
+    public void Attention_NaNInOneQueryRow_PropagatesToThatRowOnly(Backend backend) => Attention_NaNInOneQueryRow_PropagatesToThatRowOnlyOn(Sessions.Get(backend), backend.ToName());
+
+    internal static void Attention_NaNInOneQueryRow_PropagatesToThatRowOnlyOn(KernelSession session, string target)
     {
-        KernelSession session = Sessions.Get(backend);
         Seeded.Run((random, _) =>
         {
             const int d = 8, sq = 5;
@@ -179,9 +184,10 @@ public sealed class AttentionIlgpuTests
 
     [Theory]
     [MemberData(nameof(IlgpuBackends))]
-    public void AttentionDecode_Ragged_MatchesReference(Backend backend)
+    public void AttentionDecode_Ragged_MatchesReference(Backend backend) => AttentionDecode_Ragged_MatchesReferenceOn(Sessions.Get(backend), backend.ToName());
+
+    internal static void AttentionDecode_Ragged_MatchesReferenceOn(KernelSession session, string target)
     {
-        KernelSession session = Sessions.Get(backend);
         Seeded.Run((random, _) =>
         {
             // (query length, causal, window): decode, multi-token decode, windowed, not causal.
@@ -206,9 +212,10 @@ public sealed class AttentionIlgpuTests
 
     [Theory]
     [MemberData(nameof(IlgpuBackends))]
-    public void AttentionDecode_SplitK_EqualsUnsplit(Backend backend)
+    public void AttentionDecode_SplitK_EqualsUnsplit(Backend backend) => AttentionDecode_SplitK_EqualsUnsplitOn(Sessions.Get(backend), backend.ToName());
+
+    internal static void AttentionDecode_SplitK_EqualsUnsplitOn(KernelSession session, string target)
     {
-        KernelSession session = Sessions.Get(backend);
         Seeded.Run((random, _) =>
         {
             var shape = new AttentionShape(2, 2, 1, 2, 150, 64, true);
@@ -254,9 +261,10 @@ public sealed class AttentionIlgpuTests
 
     [Theory]
     [MemberData(nameof(IlgpuBackends))]
-    public void Attention_RandomShapes(Backend backend)
+    public void Attention_RandomShapes(Backend backend) => Attention_RandomShapesOn(Sessions.Get(backend), backend.ToName());
+
+    internal static void Attention_RandomShapesOn(KernelSession session, string target)
     {
-        KernelSession session = Sessions.Get(backend);
         Seeded.Run((random, _) =>
         {
             int[] lengths = [1, 7, 33];

@@ -27,6 +27,12 @@ internal static class Sessions
         }
     }
 
+    private static readonly ConcurrentDictionary<(int, int), Lazy<KernelSession>> CpuSchedules = new();
+
+    /// <summary>The CPU accelerator simulating <paramref name="warpSize"/> lanes per warp on <paramref name="multiprocessors"/> multiprocessors, shared by the tests.</summary>
+    public static KernelSession Cpu(int warpSize, int multiprocessors) =>
+        CpuSchedules.GetOrAdd((warpSize, multiprocessors), key => new Lazy<KernelSession>(() => KernelSession.CreateCpu(key.Item1, key.Item2))).Value;
+
     public static TheoryData<Backend> Backends => new(Backend.Cpu, Backend.CpuSimd, Backend.Cuda, Backend.OpenCL);
 
     public static TheoryData<Backend, GemmKernel> BackendsAndKernels

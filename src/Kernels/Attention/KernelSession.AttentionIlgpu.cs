@@ -28,7 +28,7 @@ public sealed partial class KernelSession
     {
         bool wide = headDim > AttentionKernels.NarrowMaxHeadDim;
         var forward = Kernel($"attention/forward{(wide ? "-wide" : "")}/{typeof(TIo).Name}", acc =>
-            acc.LoadKernel<TIo, ArrayView<float>, ArrayView<int>, AttentionParams>(
+            GroupedKernels.Load<TIo, ArrayView<float>, ArrayView<int>, AttentionParams>(acc,
                 wide ? AttentionKernels.ForwardWide<TIo> : AttentionKernels.Forward<TIo>));
         forward(Stream, launch.Config, io, launch.Partials, keyLengths, launch.Params);
         if (launch.Params.Splits == 1)

@@ -14,9 +14,10 @@ public class SparseGemmTests
 
     [Theory]
     [MemberData(nameof(SparseTestData.BackendsAndFormats), MemberType = typeof(SparseTestData))]
-    public void Int8MatchesReferenceAndDenseKernelBitForBit(Backend backend, SparseFormat format)
+    public void Int8MatchesReferenceAndDenseKernelBitForBit(Backend backend, SparseFormat format) => Int8MatchesReferenceAndDenseKernelBitForBitOn(Sessions.Get(backend), format, backend.ToName());
+
+    internal static void Int8MatchesReferenceAndDenseKernelBitForBitOn(KernelSession session, SparseFormat format, string target)
     {
-        KernelSession session = Sessions.Get(backend);
         Seeded.Run((random, seed) =>
         {
             foreach ((int m, int n, int k) in Shapes)
@@ -26,7 +27,7 @@ public class SparseGemmTests
                     sbyte[] dense = SparseTestData.PrunedInt8(random, n, k, format, sparsity);
                     SparseMatrix w = SparseTestData.Int8Matrix(dense, n, k, format);
                     sbyte[] x = Seeded.Int8(random, m * k);
-                    string what = $"{backend}/{format} {m}×{n}×{k} sparsity {sparsity}";
+                    string what = $"{target}/{format} {m}×{n}×{k} sparsity {sparsity}";
                     int[] y = session.SparseInt8Gemm(w, x, m);
                     Expect.Equal(HostReference.Int8Gemm(x, dense, m, n, k), y, what);
                     // The dense kernel is slow on the CPU accelerator (it simulates the tiled kernel's barriers): one sparsity.
@@ -101,6 +102,12 @@ public class SparseGemmTests
         // with a partial last one; rows empty, full, and with non-zeros in one chunk only; every format.
         _ = Sessions.Get(backend);   // skips with the reason when the backend is absent
         using KernelSession session = KernelSession.Create(backend);
+        TiledAndGeneralInt8KernelsGiveTheReferenceBitForBitOn(session, backend.ToName());
+    }
+
+    /// <summary>The body of <see cref="TiledAndGeneralInt8KernelsGiveTheReferenceBitForBit"/> on a session of its own (it sets the session's kernel choice).</summary>
+    internal static void TiledAndGeneralInt8KernelsGiveTheReferenceBitForBitOn(KernelSession session, string target)
+    {
         Seeded.Run((random, seed) =>
         {
             foreach ((int m, int n, int k) in new[] { (17, 7, 13), (130, 65, 256), (257, 70, 600), (33, 130, 300) })
@@ -131,7 +138,7 @@ public class SparseGemmTests
                             dy.CopyFrom(Enumerable.Repeat(unchecked((int)0xDEADBEEF), m * n + 5).ToArray());
                             session.SparseInt8Gemm(dw, dx, dy, m);
                             int[] y = dy.ToArray();
-                            string what = $"{backend}/{format} {kernel} {m}×{n}×{k} sparsity {sparsity}";
+                            string what = $"{target}/{format} {kernel} {m}×{n}×{k} sparsity {sparsity}";
                             Expect.Equal(expected, y[..(m * n)], what);
                             for (int i = m * n; i < y.Length; i++)
                                 Assert.True(y[i] == unchecked((int)0xDEADBEEF), $"{what}: element {i} past the output was written");
