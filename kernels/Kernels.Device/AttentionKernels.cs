@@ -179,15 +179,10 @@ public static class AttentionKernels
             minP = XMin(minP, pr);
             maxP = XMax(maxP, pr);
         }
-        int lo = kStart, hi = kEnd;
-        if (p.Causal != 0)
-            hi = XMin(hi, maxP + 1);
-        if (p.Window > 0)
-        {
-            lo = XMax(lo, minP - p.Window + 1);
-            if (p.Causal == 0)
-                hi = XMin(hi, maxP + p.Window);
-        }
+        bool causal = p.Causal != 0;
+        int lo = XMax(kStart, AttentionMask.First(minP, p.Window));
+        int hi = XMin(kEnd, AttentionMask.End(maxP, causal, p.Window));
+        int rowFirst = AttentionMask.First(pos, p.Window), rowEnd = AttentionMask.End(pos, causal, p.Window);
 
         // Stage the block's query rows.
         for (int idx = tid; idx < BlockRows * d; idx += GroupSize)
@@ -230,7 +225,7 @@ public static class AttentionKernels
             {
                 float s = float.NegativeInfinity;
                 int key = k0 + j;
-                if (rowValid && j < n && Visible(key, pos, p.Causal != 0, p.Window))
+                if (rowValid && j < n && key >= rowFirst && key < rowEnd)
                 {
                     float dot = 0;
                     int kOff = j * pitch;
@@ -367,20 +362,6 @@ public static class AttentionKernels
             den += w * partials[o + headDim + 1];
         }
         io.Store(e, num / den);
-    }
-
-    private static bool Visible(int j, int pos, bool causal, int window)
-    {
-        if (causal && j > pos)
-            return false;
-        if (window > 0)
-        {
-            if (j <= pos - window)
-                return false;
-            if (!causal && j >= pos + window)
-                return false;
-        }
-        return true;
     }
 
     private static int XMin(int a, int b) => a < b ? a : b;

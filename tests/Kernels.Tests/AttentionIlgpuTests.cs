@@ -99,6 +99,17 @@ public sealed class AttentionIlgpuTests
             {
                 foreach (int window in new[] { 1, 3, 8 })
                     CheckForward(session, random, new AttentionShape(1, 2, 1, 33, 33, 8, causal), new AttentionOptions(Window: window), "window");
+
+                // A window wider than any distance is no window at all, up to int.MaxValue (pos + window
+                // must not wrap around), on this backend and in the reference.
+                var wide = new AttentionShape(1, 2, 1, 9, 33, 8, causal);
+                var (wq, wk, wv) = Inputs(random, wide);
+                double[] unwindowed = HostReference.Attention(wq, wk, wv, wide);
+                foreach (int window in new[] { 33, int.MaxValue - 1, int.MaxValue })
+                {
+                    Assert.Equal(unwindowed, HostReference.Attention(wq, wk, wv, wide, new AttentionOptions(Window: window)));
+                    Expect.Close(unwindowed, session.Attention(wq, wk, wv, wide, new AttentionOptions(Window: window)), Tolerance, Tolerance, $"{target} {wide} window {window}");
+                }
             }
             // Sq > Sk, causal: the first queries sit before every key and see none → zeros.
             var shape = new AttentionShape(1, 1, 1, 7, 3, 4, true);

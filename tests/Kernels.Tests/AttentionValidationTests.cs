@@ -51,6 +51,39 @@ public class AttentionValidationTests
     }
 
     [Fact]
+    public void TheOneVisibilityRule_MatchesItsDefinition_AtEveryExtreme()
+    {
+        // The definition, in 64 bits: j ≤ p when causal; p − w < j when w > 0; j < p + w when w > 0 and not causal.
+        static bool Defined(long j, long p, bool causal, long w) =>
+            (!causal || j <= p) && (w == 0 || (p - w < j && (causal || j < p + w)));
+
+        int[] interesting = [int.MinValue, int.MinValue + 1, -1000, -2, -1, 0, 1, 2, 3, 7, 1000, int.MaxValue - 1, int.MaxValue];
+        int[] windows = [0, 1, 2, 3, 1000, int.MaxValue - 1, int.MaxValue];
+        Seeded.Run((random, _) =>
+        {
+            var values = interesting.Concat(Enumerable.Range(0, 40).Select(_ => random.Next(int.MinValue, int.MaxValue))).ToArray();
+            foreach (bool causal in new[] { false, true })
+            {
+                foreach (int w in windows.Append(random.Next(1, int.MaxValue)))
+                {
+                    foreach (int p in values)
+                    {
+                        int first = DeviceCode.AttentionMask.First(p, w), end = DeviceCode.AttentionMask.End(p, causal, w);
+                        // Keys are indices into a sequence of at most int.MaxValue keys: 0 ≤ j < int.MaxValue.
+                        foreach (int j in values.Concat([p - 1, p, p + 1, first, end - 1, end]).Where(j => j is >= 0 and < int.MaxValue))
+                        {
+                            bool expected = Defined(j, p, causal, w);
+                            Assert.True(expected == DeviceCode.AttentionMask.Visible(j, p, causal, w), $"key {j} pos {p} causal {causal} window {w}: expected {expected}");
+                            Assert.True(expected == (j >= first && j < end), $"range [{first}, {end}) key {j} pos {p} causal {causal} window {w}");
+                            Assert.True(expected == HostReference.Visible(j, p, causal, w), $"reference: key {j} pos {p}");
+                        }
+                    }
+                }
+            }
+        });
+    }
+
+    [Fact]
     public void ReferenceCausalWindowAndEmptyRows()
     {
         // Sq = 2, Sk = 4: query 0 sits at position 2, query 1 at 3 (bottom-right alignment).

@@ -81,17 +81,7 @@ public static partial class HostReference
     }
 
     /// <summary>Whether key <paramref name="j"/> is visible from query position <paramref name="p"/>.</summary>
-    public static bool Visible(int j, int p, bool causal, int window)
-    {
-        if (causal && j > p)
-            return false;
-        if (window > 0)
-        {
-            if (j <= p - window)
-                return false;
-            if (!causal && j >= p + window)
-                return false;
-        }
-        return true;
-    }
+    /// <remarks>The library's one visibility rule, <see cref="Kernels.DeviceCode.AttentionMask"/>.</remarks>
+    public static bool Visible(int j, int p, bool causal, int window) =>
+        Kernels.DeviceCode.AttentionMask.Visible(j, p, causal, window);
 }

@@ -1,6 +1,7 @@
 using System.Buffers;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
+using Kernels.DeviceCode;
 
 namespace Kernels.Simd;
 
@@ -83,15 +84,8 @@ internal static unsafe class AttentionInt8KvSimd
                 {
                     int i = r % sq;
                     int pos = i + len - sq;
-                    int a = s0, e = s1;
-                    if (s.Causal)
-                        e = Math.Min(e, pos + 1);
-                    if (p.Window > 0)
-                    {
-                        a = Math.Max(a, pos - p.Window + 1);
-                        if (!s.Causal)
-                            e = Math.Min(e, (int)Math.Min((long)pos + p.Window, int.MaxValue));
-                    }
+                    int a = Math.Max(s0, AttentionMask.First(pos, p.Window));
+                    int e = Math.Min(s1, AttentionMask.End(pos, s.Causal, p.Window));
                     bounds[2 * r] = a;
                     bounds[2 * r + 1] = e;
                     m[r] = float.NegativeInfinity;

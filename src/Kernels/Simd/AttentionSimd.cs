@@ -2,6 +2,7 @@ using System.Buffers;
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
+using Kernels.DeviceCode;
 
 namespace Kernels.Simd;
 
@@ -238,17 +239,8 @@ internal static unsafe class AttentionSimd
                 for (int x = 0; x < d; x++)
                     qr[x] = src[x] * p.Scale2;
                 int pos = i + len - p.Sq;
-                int lo = 0, hi = len;
-                if (p.Causal)
-                    hi = Math.Min(hi, pos + 1);
-                if (p.Window > 0)
-                {
-                    lo = Math.Max(lo, pos - p.Window + 1);
-                    if (!p.Causal)
-                        hi = Math.Min(hi, (int)Math.Min((long)pos + p.Window, int.MaxValue));
-                }
-                lo = Math.Max(lo, s0);
-                hi = Math.Min(hi, s1);
+                int lo = Math.Max(s0, AttentionMask.First(pos, p.Window));
+                int hi = Math.Min(s1, AttentionMask.End(pos, p.Causal, p.Window));
                 if (lo >= hi)
                     lo = hi = 0;
                 else
