@@ -399,29 +399,34 @@ public sealed partial class KernelSession
         if (!TensorCoreGemm.RowsUsableInPlace(k, bAddress, strideB))
             (bAddress, strideB) = PaddedRows(b, n, k, kPad, batch.Count, strideB, ref _packB, "b");
 
-        long dummy = DeviceAddress<float>(_dummy.View);
-        TensorCoreOperands operands;
-        PtxEpilogue kind;
-        switch (epilogue)
-        {
-            case Int32Epilogue c:
-                kind = PtxEpilogue.Raw;
-                operands = new TensorCoreOperands(aAddress, bAddress, DeviceAddress(c.C), dummy, dummy, dummy,
-                    kPad, c.Ldc, false, strideA, strideB, c.BatchStride, 0, 0);
-                break;
-            case DequantEpilogue d:
-                kind = PtxEpilogue.Dequant;
-                operands = new TensorCoreOperands(aAddress, bAddress, DeviceAddress(d.Y), DeviceAddress(d.AScale), DeviceAddress(d.BScale),
-                    d.HasBias != 0 ? DeviceAddress(d.Bias) : dummy, kPad, d.Ldy, d.HasBias != 0,
-                    strideA, strideB, d.YBatchStride, d.AScaleBatchStride, d.BScaleBatchStride);
-                break;
-            default:
-                throw new NotSupportedException($"The tensor-core path has no epilogue {typeof(TEpilogue).Name}.");
-        }
-
+        PtxOutput o = PtxOutputOf(epilogue);
+        var operands = new TensorCoreOperands(aAddress, bAddress, o.Output, o.AScale, o.BScale, o.Bias, kPad, o.Ld, o.HasBias,
+            strideA, strideB, o.OutputStride, o.AScaleStride, o.BScaleStride);
         TensorCorePlan plan = TensorCoreGemm.Plan(m, n, batch.Count, _accelerator.NumMultiprocessors);
         long[] arguments = TensorCoreGemm.Arguments(plan, m, n, k, operands);
-        tensorCore.Launch(plan, kind, Stream, arguments);
+        tensorCore.Launch(plan, o.Kind, Stream, arguments);
+    }
+
+    /// <summary>An epilogue as the generated PTX kernels take it: device addresses and strides.</summary>
+    private readonly record struct PtxOutput(
+        PtxEpilogue Kind, long Output, long AScale, long BScale, long Bias, int Ld, bool HasBias,
+        long OutputStride, long AScaleStride, long BScaleStride);
+
+    /// <summary>
+    /// The one translation of a device epilogue into the PTX kernels' operands (unused pointers
+    /// point at the session's dummy buffer, never at 0).
+    /// </summary>
+    private PtxOutput PtxOutputOf<TEpilogue>(TEpilogue epilogue)
+        where TEpilogue : struct, IGemmEpilogue
+    {
+        long dummy = DeviceAddress<float>(_dummy.View);
+        return epilogue switch
+        {
+            Int32Epilogue c => new PtxOutput(PtxEpilogue.Raw, DeviceAddress(c.C), dummy, dummy, dummy, c.Ldc, false, c.BatchStride, 0, 0),
+            DequantEpilogue d => new PtxOutput(PtxEpilogue.Dequant, DeviceAddress(d.Y), DeviceAddress(d.AScale), DeviceAddress(d.BScale),
+                d.HasBias != 0 ? DeviceAddress(d.Bias) : dummy, d.Ldy, d.HasBias != 0, d.YBatchStride, d.AScaleBatchStride, d.BScaleBatchStride),
+            _ => throw new NotSupportedException($"The PTX kernels have no epilogue {typeof(TEpilogue).Name}."),
+        };
     }
 
     /// <summary>The device address of a view's first element (CUDA buffers).</summary>
@@ -457,17 +462,7 @@ public sealed partial class KernelSession
         where TEpilogue : struct, IGemmEpilogue
     {
         Stream.Synchronize();
-        SimdEpilogue output = epilogue switch
-        {
-            Int32Epilogue c => SimdEpilogue.Int32((int*)c.C.LoadEffectiveAddressAsPtr(), c.BatchStride),
-            DequantEpilogue d => SimdEpilogue.Dequant(
-                (float*)d.Y.LoadEffectiveAddressAsPtr(), d.YBatchStride,
-                (float*)d.AScale.LoadEffectiveAddressAsPtr(), d.AScaleBatchStride,
-                (float*)d.BScale.LoadEffectiveAddressAsPtr(),
-                d.HasBias != 0 ? (float*)d.Bias.LoadEffectiveAddressAsPtr() : null,
-                d.BScaleBatchStride),
-            _ => throw new NotSupportedException($"The SIMD path has no epilogue {typeof(TEpilogue).Name}."),
-        };
+        SimdEpilogue output = SimdEpilogue.Of(epilogue);
         SimdLevel level = CpuSimd.Effective;
         var aPointer = (sbyte*)a.LoadEffectiveAddressAsPtr();
         var bPointer = (sbyte*)b.LoadEffectiveAddressAsPtr();

@@ -316,37 +316,55 @@ public sealed partial class KernelSession
         return uploaded;
     }
 
+    /// <summary>
+    /// The one choice of kernel for an int8 sparse product of <paramref name="w"/> with m tokens in this
+    /// session: the run path and <see cref="SparseAdvisor"/>'s description both ask here. On CUDA it
+    /// loads the sparse tensor-core module at the first 2:4 matrix (a load failure selects the ILGPU
+    /// kernels and is reported by <see cref="SparseTensorCoreUnsupported"/>). Call with the session's lock held.
+    /// </summary>
+    internal SparseInt8Path SelectSparseInt8(DeviceSparseMatrix<sbyte> w, int m)
+    {
+        if (Backend == Backend.CpuSimd)
+            return SparseInt8Path.Simd;
+        if (Backend == Backend.Cuda && w.TensorCorePacked is not null && EnsureSparseTensorCore())
+            return SparseInt8Path.TensorCore;
+        if (m > SparseKernels.SmallM && SparseInt8Kernel != SparseInt8Kernel.General && w.Tiles is not null)
+            return SparseInt8Path.Tiled;
+        return m <= SparseKernels.SmallM ? SparseInt8Path.SmallM : SparseInt8Path.General;
+    }
+
+    /// <summary><see cref="SelectSparseInt8"/> under the session's lock (for descriptions outside a call).</summary>
+    internal SparseInt8Path SparseInt8PathFor(DeviceSparseMatrix<sbyte> w, int m)
+    {
+        lock (_sync)
+        {
+            ThrowIfDisposed();
+            return SelectSparseInt8(w, m);
+        }
+    }
+
     private void RunSparseInt8<TEpilogue>(DeviceSparseMatrix<sbyte> w, ArrayView<sbyte> x, int m, TEpilogue epilogue)
         where TEpilogue : struct, IGemmEpilogue
     {
-        if (Backend == Backend.CpuSimd)
+        switch (SelectSparseInt8(w, m))
         {
-            Stream.Synchronize();
-            unsafe
-            {
-                SimdEpilogue output = epilogue switch
+            case SparseInt8Path.Simd:
+                Stream.Synchronize();
+                unsafe
                 {
-                    Int32Epilogue c => SimdEpilogue.Int32((int*)c.C.LoadEffectiveAddressAsPtr(), 0),
-                    DequantEpilogue d => SimdEpilogue.Dequant(
-                        (float*)d.Y.LoadEffectiveAddressAsPtr(), 0, (float*)d.AScale.LoadEffectiveAddressAsPtr(), 0,
-                        (float*)d.BScale.LoadEffectiveAddressAsPtr(), d.HasBias != 0 ? (float*)d.Bias.LoadEffectiveAddressAsPtr() : null, 0),
-                    _ => throw new NotSupportedException($"The SIMD path has no epilogue {typeof(TEpilogue).Name}."),
-                };
-                SparseSimd.Int8(w.SimdPlan(CpuSimd.Effective), (sbyte*)x.LoadEffectiveAddressAsPtr(), m, output);
-            }
-            return;
+                    SparseSimd.Int8(w.SimdPlan(CpuSimd.Effective), (sbyte*)x.LoadEffectiveAddressAsPtr(), m, SimdEpilogue.Of(epilogue));
+                }
+                break;
+            case SparseInt8Path.TensorCore:
+                RunSparseTensorCore(w, x, m, epilogue);
+                break;
+            case SparseInt8Path.Tiled:
+                LaunchTiledInt8(w, w.Tiles!.Value, x, m, epilogue);
+                break;
+            default: // SmallM or General: LaunchSparse picks between the two by m, as the selector did
+                LaunchSparse<sbyte, int, Int8Product<TEpilogue>>(w, x, m, new Int8Product<TEpilogue> { Epilogue = epilogue });
+                break;
         }
-        if (Backend == Backend.Cuda && w.TensorCorePacked is not null && EnsureSparseTensorCore())
-        {
-            RunSparseTensorCore(w, x, m, epilogue);
-            return;
-        }
-        if (m > SparseKernels.SmallM && SparseInt8Kernel != SparseInt8Kernel.General && w.Tiles is { } tiles)
-        {
-            LaunchTiledInt8(w, tiles, x, m, epilogue);
-            return;
-        }
-        LaunchSparse<sbyte, int, Int8Product<TEpilogue>>(w, x, m, new Int8Product<TEpilogue> { Epilogue = epilogue });
     }
 
     /// <summary>The tiled int8 kernel: X packed into token words (k×⌈m/4⌉ in session scratch), then one group per 64 rows × 128 tokens.</summary>
@@ -430,19 +448,11 @@ public sealed partial class KernelSession
         long xAddress = DeviceAddress(x);
         if (!TensorCoreGemm.RowsUsableInPlace(k, xAddress, 0))
             (xAddress, _) = PaddedRows(x, m, k, ldx, 1, 0, ref _packA, "x");
-        long dummy = DeviceAddress<float>(_dummy.View);
-        long valuesAddress = DeviceAddress(values.View), metaAddress = DeviceAddress(meta.View);
-        (SparseTensorCoreOperands operands, PtxEpilogue kind) = epilogue switch
-        {
-            Int32Epilogue c => (new SparseTensorCoreOperands(valuesAddress, metaAddress, xAddress, DeviceAddress(c.C), dummy, dummy, dummy,
-                ldx, ldx, c.Ldc, false), PtxEpilogue.Raw),
-            DequantEpilogue d => (new SparseTensorCoreOperands(valuesAddress, metaAddress, xAddress, DeviceAddress(d.Y),
-                DeviceAddress(d.AScale), DeviceAddress(d.BScale), d.HasBias != 0 ? DeviceAddress(d.Bias) : dummy,
-                ldx, ldx, d.Ldy, d.HasBias != 0), PtxEpilogue.Dequant),
-            _ => throw new NotSupportedException($"The sparse tensor-core path has no epilogue {typeof(TEpilogue).Name}."),
-        };
+        PtxOutput o = PtxOutputOf(epilogue);
+        var operands = new SparseTensorCoreOperands(DeviceAddress(values.View), DeviceAddress(meta.View), xAddress,
+            o.Output, o.AScale, o.BScale, o.Bias, ldx, ldx, o.Ld, o.HasBias);
         SparseTensorCorePlan plan = SparseTensorCoreGemm.Plan(m, n);
-        gemm.Launch(plan, kind, Stream, SparseTensorCoreGemm.Arguments(m, n, w.TensorCoreKSteps, operands));
+        gemm.Launch(plan, o.Kind, Stream, SparseTensorCoreGemm.Arguments(m, n, w.TensorCoreKSteps, operands));
     }
 
     private void RunSparseFloat32(DeviceSparseMatrix<float> w, ArrayView<float> x, int m, Float32Product output)

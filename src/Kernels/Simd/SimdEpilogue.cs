@@ -1,3 +1,7 @@
+using ILGPU;
+using ILGPU.Runtime;
+using Kernels.DeviceCode;
+
 namespace Kernels.Simd;
 
 /// <summary>
@@ -56,6 +60,23 @@ internal readonly unsafe struct SimdEpilogue
     /// <summary>Raw int32 output.</summary>
     public static SimdEpilogue Int32(int* c, long strideC) =>
         new(c, strideC, null, 0, null, 0, null, null, 0);
+
+    /// <summary>
+    /// The one translation of a device epilogue (<see cref="Int32Epilogue"/>, <see cref="DequantEpilogue"/>)
+    /// on host-memory views (ILGPU's CPU accelerator) into the SIMD path's pointers.
+    /// </summary>
+    public static SimdEpilogue Of<TEpilogue>(TEpilogue epilogue)
+        where TEpilogue : struct, IGemmEpilogue => epilogue switch
+        {
+            Int32Epilogue c => Int32((int*)c.C.LoadEffectiveAddressAsPtr(), c.BatchStride),
+            DequantEpilogue d => Dequant(
+                (float*)d.Y.LoadEffectiveAddressAsPtr(), d.YBatchStride,
+                (float*)d.AScale.LoadEffectiveAddressAsPtr(), d.AScaleBatchStride,
+                (float*)d.BScale.LoadEffectiveAddressAsPtr(),
+                d.HasBias != 0 ? (float*)d.Bias.LoadEffectiveAddressAsPtr() : null,
+                d.BScaleBatchStride),
+            _ => throw new NotSupportedException($"The SIMD path has no epilogue {typeof(TEpilogue).Name}."),
+        };
 
     /// <summary>The dequantizing float32 output (<paramref name="bias"/> may be null).</summary>
     public static SimdEpilogue Dequant(float* y, long strideY, float* aScale, long strideAScale, float* bScale,

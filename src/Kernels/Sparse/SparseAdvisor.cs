@@ -230,24 +230,27 @@ public static class SparseAdvisor
         Check.Positive(repeat, nameof(repeat));
     }
 
+    /// <summary>Describes the kernel the session's one selector (<see cref="KernelSession.SelectSparseInt8"/>) picks.</summary>
     private static string KernelOf(KernelSession session, DeviceSparseMatrix<sbyte> w, SparseFormat format, int m)
     {
-        if (session.Backend == Backend.CpuSimd)
-            return SparseSimd.DescribeInt8(w.SimdPlan(CpuSimd.Effective), m);
-        string ilgpu = m <= SparseKernels.SmallM ? "ILGPU small-m kernel (a group per output)"
-            : session.SparseInt8Kernel != SparseInt8Kernel.General && w.Tiles is not null ? "ILGPU tiled kernel (4 non-zeros × 4 tokens per dp4a, X chunks in shared memory)"
-            : "ILGPU general kernel (on Xᵀ)";
-        if (format != SparseFormat.TwoFour || session.Backend != Backend.Cuda)
-            return ilgpu;
-        if (session.SparseTensorCoreUnsupported is { } why)
-            return $"{ilgpu}; sparse tensor cores unused: {why}";
-        return session.SparseTensorCoreForm switch
+        SparseInt8Path path = session.SparseInt8PathFor(w, m);
+        string ilgpu = path switch
         {
-            { Ordered: true } => "mma.sp::ordered_metadata",
-            { OrderedFailure: { } failure } => $"mma.sp (ordered_metadata refused: {failure})",
-            { } => "mma.sp",
-            null => "mma.sp (module not loaded)",
+            SparseInt8Path.Simd => SparseSimd.DescribeInt8(w.SimdPlan(CpuSimd.Effective), m),
+            SparseInt8Path.TensorCore => session.SparseTensorCoreForm switch
+            {
+                { Ordered: true } => "mma.sp::ordered_metadata",
+                { OrderedFailure: { } failure } => $"mma.sp (ordered_metadata refused: {failure})",
+                _ => "mma.sp",
+            },
+            SparseInt8Path.Tiled => "ILGPU tiled kernel (4 non-zeros × 4 tokens per dp4a, X chunks in shared memory)",
+            SparseInt8Path.SmallM => "ILGPU small-m kernel (a group per output)",
+            _ => "ILGPU general kernel (on Xᵀ)",
         };
+        if (path != SparseInt8Path.TensorCore && format == SparseFormat.TwoFour && session.Backend == Backend.Cuda
+            && session.SparseTensorCoreUnsupported is { } why)
+            return $"{ilgpu}; sparse tensor cores unused: {why}";
+        return ilgpu;
     }
 
     /// <summary>Random outputs the measurement checks against the int64 reference (besides the four corners).</summary>

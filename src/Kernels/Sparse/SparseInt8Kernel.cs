@@ -12,3 +12,22 @@ internal enum SparseInt8Kernel
     /// <summary>Groups of four non-zeros × four tokens per dp4a, X chunks in shared memory.</summary>
     Tiled,
 }
+
+/// <summary>The kernels an int8 sparse product can run on, as <see cref="KernelSession.SelectSparseInt8"/> picks them.</summary>
+internal enum SparseInt8Path
+{
+    /// <summary>The SIMD CPU kernels (cpu-simd), which may themselves fall back to the dense GEMM.</summary>
+    Simd,
+
+    /// <summary>The sparse tensor cores (<c>mma.sp</c>, CUDA, 2:4).</summary>
+    TensorCore,
+
+    /// <summary>The ILGPU tiled kernel.</summary>
+    Tiled,
+
+    /// <summary>The ILGPU small-m kernel (m ≤ <c>SparseKernels.SmallM</c>).</summary>
+    SmallM,
+
+    /// <summary>The ILGPU general kernel (on Xᵀ).</summary>
+    General,
+}
