@@ -113,4 +113,11 @@ internal static class Check
 #pragma warning restore CA2208
         }
     }
+
+    /// <summary>Key splits of a decode call: 0 (automatic) or more.</summary>
+    internal static void Splits(int splits)
+    {
+        if (splits < 0)
+            throw new ArgumentOutOfRangeException(nameof(splits), splits, $"splits: expected ≥ 0 (0: automatic), got {splits}.");
+    }
 }

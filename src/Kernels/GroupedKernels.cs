@@ -26,38 +26,17 @@ internal static partial class GroupedKernels
 {
     /// <summary>Loads an explicitly grouped kernel of four parameters.</summary>
     public static Action<AcceleratorStream, KernelConfig, T1, T2, T3, T4> Load<T1, T2, T3, T4>(
-        Accelerator accelerator, Action<T1, T2, T3, T4> kernel)
-        where T1 : struct
-        where T2 : struct
-        where T3 : struct
-        where T4 : struct =>
+        Accelerator accelerator, Action<T1, T2, T3, T4> kernel) =>
         Load<Action<AcceleratorStream, KernelConfig, T1, T2, T3, T4>>(accelerator, kernel.Method);
 
     /// <summary>Loads an explicitly grouped kernel of eight parameters.</summary>
     public static Action<AcceleratorStream, KernelConfig, T1, T2, T3, T4, T5, T6, T7, T8> Load<T1, T2, T3, T4, T5, T6, T7, T8>(
-        Accelerator accelerator, Action<T1, T2, T3, T4, T5, T6, T7, T8> kernel)
-        where T1 : struct
-        where T2 : struct
-        where T3 : struct
-        where T4 : struct
-        where T5 : struct
-        where T6 : struct
-        where T7 : struct
-        where T8 : struct =>
+        Accelerator accelerator, Action<T1, T2, T3, T4, T5, T6, T7, T8> kernel) =>
         Load<Action<AcceleratorStream, KernelConfig, T1, T2, T3, T4, T5, T6, T7, T8>>(accelerator, kernel.Method);
 
     /// <summary>Loads an explicitly grouped kernel of nine parameters.</summary>
     public static Action<AcceleratorStream, KernelConfig, T1, T2, T3, T4, T5, T6, T7, T8, T9> Load<T1, T2, T3, T4, T5, T6, T7, T8, T9>(
-        Accelerator accelerator, Action<T1, T2, T3, T4, T5, T6, T7, T8, T9> kernel)
-        where T1 : struct
-        where T2 : struct
-        where T3 : struct
-        where T4 : struct
-        where T5 : struct
-        where T6 : struct
-        where T7 : struct
-        where T8 : struct
-        where T9 : struct =>
+        Accelerator accelerator, Action<T1, T2, T3, T4, T5, T6, T7, T8, T9> kernel) =>
         Load<Action<AcceleratorStream, KernelConfig, T1, T2, T3, T4, T5, T6, T7, T8, T9>>(accelerator, kernel.Method);
 
     private static TDelegate Load<TDelegate>(Accelerator accelerator, MethodInfo method)

@@ -42,9 +42,8 @@ public sealed partial class KernelSession
     {
         options ??= AttentionOptions.Default;
         Check.Attention(shape, options, q.Length, kCache.Length, vCache.Length, cacheLengths, decode: true);
-        if (splits < 0)
-            throw new ArgumentOutOfRangeException(nameof(splits), splits, $"splits: expected ≥ 0 (0: automatic), got {splits}.");
-        int resolved = splits > 0 ? Math.Min(splits, shape.KeyLength) : AutoSplits(shape);
+        Check.Splits(splits);
+        int resolved = ResolveSplits(shape, splits);
         return RunAttentionHost(q, kCache, vCache, cacheLengths, shape, options, resolved);
     }
 
@@ -76,8 +75,7 @@ public sealed partial class KernelSession
         DeviceBuffer<float> output, AttentionShape shape, AttentionOptions? options = null, int splits = 0)
     {
         options ??= AttentionOptions.Default;
-        if (splits < 0)
-            throw new ArgumentOutOfRangeException(nameof(splits), splits, $"splits: expected ≥ 0 (0: automatic), got {splits}.");
+        Check.Splits(splits);
         lock (_sync)
         {
             ThrowIfDisposed();
@@ -87,7 +85,7 @@ public sealed partial class KernelSession
             HostCopy.ToHost(Stream, cacheLengths.View, lengths);
             Check.Attention(shape, options, shape.QueryElements, shape.KeyElements, shape.KeyElements, lengths, decode: true);
             ValidateAttentionBuffers(q, kCache, vCache, output, shape, options);
-            int resolved = splits > 0 ? Math.Min(splits, shape.KeyLength) : AutoSplits(shape);
+            int resolved = ResolveSplits(shape, splits);
             RunAttention(q.View, kCache.View, vCache.View, output.View, cacheLengths.View, true, shape,
                 options.Scale ?? 1f / MathF.Sqrt(shape.HeadDim), options.Window, resolved);
         }
@@ -110,6 +108,10 @@ public sealed partial class KernelSession
     }
 
     private ArrayView<int> NoKeyLengths() => Scratch(ref _stageLengths, 1, "cacheLengths");
+
+    /// <summary>The key splits of a decode call: as asked (at most one per key), or <see cref="AutoSplits"/> for 0.</summary>
+    private int ResolveSplits(AttentionShape shape, int splits) =>
+        splits > 0 ? Math.Min(splits, shape.KeyLength) : AutoSplits(shape);
 
     /// <summary>Key splits for decode: enough independent work for the device, at least 256 keys per split.</summary>
     internal int AutoSplits(AttentionShape shape)

@@ -41,9 +41,8 @@ public sealed partial class KernelSession
     {
         options ??= AttentionOptions.Default;
         Check.Attention(shape, options, q.Length, kCache.Length, vCache.Length, cacheLengths, decode: true);
-        if (splits < 0)
-            throw new ArgumentOutOfRangeException(nameof(splits), splits, $"splits: expected ≥ 0 (0: automatic), got {splits}.");
-        int resolved = splits > 0 ? Math.Min(splits, shape.KeyLength) : AutoSplits(shape);
+        Check.Splits(splits);
+        int resolved = ResolveSplits(shape, splits);
         return RunAttentionHalfHost(q, kCache, vCache, cacheLengths, shape, options, resolved);
     }
 

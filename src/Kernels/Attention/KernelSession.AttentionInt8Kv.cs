@@ -29,9 +29,8 @@ public sealed partial class KernelSession
         long tokens = (long)shape.Batch * shape.KvHeads * shape.KeyLength;
         CheckScales(kScale, tokens, nameof(kScale));
         CheckScales(vScale, tokens, nameof(vScale));
-        if (splits < 0)
-            throw new ArgumentOutOfRangeException(nameof(splits), splits, $"splits: expected ≥ 0 (0: automatic), got {splits}.");
-        int resolved = splits > 0 ? Math.Min(splits, shape.KeyLength) : AutoSplits(shape);
+        Check.Splits(splits);
+        int resolved = ResolveSplits(shape, splits);
         int length = Check.ArrayLength(shape.QueryElements, "Batch·Heads·QueryLength·HeadDim");
         var result = new float[length];
         float scale = options.Scale ?? 1f / MathF.Sqrt(shape.HeadDim);
