@@ -58,14 +58,14 @@ public class SparseDecodeBenchmarks : IDisposable
     [Benchmark]
     public void SparseInt8Gathers()
     {
-        SparseSimd.ForceSmallGathers = true;
+        _session!.SparseSimdOverrides = new SparseSimdOverrides(SmallGathers: true);
         try
         {
             SparseInt8();
         }
         finally
         {
-            SparseSimd.ForceSmallGathers = false;
+            _session.SparseSimdOverrides = default;
         }
     }
 

@@ -91,16 +91,16 @@ public class SparseSessionBenchmarks : IDisposable
             OneDnn.Sgemm(_xHost, _prunedF, _yPeer, Size, Size, Size);
     }
 
-    private static void Forced(SparseSimd.Split split, Action call)
+    private void Forced(SparseSimd.Split split, Action call)
     {
-        SparseSimd.ForcedSplit = split;
+        _session!.SparseSimdOverrides = new SparseSimdOverrides(Split: split);
         try
         {
             call();
         }
         finally
         {
-            SparseSimd.ForcedSplit = SparseSimd.Split.Auto;
+            _session.SparseSimdOverrides = default;
         }
     }
 

@@ -19,6 +19,9 @@ public sealed partial class KernelSession
 
     /// <summary>Which ILGPU kernel runs int8 sparse products for m &gt; 16 (Auto: the tiled one); for benchmarks.</summary>
     internal SparseInt8Kernel SparseInt8Kernel { get; set; }
+
+    /// <summary>Choices of the cpu-simd sparse kernels forced for in-process A/B benchmarks (default: none).</summary>
+    internal SparseSimdOverrides SparseSimdOverrides { get; set; }
     private string? _sparseTensorCoreLoadFailure;
 
     // ---------------------------------------------------------------- convenience layer (host arrays)
@@ -48,7 +51,7 @@ public sealed partial class KernelSession
                     fixed (sbyte* xp = x)
                     fixed (int* yp = result)
                     {
-                        SparseSimd.Int8(w.SimdPlan(CpuSimd.Effective), xp, m, SimdEpilogue.Int32(yp, 0));
+                        SparseSimd.Int8(w.SimdPlan(CpuSimd.Effective), xp, m, SimdEpilogue.Int32(yp, 0), SparseSimdOverrides);
                     }
                 }
                 GC.KeepAlive(w);
@@ -93,7 +96,7 @@ public sealed partial class KernelSession
                     fixed (float* yp = result, xsp = xScale, wsp = wScale, bp = bias)
                     {
                         SparseSimd.Int8(w.SimdPlan(CpuSimd.Effective), xp, m,
-                            SimdEpilogue.Dequant(yp, 0, xsp, 0, wsp, bias.IsEmpty ? null : bp, 0));
+                            SimdEpilogue.Dequant(yp, 0, xsp, 0, wsp, bias.IsEmpty ? null : bp, 0), SparseSimdOverrides);
                     }
                 }
                 GC.KeepAlive(w);
@@ -136,7 +139,7 @@ public sealed partial class KernelSession
                 {
                     fixed (float* xp = x, yp = result, bp = bias)
                     {
-                        SparseSimd.Float32(w.SimdPlan(CpuSimd.Effective), xp, m, yp, bias.IsEmpty ? null : bp);
+                        SparseSimd.Float32(w.SimdPlan(CpuSimd.Effective), xp, m, yp, bias.IsEmpty ? null : bp, SparseSimdOverrides);
                     }
                 }
                 GC.KeepAlive(w);
@@ -352,7 +355,7 @@ public sealed partial class KernelSession
                 Stream.Synchronize();
                 unsafe
                 {
-                    SparseSimd.Int8(w.SimdPlan(CpuSimd.Effective), (sbyte*)x.LoadEffectiveAddressAsPtr(), m, SimdEpilogue.Of(epilogue));
+                    SparseSimd.Int8(w.SimdPlan(CpuSimd.Effective), (sbyte*)x.LoadEffectiveAddressAsPtr(), m, SimdEpilogue.Of(epilogue), SparseSimdOverrides);
                 }
                 break;
             case SparseInt8Path.TensorCore:
@@ -463,7 +466,7 @@ public sealed partial class KernelSession
             unsafe
             {
                 SparseSimd.Float32(w.SimdPlan(CpuSimd.Effective), (float*)x.LoadEffectiveAddressAsPtr(), m, (float*)output.Y.LoadEffectiveAddressAsPtr(),
-                    output.HasBias != 0 ? (float*)output.Bias.LoadEffectiveAddressAsPtr() : null);
+                    output.HasBias != 0 ? (float*)output.Bias.LoadEffectiveAddressAsPtr() : null, SparseSimdOverrides);
             }
             return;
         }

@@ -57,8 +57,8 @@ internal static unsafe class SparseSimd
     /// <summary>Up to this many tokens, the int8 kernels use per-row dot products on 8- or 16-token panels with <c>vpermb</c> (AVX-512 VBMI).</summary>
     internal const int SmallMInt8Vbmi = 16;
 
-    /// <summary>The largest m of the small-m int8 kernels on this CPU (and thread: see <see cref="ForceSmallGathers"/>).</summary>
-    internal static int SmallMInt8Here => SmallEight ? SmallMInt8Vbmi : SmallMInt8;
+    /// <summary>The largest m of the small-m int8 kernels on this CPU (with <paramref name="overrides"/>).</summary>
+    internal static int SmallMInt8Here(SparseSimdOverrides overrides = default) => SmallEight(overrides) ? SmallMInt8Vbmi : SmallMInt8;
 
     /// <summary>Up to this many tokens, the float kernels use per-row gathered dot products.</summary>
     internal const int SmallMFloat = 4;
@@ -92,22 +92,16 @@ internal static unsafe class SparseSimd
         Panels,
     }
 
-    /// <summary>Forces the split of calls made on this thread (tests and in-process A/B benchmarks).</summary>
-    [ThreadStatic]
-    internal static Split ForcedSplit;
-
-    /// <summary>Forces the small-m int8 kernel of calls made on this thread to the gathers (tests and A/B benchmarks).</summary>
-    [ThreadStatic]
-    internal static bool ForceSmallGathers;
-
-    /// <summary>Whether the small-m int8 kernels can regroup panel rows with <c>vpermb</c> (4-, 8- and 16-token panels; AVX-512 VBMI with VL).</summary>
-    internal static bool SmallEight => Avx512Vbmi.IsSupported && Avx512Vbmi.VL.IsSupported && !ForceSmallGathers;
+    /// <summary>Whether the small-m int8 kernels regroup panel rows with <c>vpermb</c> (4-, 8- and 16-token panels; AVX-512 VBMI with VL).</summary>
+    internal static bool SmallEight(SparseSimdOverrides overrides = default) =>
+        Avx512Vbmi.IsSupported && Avx512Vbmi.VL.IsSupported && !overrides.SmallGathers;
 
     /// <summary>
     /// int8 × int8 → int32 (exact), written through <paramref name="output"/> (int32 or the dequantizing
     /// epilogue, batch index 0: C/Y row-major m×Rows).
     /// </summary>
-    public static void Int8(in SparseWeights w, sbyte* x, int m, in SimdEpilogue output, SimdLevel level)
+    public static void Int8(in SparseWeights w, sbyte* x, int m, in SimdEpilogue output, SimdLevel level,
+        SparseSimdOverrides overrides = default)
     {
         SimdLevel run = CpuSimd.Resolve(level);
         if (run == SimdLevel.Scalar)
@@ -118,11 +112,12 @@ internal static unsafe class SparseSimd
             return;
         }
         using SparseSimdPlan plan = SparseSimdPlan.PrepareForCall(w, run);
-        Int8(plan, x, m, output);
+        Int8(plan, x, m, output, overrides);
     }
 
     /// <summary>float32: <c>Y = X·Wᵀ (+ bias[n])</c>, Y row-major m×Rows; <paramref name="bias"/> may be null.</summary>
-    public static void Float32(in SparseWeights w, float* x, int m, float* y, float* bias, SimdLevel level)
+    public static void Float32(in SparseWeights w, float* x, int m, float* y, float* bias, SimdLevel level,
+        SparseSimdOverrides overrides = default)
     {
         SimdLevel run = CpuSimd.Resolve(level);
         if (run == SimdLevel.Scalar)
@@ -133,23 +128,23 @@ internal static unsafe class SparseSimd
             return;
         }
         using SparseSimdPlan plan = SparseSimdPlan.PrepareFloat32(w, run);
-        Float32(plan, x, m, y, bias);
+        Float32(plan, x, m, y, bias, overrides);
     }
 
-    /// <summary>Which kernel <see cref="Int8(SparseSimdPlan, sbyte*, int, in SimdEpilogue)"/> runs for <paramref name="m"/> tokens, in words (for benchmark reports).</summary>
-    public static string DescribeInt8(SparseSimdPlan plan, int m)
+    /// <summary>Which kernel <see cref="Int8(SparseSimdPlan, sbyte*, int, in SimdEpilogue, SparseSimdOverrides)"/> runs for <paramref name="m"/> tokens, in words (for benchmark reports).</summary>
+    public static string DescribeInt8(SparseSimdPlan plan, int m, SparseSimdOverrides overrides = default)
     {
         ArgumentNullException.ThrowIfNull(plan);
         string kernel = plan.Level == SimdLevel.Scalar ? "scalar"
             : plan.Dense is not null ? "dense fallback (cost model: dense is faster here)"
-            : m <= SmallMInt8Here && plan.Level >= SimdLevel.AvxVnni ? (SmallEight ? $"small-m {(m > 8 ? 16 : m > 4 ? 8 : 4)}-token panels (vpermb)" : "small-m gathers")
+            : m <= SmallMInt8Here(overrides) && plan.Level >= SimdLevel.AvxVnni ? (SmallEight(overrides) ? $"small-m {(m > 8 ? 16 : m > 4 ? 8 : 4)}-token panels (vpermb)" : "small-m gathers")
             : plan.Level >= SimdLevel.AvxVnni ? (plan.UseQuads ? "aligned quads" : "interleave of four non-zeros" + (plan.Col16 != null ? ", 16-bit columns" : ""))
             : "int16 pairs";
         return $"cpu-simd {plan.Level.ToName()}: {kernel}";
     }
 
-    /// <summary>As <see cref="Int8(in SparseWeights, sbyte*, int, in SimdEpilogue, SimdLevel)"/>, with a prepared plan (at its level).</summary>
-    public static void Int8(SparseSimdPlan plan, sbyte* x, int m, in SimdEpilogue output)
+    /// <summary>As <see cref="Int8(in SparseWeights, sbyte*, int, in SimdEpilogue, SimdLevel, SparseSimdOverrides)"/>, with a prepared plan (at its level).</summary>
+    public static void Int8(SparseSimdPlan plan, sbyte* x, int m, in SimdEpilogue output, SparseSimdOverrides overrides = default)
     {
         ArgumentNullException.ThrowIfNull(plan);
         if (plan.IsFloat)
@@ -165,14 +160,14 @@ internal static unsafe class SparseSimd
             Int8GemmSimd.Gemm(x, dense, m, 1, 0, output, plan.Level);
             return;
         }
-        Kind kind = m <= SmallMInt8Here && plan.Level >= SimdLevel.AvxVnni ? Kind.SmallInt8
+        Kind kind = m <= SmallMInt8Here(overrides) && plan.Level >= SimdLevel.AvxVnni ? Kind.SmallInt8
             : plan.Level >= SimdLevel.AvxVnni ? (plan.UseQuads ? Kind.QuadVnni : Kind.Vnni)
             : Kind.Avx2;
-        Run(plan, kind, x, null, m, output, null, null);
+        Run(plan, kind, x, null, m, output, null, null, overrides);
     }
 
-    /// <summary>As <see cref="Float32(in SparseWeights, float*, int, float*, float*, SimdLevel)"/>, with a prepared plan.</summary>
-    public static void Float32(SparseSimdPlan plan, float* x, int m, float* y, float* bias)
+    /// <summary>As <see cref="Float32(in SparseWeights, float*, int, float*, float*, SimdLevel, SparseSimdOverrides)"/>, with a prepared plan.</summary>
+    public static void Float32(SparseSimdPlan plan, float* x, int m, float* y, float* bias, SparseSimdOverrides overrides = default)
     {
         ArgumentNullException.ThrowIfNull(plan);
         if (!plan.IsFloat)
@@ -183,16 +178,17 @@ internal static unsafe class SparseSimd
             ScalarFloat32(plan.Weights, x, m, y, bias);
             return;
         }
-        Run(plan, m <= SmallMFloat ? Kind.SmallFloat : Kind.Float, null, x, m, default, y, bias);
+        Run(plan, m <= SmallMFloat ? Kind.SmallFloat : Kind.Float, null, x, m, default, y, bias, overrides);
     }
 
-    private static void Run(SparseSimdPlan plan, Kind kind, sbyte* x8, float* xf, int m, in SimdEpilogue ep, float* y, float* bias)
+    private static void Run(SparseSimdPlan plan, Kind kind, sbyte* x8, float* xf, int m, in SimdEpilogue ep, float* y, float* bias,
+        SparseSimdOverrides overrides)
     {
         Job job = Interlocked.Exchange(ref _cachedJob, null) ?? new Job();
         NativeBuffer buffer = NativeBufferPool.Rent();
         try
         {
-            job.Run(plan, kind, x8, xf, m, ep, y, bias, buffer);
+            job.Run(plan, kind, x8, xf, m, ep, y, bias, buffer, overrides);
         }
         finally
         {
@@ -304,7 +300,7 @@ internal static unsafe class SparseSimd
 
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Run(SparseSimdPlan plan, Kind kind, sbyte* x8, float* xf, int m, in SimdEpilogue ep, float* y,
-            float* bias, NativeBuffer buffer)
+            float* bias, NativeBuffer buffer, SparseSimdOverrides overrides)
         {
             _plan = plan;
             _kind = kind;
@@ -324,7 +320,7 @@ internal static unsafe class SparseSimd
             {
                 case Kind.SmallInt8:
                     // Token panels of 4 (gathers, or vpermb on eight columns), 8 or 16 (vpermb) bytes per k.
-                    _smallPermute = SmallEight;
+                    _smallPermute = SmallEight(overrides);
                     _smallWidth = !_smallPermute || m <= 4 ? 4 : m > 8 ? 16 : 8;
                     _tbCount = (m + _smallWidth - 1) / _smallWidth;
                     _panelBytes = ((long)k * _smallWidth + 63) & ~63L;
@@ -347,7 +343,7 @@ internal static unsafe class SparseSimd
                     break;
             }
             _panels = _tbCount == 0 ? null : buffer.Ensure(_tbCount * _panelBytes);
-            Split split = ForcedSplit;
+            Split split = overrides.Split;
             _fused = kind is not (Kind.SmallInt8 or Kind.SmallFloat)
                 && (split == Split.Panels || (split == Split.Auto && (_threads <= 1 || _tbCount >= FusedPanelsPerThread * _threads)));
             if (_fused)
@@ -544,7 +540,7 @@ internal static unsafe class SparseSimd
         }
     }
 
-    /// <summary>The scalar semantics of <see cref="Int8(in SparseWeights, sbyte*, int, in SimdEpilogue, SimdLevel)"/>.</summary>
+    /// <summary>The scalar semantics of <see cref="Int8(in SparseWeights, sbyte*, int, in SimdEpilogue, SimdLevel, SparseSimdOverrides)"/>.</summary>
     internal static void ScalarInt8(in SparseWeights w, sbyte* x, int m, in SimdEpilogue output)
     {
         int n = w.Rows;
@@ -560,7 +556,7 @@ internal static unsafe class SparseSimd
         }
     }
 
-    /// <summary>The scalar semantics of <see cref="Float32(in SparseWeights, float*, int, float*, float*, SimdLevel)"/>.</summary>
+    /// <summary>The scalar semantics of <see cref="Float32(in SparseWeights, float*, int, float*, float*, SimdLevel, SparseSimdOverrides)"/>.</summary>
     internal static void ScalarFloat32(in SparseWeights w, float* x, int m, float* y, float* bias)
     {
         int n = w.Rows;
@@ -657,3 +653,11 @@ internal static unsafe class SparseSimd
         }
     }
 }
+
+/// <summary>
+/// Choices of <see cref="SparseSimd"/> forced for tests and in-process A/B benchmarks (the default is
+/// the kernels' own choice): a parameter of each call, not a global or thread-static switch.
+/// </summary>
+/// <param name="Split">How the work is split over threads (Auto: the cost rule).</param>
+/// <param name="SmallGathers">Small-m int8 kernels use the four-token gathers even where <c>vpermb</c> panels run.</param>
+internal readonly record struct SparseSimdOverrides(SparseSimd.Split Split = SparseSimd.Split.Auto, bool SmallGathers = false);

@@ -92,7 +92,7 @@ internal sealed unsafe class SparseSimdPlan : IDisposable
     /// <summary>Number of stored (column, value) pairs of the CSR view.</summary>
     internal long Nnz => RowPtr[Rows];
 
-    /// <summary>Prepares an int8 matrix for <see cref="SparseSimd.Int8(SparseSimdPlan, sbyte*, int, in SimdEpilogue)"/>.</summary>
+    /// <summary>Prepares an int8 matrix for <see cref="SparseSimd.Int8(SparseSimdPlan, sbyte*, int, in SimdEpilogue, SparseSimdOverrides)"/>.</summary>
     /// <param name="w">The weights (values are <c>sbyte</c>).</param>
     /// <param name="level">The highest level to use; the plan runs at <see cref="CpuSimd.Resolve"/>(level).</param>
     public static SparseSimdPlan Prepare(in SparseWeights w, SimdLevel level) => Create(w, level, isFloat: false, perCall: false);
@@ -103,7 +103,7 @@ internal sealed unsafe class SparseSimdPlan : IDisposable
     /// </summary>
     internal static SparseSimdPlan PrepareForCall(in SparseWeights w, SimdLevel level) => Create(w, level, isFloat: false, perCall: true);
 
-    /// <summary>Prepares a float32 matrix for <see cref="SparseSimd.Float32(SparseSimdPlan, float*, int, float*, float*)"/>.</summary>
+    /// <summary>Prepares a float32 matrix for <see cref="SparseSimd.Float32(SparseSimdPlan, float*, int, float*, float*, SparseSimdOverrides)"/>.</summary>
     public static SparseSimdPlan PrepareFloat32(in SparseWeights w, SimdLevel level) => Create(w, level, isFloat: true, perCall: false);
 
     private static SparseSimdPlan Create(in SparseWeights w, SimdLevel level, bool isFloat, bool perCall)

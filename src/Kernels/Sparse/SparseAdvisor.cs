@@ -236,7 +236,7 @@ public static class SparseAdvisor
         SparseInt8Path path = session.SparseInt8PathFor(w, m);
         string ilgpu = path switch
         {
-            SparseInt8Path.Simd => SparseSimd.DescribeInt8(w.SimdPlan(CpuSimd.Effective), m),
+            SparseInt8Path.Simd => SparseSimd.DescribeInt8(w.SimdPlan(CpuSimd.Effective), m, session.SparseSimdOverrides),
             SparseInt8Path.TensorCore => session.SparseTensorCoreForm switch
             {
                 { Ordered: true } => "mma.sp::ordered_metadata",

@@ -207,7 +207,8 @@ public class SparseSimdTests
     }
 
     /// <summary>Int32 output into a poisoned buffer: every element equals the int64 reference, nothing else is written.</summary>
-    private static unsafe void CheckInt8(SimdLevel level, SparseCase<sbyte> w, sbyte[] x, int m, string what)
+    private static unsafe void CheckInt8(SimdLevel level, SparseCase<sbyte> w, sbyte[] x, int m, string what,
+        SparseSimdOverrides overrides = default)
     {
         int n = w.Rows, k = w.Columns;
         long[] expected = Reference(x, w.Dense, m, n, k);
@@ -218,7 +219,7 @@ public class SparseSimdTests
         {
             int* cp = pc;
             sbyte* xp = px;
-            w.With(sw => SparseSimd.Int8(sw, xp, m, SimdEpilogue.Int32(cp, 0), level));
+            w.With(sw => SparseSimd.Int8(sw, xp, m, SimdEpilogue.Int32(cp, 0), level, overrides));
         }
         for (int i = 0; i < m * n; i++)
         {
@@ -290,29 +291,22 @@ public class SparseSimdTests
                 var floats = new Dictionary<SparseSimd.Split, float[]>();
                 foreach (SparseSimd.Split split in new[] { SparseSimd.Split.Rows, SparseSimd.Split.Panels })
                 {
-                    SparseSimd.ForcedSplit = split;
-                    try
+                    var forced = new SparseSimdOverrides(Split: split);
+                    CheckInt8(level, SparseBuild.Csr(dense, n, k), x, m, $"split {split}", forced);
+                    CheckInt8(level, SparseBuild.Bsr(random, dense, n, k, 4, 4), x, m, $"split {split}", forced);
+                    CheckInt8(level, SparseBuild.Bsr(random, dense, n, k, 3, 5), x, m, $"split {split}", forced);
+                    var y = new float[m * n + Slack];
+                    Array.Fill(y, float.NaN);
+                    fixed (float* px = xf)
+                    fixed (float* pb = bias)
+                    fixed (float* py = y)
                     {
-                        CheckInt8(level, SparseBuild.Csr(dense, n, k), x, m, $"split {split}");
-                        CheckInt8(level, SparseBuild.Bsr(random, dense, n, k, 4, 4), x, m, $"split {split}");
-                        CheckInt8(level, SparseBuild.Bsr(random, dense, n, k, 3, 5), x, m, $"split {split}");
-                        var y = new float[m * n + Slack];
-                        Array.Fill(y, float.NaN);
-                        fixed (float* px = xf)
-                        fixed (float* pb = bias)
-                        fixed (float* py = y)
-                        {
-                            float* xp = px, bp = pb, yp = py;
-                            SparseBuild.Csr(densef, n, k).With(sw => SparseSimd.Float32(sw, xp, m, yp, bp, level));
-                        }
-                        for (int i = m * n; i < y.Length; i++)
-                            Assert.True(float.IsNaN(y[i]), $"float split {split} m={m} n={n} k={k} [{level.ToName()}]: element {i} past the output was written");
-                        floats[split] = y;
+                        float* xp = px, bp = pb, yp = py;
+                        SparseBuild.Csr(densef, n, k).With(sw => SparseSimd.Float32(sw, xp, m, yp, bp, level, forced));
                     }
-                    finally
-                    {
-                        SparseSimd.ForcedSplit = SparseSimd.Split.Auto;
-                    }
+                    for (int i = m * n; i < y.Length; i++)
+                        Assert.True(float.IsNaN(y[i]), $"float split {split} m={m} n={n} k={k} [{level.ToName()}]: element {i} past the output was written");
+                    floats[split] = y;
                 }
                 for (int i = 0; i < m * n; i++)
                 {
@@ -335,31 +329,25 @@ public class SparseSimdTests
         Require(SimdLevel.AvxVnni);
         if (!gathers && !System.Runtime.Intrinsics.X86.Avx512Vbmi.VL.IsSupported)
             Assert.Skip("no AVX-512 VBMI: the eight-token kernel does not run on this CPU");
-        SparseSimd.ForceSmallGathers = gathers;
-        try
+        var forced = new SparseSimdOverrides(SmallGathers: gathers);
+        Seeded.Run((random, _) =>
         {
-            Seeded.Run((random, _) =>
+            foreach ((int n, int k, double density) in new[] { (23, 37, 0.3), (40, 300, 0.1), (9, 8, 1.0), (1100, 600, 0.05) })
             {
-                foreach ((int n, int k, double density) in new[] { (23, 37, 0.3), (40, 300, 0.1), (9, 8, 1.0), (1100, 600, 0.05) })
+                sbyte[] dense = SparseBuild.Pruned(random, n, k, density, SparseBuild.NonZero8);
+                for (int j = 0; j < Math.Min(k, 7); j++)
+                    dense[j] = j % 2 == 0 ? (sbyte)-128 : (sbyte)127;   // row 0: seven non-zeros at the start
+                Array.Clear(dense, k, Math.Min(k, (n - 1) * k));         // row 1 empty (when there is one)
+                for (int m = 1; m <= SparseSimd.SmallMInt8Vbmi; m++)
                 {
-                    sbyte[] dense = SparseBuild.Pruned(random, n, k, density, SparseBuild.NonZero8);
-                    for (int j = 0; j < Math.Min(k, 7); j++)
-                        dense[j] = j % 2 == 0 ? (sbyte)-128 : (sbyte)127;   // row 0: seven non-zeros at the start
-                    Array.Clear(dense, k, Math.Min(k, (n - 1) * k));         // row 1 empty (when there is one)
-                    for (int m = 1; m <= SparseSimd.SmallMInt8Vbmi; m++)
-                    {
-                        sbyte[] x = Seeded.Int8(random, (long)m * k);
-                        x[0] = -128;
-                        CheckInt8(SimdLevel.AvxVnni, SparseBuild.Csr(dense, n, k), x, m, gathers ? "gathers" : "vpermb panels");
-                        CheckInt8(SimdLevel.AvxVnni, SparseBuild.Bsr(random, dense, n, k, 3, 5), x, m, gathers ? "gathers" : "vpermb panels");
-                    }
+                    sbyte[] x = Seeded.Int8(random, (long)m * k);
+                    x[0] = -128;
+                    string what = gathers ? "gathers" : "vpermb panels";
+                    CheckInt8(SimdLevel.AvxVnni, SparseBuild.Csr(dense, n, k), x, m, what, forced);
+                    CheckInt8(SimdLevel.AvxVnni, SparseBuild.Bsr(random, dense, n, k, 3, 5), x, m, what, forced);
                 }
-            });
-        }
-        finally
-        {
-            SparseSimd.ForceSmallGathers = false;
-        }
+            }
+        });
     }
 
     [Fact]
