@@ -1,3 +1,5 @@
+using System.Runtime.CompilerServices;
+
 namespace Kernels.DeviceCode;
 
 /// <summary>
@@ -19,19 +21,23 @@ namespace Kernels.DeviceCode;
 public static class AttentionMask
 {
     /// <summary>The first key visible from query position <paramref name="pos"/> (may be below 0).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static int First(int pos, int window) =>
         window > 0 ? ClampToInt((long)pos - window + 1) : int.MinValue;
 
     /// <summary>One past the last key visible from query position <paramref name="pos"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static int End(int pos, bool causal, int window) =>
         causal ? ClampToInt((long)pos + 1)
         : window > 0 ? ClampToInt((long)pos + window)
         : int.MaxValue;
 
     /// <summary>Whether key <paramref name="key"/> is visible from query position <paramref name="pos"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static bool Visible(int key, int pos, bool causal, int window) =>
         key >= First(pos, window) && key < End(pos, causal, window);
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static int ClampToInt(long value) =>
         value < int.MinValue ? int.MinValue : value > int.MaxValue ? int.MaxValue : (int)value;
 }

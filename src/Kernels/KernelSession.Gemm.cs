@@ -22,6 +22,9 @@ public readonly record struct StridedBatch(int Count, long StrideA, long StrideB
 public sealed partial class KernelSession
 {
     private readonly MemoryBuffer1D<float, Stride1D.Dense> _dummy;
+
+    /// <summary>A one-element buffer for kernel arguments that are not read (no bias, no split partials).</summary>
+    internal ArrayView<float> Dummy => _dummy.View;
     private MemoryBuffer1D<int, Stride1D.Dense>? _packA;
     private MemoryBuffer1D<int, Stride1D.Dense>? _packB;
     private MemoryBuffer1D<sbyte, Stride1D.Dense>? _stageA;
@@ -529,7 +532,7 @@ public sealed partial class KernelSession
     }
 
     /// <summary>A view of at least <paramref name="length"/> elements of a reusable scratch buffer (grown, never shrunk).</summary>
-    private ArrayView<T> Scratch<T>(ref MemoryBuffer1D<T, Stride1D.Dense>? buffer, long length, string name)
+    internal ArrayView<T> Scratch<T>(ref MemoryBuffer1D<T, Stride1D.Dense>? buffer, long length, string name)
         where T : unmanaged
     {
         if (buffer is null || buffer.Length < length)
@@ -547,7 +550,7 @@ public sealed partial class KernelSession
         return buffer.View.SubView(0, length);
     }
 
-    private ArrayView<T> Stage<T>(ref MemoryBuffer1D<T, Stride1D.Dense>? buffer, ReadOnlySpan<T> data, string name)
+    internal ArrayView<T> Stage<T>(ref MemoryBuffer1D<T, Stride1D.Dense>? buffer, ReadOnlySpan<T> data, string name)
         where T : unmanaged
     {
         ArrayView<T> view = Scratch(ref buffer, data.Length, name);

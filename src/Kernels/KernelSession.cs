@@ -40,7 +40,11 @@ public sealed partial class KernelSession : IDisposable
             ? GC.GetGCMemoryInfo().TotalAvailableMemoryBytes
             : accelerator.MemorySize;
         _dummy = accelerator.Allocate1D<float>(1);
+        // The one place each op's backend is chosen (ops not yet behind an interface still branch on Backend).
+        _attention = backend == Backend.CpuSimd ? new Simd.SimdAttentionBackend(this) : new Ilgpu.IlgpuAttentionBackend(this);
     }
+
+    private readonly IAttentionBackend _attention;
 
     /// <summary>The backend actually chosen.</summary>
     public Backend Backend { get; }
@@ -229,7 +233,7 @@ public sealed partial class KernelSession : IDisposable
 
     internal void ThrowIfDisposed() => ObjectDisposedException.ThrowIf(_disposed, this);
 
-    private TDelegate Kernel<TDelegate>(string key, Func<Accelerator, TDelegate> load)
+    internal TDelegate Kernel<TDelegate>(string key, Func<Accelerator, TDelegate> load)
         where TDelegate : Delegate
     {
         if (!_kernels.TryGetValue(key, out Delegate? kernel))

@@ -6,12 +6,6 @@ namespace Kernels;
 
 public sealed partial class KernelSession
 {
-    private MemoryBuffer1D<float, Stride1D.Dense>? _stageQ;
-    private MemoryBuffer1D<float, Stride1D.Dense>? _stageK;
-    private MemoryBuffer1D<float, Stride1D.Dense>? _stageV;
-    private MemoryBuffer1D<float, Stride1D.Dense>? _stageO;
-    private MemoryBuffer1D<int, Stride1D.Dense>? _stageLengths;
-
     /// <summary>
     /// Fused attention (online softmax; the score matrix is never stored): Q [B, H, Sq, D], K and V
     /// [B, KvH, Sk, D], output like Q, float32, default scale 1/√D. See <see cref="HostReference.Attention"/>
@@ -61,8 +55,7 @@ public sealed partial class KernelSession
         {
             ThrowIfDisposed();
             ValidateAttentionBuffers(q, k, v, output, shape, options);
-            RunAttention(q.View, k.View, v.View, output.View, NoKeyLengths(), false, shape,
-                options.Scale ?? 1f / MathF.Sqrt(shape.HeadDim), options.Window, 1);
+            _attention.Float(q.View, k.View, v.View, default, false, output.View, AttentionProblem.Of(shape, options, 1));
         }
     }
 
@@ -86,8 +79,8 @@ public sealed partial class KernelSession
             Check.Attention(shape, options, shape.QueryElements, shape.KeyElements, shape.KeyElements, lengths, decode: true);
             ValidateAttentionBuffers(q, kCache, vCache, output, shape, options);
             int resolved = ResolveSplits(shape, splits);
-            RunAttention(q.View, kCache.View, vCache.View, output.View, cacheLengths.View, true, shape,
-                options.Scale ?? 1f / MathF.Sqrt(shape.HeadDim), options.Window, resolved);
+            _attention.Float(q.View, kCache.View, vCache.View, cacheLengths.View, true, output.View,
+                AttentionProblem.Of(shape, options, resolved));
         }
     }
 
@@ -107,8 +100,6 @@ public sealed partial class KernelSession
         Check.MinLength(output.Length, shape.QueryElements, nameof(output), "Batch·Heads·QueryLength·HeadDim");
     }
 
-    private ArrayView<int> NoKeyLengths() => Scratch(ref _stageLengths, 1, "cacheLengths");
-
     /// <summary>The key splits of a decode call: as asked (at most one per key), or <see cref="AutoSplits"/> for 0.</summary>
     private int ResolveSplits(AttentionShape shape, int splits) =>
         splits > 0 ? Math.Min(splits, shape.KeyLength) : AutoSplits(shape);
@@ -117,63 +108,21 @@ public sealed partial class KernelSession
     internal int AutoSplits(AttentionShape shape)
     {
         int rows = shape.Batch * shape.Heads;
-        int parallelism = Backend switch
-        {
-            Backend.Cuda or Backend.OpenCL => Math.Max(1, _accelerator.NumMultiprocessors * 4),
-            _ => Environment.ProcessorCount,
-        };
-        int byWork = (parallelism + rows - 1) / rows;
+        int byWork = (_attention.Parallelism + rows - 1) / rows;
         int byLength = Math.Max(1, shape.KeyLength / 256);
         return Math.Clamp(Math.Min(byWork, byLength), 1, 64);
     }
 
-    private unsafe float[] RunAttentionHost(
+    private float[] RunAttentionHost(
         ReadOnlySpan<float> q, ReadOnlySpan<float> k, ReadOnlySpan<float> v, ReadOnlySpan<int> keyLengths,
         AttentionShape shape, AttentionOptions options, int splits)
     {
-        int length = Check.ArrayLength(shape.QueryElements, "Batch·Heads·QueryLength·HeadDim");
-        var result = new float[length];
-        float scale = options.Scale ?? 1f / MathF.Sqrt(shape.HeadDim);
+        var result = new float[Check.ArrayLength(shape.QueryElements, "Batch·Heads·QueryLength·HeadDim")];
         lock (_sync)
         {
             ThrowIfDisposed();
-            if (Backend == Backend.CpuSimd)
-            {
-                // Host memory already: no staging copies.
-                Stream.Synchronize();
-                fixed (float* qp = q, kp = k, vp = v, op = result)
-                fixed (int* lp = keyLengths)
-                {
-                    AttentionSimd.Forward(qp, kp, vp, op, keyLengths.IsEmpty ? null : lp, shape, scale, options.Window, splits);
-                }
-                return result;
-            }
-            ArrayView<float> qv = Stage(ref _stageQ, q, nameof(q));
-            ArrayView<float> kv = Stage(ref _stageK, k, nameof(k));
-            ArrayView<float> vv = Stage(ref _stageV, v, nameof(v));
-            ArrayView<float> ov = Scratch(ref _stageO, length, "output");
-            bool ragged = !keyLengths.IsEmpty;
-            ArrayView<int> lv = ragged ? Stage(ref _stageLengths, keyLengths, "cacheLengths") : Scratch(ref _stageLengths, 1, "cacheLengths");
-            RunAttention(qv, kv, vv, ov, lv, ragged, shape, scale, options.Window, splits);
-            HostCopy.ToHost(Stream, ov, result);
+            _attention.Float(q, k, v, keyLengths, result, AttentionProblem.Of(shape, options, splits));
         }
         return result;
-    }
-
-    /// <summary>Dispatches one validated attention call on staged or device-resident views (the caller holds the lock).</summary>
-    private unsafe void RunAttention(
-        ArrayView<float> q, ArrayView<float> k, ArrayView<float> v, ArrayView<float> output, ArrayView<int> keyLengths,
-        bool ragged, AttentionShape shape, float scale, int window, int splits)
-    {
-        if (Backend == Backend.CpuSimd)
-        {
-            Stream.Synchronize();
-            AttentionSimd.Forward(
-                (float*)q.LoadEffectiveAddressAsPtr(), (float*)k.LoadEffectiveAddressAsPtr(), (float*)v.LoadEffectiveAddressAsPtr(),
-                (float*)output.LoadEffectiveAddressAsPtr(), ragged ? (int*)keyLengths.LoadEffectiveAddressAsPtr() : null,
-                shape, scale, window, splits);
-            return;
-        }
-        RunAttentionIlgpu(q, k, v, output, keyLengths, ragged, shape, scale, window, splits);
     }
 }
