@@ -1,6 +1,3 @@
-using ILGPU;
-using ILGPU.Runtime;
-using Kernels.Simd;
 
 namespace Kernels;
 

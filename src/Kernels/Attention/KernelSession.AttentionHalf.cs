@@ -1,9 +1,3 @@
-using System.Buffers;
-using System.Runtime.InteropServices;
-using ILGPU;
-using ILGPU.Runtime;
-using Kernels.DeviceCode;
-using Kernels.Simd;
 using Half = System.Half;
 
 namespace Kernels;

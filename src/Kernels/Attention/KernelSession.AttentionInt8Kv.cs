@@ -1,7 +1,3 @@
-using ILGPU;
-using ILGPU.Runtime;
-using Kernels.DeviceCode;
-using Kernels.Simd;
 
 namespace Kernels;
 
