@@ -213,15 +213,7 @@ internal static class CostCommand
     {
         if (value.Trim().Equals("all", StringComparison.OrdinalIgnoreCase))
         {
-            // dp4a is a distinct kernel only on CUDA; elsewhere it runs the tiled kernel.
-            // The SIMD CPU path has one kernel (reference and tiled there would time ILGPU's simulator).
-            GemmKernel[] all = session.Backend switch
-            {
-                Backend.Cuda => [GemmKernel.Reference, GemmKernel.Tiled, GemmKernel.Dp4a],
-                Backend.CpuSimd => [GemmKernel.Simd],
-                _ => [GemmKernel.Reference, GemmKernel.Tiled],
-            };
-            return all.Select(session.ResolveKernel).Distinct().ToList();
+            return session.ComparedGemmKernels.Select(session.ResolveKernel).Distinct().ToList();
         }
         return Enum.TryParse(value, ignoreCase: true, out GemmKernel parsed) && Enum.IsDefined(parsed)
             ? [session.ResolveKernel(parsed)]

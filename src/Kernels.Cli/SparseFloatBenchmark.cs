@@ -117,20 +117,7 @@ internal static class SparseFloatBenchmark
             2.0 * m * n * k / (median * 1e-3) / 1e12, peerMedian is null ? null : "onednn-sgemm", peerMedian,
             peerMedian / median, worst <= Tolerance, worst,
             $"float64 reference at 4 corners + {SparseAdvisor.SampledOutputs} samples, |error| ≤ {Tolerance:G2}·Σ|x·w|",
-            Describe(session, dw, m));
-    }
-
-    private static string Describe(KernelSession session, DeviceSparseMatrix<float> w, int m)
-    {
-        if (session.Backend == Kernels.Backend.CpuSimd)
-        {
-            SparseSimdPlan plan = w.SimdPlan(CpuSimd.Effective);
-            string kernel = plan.Level == SimdLevel.Scalar ? "scalar"
-                : m <= SparseSimd.SmallMFloat ? "gathered dot products"
-                : "FMA on 32-token panels, four partial sums";
-            return $"cpu-simd {plan.Level.ToName()}: {kernel}";
-        }
-        return m <= SparseKernels.SmallM ? "ILGPU small-m kernel (a group per output)" : "ILGPU general kernel (on Xᵀ)";
+            session.DescribeSparseFloat32(dw, m));
     }
 
     private static double Median(List<double> values)

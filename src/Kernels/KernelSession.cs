@@ -40,11 +40,23 @@ public sealed partial class KernelSession : IDisposable
             ? GC.GetGCMemoryInfo().TotalAvailableMemoryBytes
             : accelerator.MemorySize;
         _dummy = accelerator.Allocate1D<float>(1);
-        // The one place each op's backend is chosen (ops not yet behind an interface still branch on Backend).
-        _attention = backend == Backend.CpuSimd ? new Simd.SimdAttentionBackend(this) : new Ilgpu.IlgpuAttentionBackend(this);
+        _ptx = new Cuda.PtxModules(this);
+        // The one place each op's backend is chosen: one line per backend.
+        (_gemm, _sparse, _attention) = backend switch
+        {
+            Backend.CpuSimd => (new Simd.SimdGemmBackend(this), new Simd.SimdSparseBackend(this), new Simd.SimdAttentionBackend(this)),
+            Backend.Cuda => (new Cuda.PtxGemmBackend(this, _ptx), new Cuda.PtxSparseBackend(this, _ptx), new Ilgpu.IlgpuAttentionBackend(this)),
+            _ => ((IGemmBackend)new Ilgpu.IlgpuGemmBackend(this), (ISparseBackend)new Ilgpu.IlgpuSparseBackend(this), (IAttentionBackend)new Ilgpu.IlgpuAttentionBackend(this)),
+        };
     }
 
+    private readonly Cuda.PtxModules _ptx;
+    private readonly IGemmBackend _gemm;
+    private readonly ISparseBackend _sparse;
     private readonly IAttentionBackend _attention;
+
+    /// <summary>The session's sparse backend (uploads ask it to prepare their weights).</summary>
+    internal ISparseBackend SparseBackend => _sparse;
 
     /// <summary>The backend actually chosen.</summary>
     public Backend Backend { get; }
@@ -180,13 +192,9 @@ public sealed partial class KernelSession : IDisposable
             if (_disposed)
                 return;
             _disposed = true;
-            foreach (PackedEntry entry in _packedWeights.Values)
-                entry.Packed.Dispose();
-            _packedWeights.Clear();
-            _tensorCore?.Dispose();
-            _tensorCore = null;
-            _sparseTensorCore?.Dispose();
-            _sparseTensorCore = null;
+            _gemm.Dispose();
+            _sparse.Dispose();
+            _ptx.Dispose();
             _accelerator.Dispose();
             _context.Dispose();
             Interlocked.Exchange(ref _allocatedBytes, 0);
@@ -203,7 +211,7 @@ public sealed partial class KernelSession : IDisposable
             if (_disposed)
                 return;
             Stream.Synchronize();
-            ForgetPackedWeights(owner);
+            _gemm.Forget(owner);
             buffer.Dispose();
             Interlocked.Add(ref _allocatedBytes, -bytes);
         }
@@ -230,6 +238,9 @@ public sealed partial class KernelSession : IDisposable
                 $"{argument}: allocating {length * size} bytes on {DeviceName} failed: {ex.Message}", ex);
         }
     }
+
+    /// <summary>Counts <paramref name="bytes"/> (negative: frees) in <see cref="AllocatedBytes"/>, for memory a backend holds besides buffers.</summary>
+    internal void AddAllocated(long bytes) => Interlocked.Add(ref _allocatedBytes, bytes);
 
     internal void ThrowIfDisposed() => ObjectDisposedException.ThrowIf(_disposed, this);
 

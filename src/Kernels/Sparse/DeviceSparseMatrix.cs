@@ -1,7 +1,6 @@
 using ILGPU;
 using ILGPU.Runtime;
 using Kernels.DeviceCode;
-using Kernels.DeviceCode.Ptx;
 using Kernels.Simd;
 
 namespace Kernels;
@@ -20,11 +19,6 @@ public sealed class DeviceSparseMatrix<T> : IDisposable
     private readonly DeviceBuffer<int> _columnIndices;
     private readonly DeviceBuffer<T> _values;
     private readonly DeviceBuffer<byte> _meta;
-    private readonly DeviceBuffer<byte>? _tensorCoreValues;
-    private readonly DeviceBuffer<uint>? _tensorCoreMeta;
-    private readonly DeviceBuffer<int>? _tilePointers;
-    private readonly DeviceBuffer<long>? _tileGroups;
-    private SparseSimdPlanCache? _simdPlans;
 
     internal DeviceSparseMatrix(KernelSession session, SparseParts<T> parts, int nonZeros)
     {
@@ -42,26 +36,8 @@ public sealed class DeviceSparseMatrix<T> : IDisposable
             _columnIndices = Keep(uploaded, UploadOrPlaceholder<int>(session, parts.ColumnIndices));
             _values = Keep(uploaded, UploadOrPlaceholder<T>(session, parts.Values));
             _meta = Keep(uploaded, UploadOrPlaceholder<byte>(session, parts.Meta));
-            // int8 2:4 on a CUDA device that can run the sparse tensor cores: the values and metadata
-            // rearranged once, here, into the fragment order of mma.sp (see SparseTensorCorePacked).
-            if (parts.Values is sbyte[] int8 && Format == SparseFormat.TwoFour && Rows > 0 && session.PacksForSparseTensorCores)
-            {
-                SparseTensorCorePacked packed = SparseTensorCorePacked.Pack(Rows, Columns, int8, parts.Meta);
-                if (Cuda.SparseTensorCoreGemm.Addressable(packed.RowTiles, packed.KSteps))
-                {
-                    _tensorCoreValues = Keep(uploaded, session.Upload<byte>(packed.Values));
-                    _tensorCoreMeta = Keep(uploaded, session.Upload<uint>(packed.Meta));
-                    TensorCoreKSteps = packed.KSteps;
-                }
-            }
-            // int8 on the ILGPU accelerators: the groups of four non-zeros per k chunk of the tiled kernel.
-            if (parts.Values is sbyte[] && session.Backend != Backend.CpuSimd && Rows > 0)
-            {
-                SparseTiles tiles = SparseTiles.Build((SparseParts<sbyte>)(object)parts);
-                _tilePointers = Keep(uploaded, session.Upload<int>(tiles.Pointers));
-                _tileGroups = Keep(uploaded, session.Upload<long>(tiles.Groups));
-                TileChunks = tiles.Chunks;
-            }
+            // The backend's own format of the weights (tiles, tensor-core packing, CPU plans).
+            Prepared = session.SparseBackend.Prepare(this, parts);
         }
         catch
         {
@@ -92,22 +68,10 @@ public sealed class DeviceSparseMatrix<T> : IDisposable
     /// <summary>Device memory held, in bytes.</summary>
     public long LengthInBytes =>
         _rowPointers.LengthInBytes + _columnIndices.LengthInBytes + _values.LengthInBytes + _meta.LengthInBytes
-        + (_tensorCoreValues?.LengthInBytes ?? 0) + (_tensorCoreMeta?.LengthInBytes ?? 0)
-        + (_tilePointers?.LengthInBytes ?? 0) + (_tileGroups?.LengthInBytes ?? 0);
+        + (Prepared?.LengthInBytes ?? 0);
 
-    /// <summary>The copy packed for the sparse tensor cores (values, metadata), or null when there is none.</summary>
-    internal (DeviceBuffer<byte> Values, DeviceBuffer<uint> Meta)? TensorCorePacked =>
-        _tensorCoreValues is not null && _tensorCoreMeta is not null ? (_tensorCoreValues, _tensorCoreMeta) : null;
-
-    /// <summary>The groups of the tiled int8 kernel (pointers, groups; see <see cref="SparseTiles"/>), or null (float32, cpu-simd).</summary>
-    internal (DeviceBuffer<int> Pointers, DeviceBuffer<long> Groups)? Tiles =>
-        _tilePointers is not null && _tileGroups is not null ? (_tilePointers, _tileGroups) : null;
-
-    /// <summary>k chunks of <see cref="Tiles"/> (0 when there are none).</summary>
-    internal int TileChunks { get; }
-
-    /// <summary>64-column k steps of <see cref="TensorCorePacked"/> (0 when there is none).</summary>
-    internal int TensorCoreKSteps { get; }
+    /// <summary>What the session's sparse backend prepared from the matrix in its own format (see <see cref="ISparseBackend.Prepare"/>), or null.</summary>
+    internal IPreparedSparse? Prepared { get; }
 
     /// <summary>Whether <see cref="Dispose"/> was called.</summary>
     public bool IsDisposed => _values.IsDisposed;
@@ -117,15 +81,11 @@ public sealed class DeviceSparseMatrix<T> : IDisposable
     /// <summary>Releases the device memory. Further use throws.</summary>
     public void Dispose()
     {
-        Interlocked.Exchange(ref _simdPlans, null)?.Dispose();
+        Prepared?.Dispose();
         _rowPointers.Dispose();
         _columnIndices.Dispose();
         _values.Dispose();
         _meta.Dispose();
-        _tensorCoreValues?.Dispose();
-        _tensorCoreMeta?.Dispose();
-        _tilePointers?.Dispose();
-        _tileGroups?.Dispose();
     }
 
     /// <summary>Hands the rows of the matrix, as the device-code struct of its layout, to <paramref name="launch"/>.</summary>
@@ -152,13 +112,6 @@ public sealed class DeviceSparseMatrix<T> : IDisposable
                 launch.Launch(new TwoFourRows<T> { Values = _values.View, Meta = _meta.View, Groups = SparseLayout.Groups(Columns), Columns = Columns });
                 break;
         }
-    }
-
-    /// <summary>The prepared CPU plan (cpu-simd sessions), made on first use and freed with the matrix.</summary>
-    internal SparseSimdPlan SimdPlan(SimdLevel level)
-    {
-        ObjectDisposedException.ThrowIf(IsDisposed, this);
-        return LazyInitializer.EnsureInitialized(ref _simdPlans).Get(HostWeights, level, typeof(T) == typeof(float));
     }
 
     /// <summary>The matrix as raw pointers, for sessions whose device memory is host memory (cpu-simd).</summary>

@@ -138,13 +138,12 @@ public static class SparseAdvisor
                 denseTimes[i] = Time(() => session.Int8Gemm(dx, dDense, yDense, m, n, k), session);
         }
 
-        string kernel = KernelOf(session, dw, format, m);
-        bool fallback = session.Backend == Backend.CpuSimd && dw.SimdPlan(CpuSimd.Effective).Dense is not null;
+        SparseKernelChoice choice = session.DescribeSparseInt8(dw, m);
         int[] got = ySparse.ToArray();
         bool verified = got.AsSpan().SequenceEqual(yDense.ToArray()) && MatchesReference(weights, x, got, m, n, k, random);
         return new SparseAdvice(session.Backend, format, blockRows, blockColumns, m, n, k, sparsity,
             1.0 - (double)sparse.NonZeros / ((long)n * k), sparse.NonZeros,
-            Median(sparseTimes), Median(denseTimes), repeat, verified, kernel, fallback);
+            Median(sparseTimes), Median(denseTimes), repeat, verified, choice.Kernel, choice.DenseFallback);
     }
 
     /// <summary>
@@ -228,29 +227,6 @@ public static class SparseAdvisor
             Check.Positive(blockColumns, nameof(blockColumns));
         }
         Check.Positive(repeat, nameof(repeat));
-    }
-
-    /// <summary>Describes the kernel the session's one selector (<see cref="KernelSession.SelectSparseInt8"/>) picks.</summary>
-    private static string KernelOf(KernelSession session, DeviceSparseMatrix<sbyte> w, SparseFormat format, int m)
-    {
-        SparseInt8Path path = session.SparseInt8PathFor(w, m);
-        string ilgpu = path switch
-        {
-            SparseInt8Path.Simd => SparseSimd.DescribeInt8(w.SimdPlan(CpuSimd.Effective), m, session.SparseSimdOverrides),
-            SparseInt8Path.TensorCore => session.SparseTensorCoreForm switch
-            {
-                { Ordered: true } => "mma.sp::ordered_metadata",
-                { OrderedFailure: { } failure } => $"mma.sp (ordered_metadata refused: {failure})",
-                _ => "mma.sp",
-            },
-            SparseInt8Path.Tiled => "ILGPU tiled kernel (4 non-zeros × 4 tokens per dp4a, X chunks in shared memory)",
-            SparseInt8Path.SmallM => "ILGPU small-m kernel (a group per output)",
-            _ => "ILGPU general kernel (on Xᵀ)",
-        };
-        if (path != SparseInt8Path.TensorCore && format == SparseFormat.TwoFour && session.Backend == Backend.Cuda
-            && session.SparseTensorCoreUnsupported is { } why)
-            return $"{ilgpu}; sparse tensor cores unused: {why}";
-        return ilgpu;
     }
 
     /// <summary>Random outputs the measurement checks against the int64 reference (besides the four corners).</summary>

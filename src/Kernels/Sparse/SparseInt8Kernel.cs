@@ -13,7 +13,7 @@ internal enum SparseInt8Kernel
     Tiled,
 }
 
-/// <summary>The kernels an int8 sparse product can run on, as <see cref="KernelSession.SelectSparseInt8"/> picks them.</summary>
+/// <summary>The kernels an int8 sparse product can run on, as <see cref="ISparseBackend.Select"/> picks them.</summary>
 internal enum SparseInt8Path
 {
     /// <summary>The SIMD CPU kernels (cpu-simd), which may themselves fall back to the dense GEMM.</summary>

@@ -143,7 +143,7 @@ public class SparseGemmTests
                             for (int i = m * n; i < y.Length; i++)
                                 Assert.True(y[i] == unchecked((int)0xDEADBEEF), $"{what}: element {i} past the output was written");
                         }
-                        Assert.NotNull(dw.Tiles);
+                        Assert.IsAssignableFrom<Ilgpu.SparseTiledWeights>(dw.Prepared);
                     }
                 }
             }
@@ -170,8 +170,7 @@ public class SparseGemmTests
         Assert.Contains("CUDA", session.SparseTensorCoreUnsupported, StringComparison.Ordinal);
         sbyte[] dense = SparseTestData.PrunedInt8(new Random(7), 5, 9, SparseFormat.TwoFour, 0.5);
         using DeviceSparseMatrix<sbyte> w = session.Upload(SparseTestData.Int8Matrix(dense, 5, 9, SparseFormat.TwoFour));
-        Assert.Null(w.TensorCorePacked);
-        Assert.Equal(0, w.TensorCoreKSteps);
+        Assert.IsNotType<Cuda.PtxSparseWeights>(w.Prepared);
     }
 
     [Theory]

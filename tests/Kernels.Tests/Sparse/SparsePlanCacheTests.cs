@@ -53,9 +53,10 @@ public sealed class SparsePlanCacheTests
         KernelSession session = Sessions.Get(Backend.CpuSimd);
         SparseMatrix w = SparseMatrix.FromDense(new sbyte[] { 1, 0, 0, 2, 0, 3 }, 2, 3, SparseFormat.Csr);
         DeviceSparseMatrix<sbyte> dw = session.Upload(w);
-        Assert.NotNull(dw.SimdPlan(CpuSimd.Effective));
+        var prepared = Assert.IsType<SimdSparseWeights<sbyte>>(dw.Prepared);
+        Assert.NotNull(prepared.Plan(CpuSimd.Effective));
         dw.Dispose();
-        Assert.Throws<ObjectDisposedException>(() => dw.SimdPlan(CpuSimd.Effective));
+        Assert.Throws<ObjectDisposedException>(() => prepared.Plan(CpuSimd.Effective));
     }
 
     private static sbyte[] TwoFourOf(sbyte[] dense, int rows, int cols)
