@@ -1,5 +1,5 @@
 using BenchmarkDotNet.Attributes;
-using Kernels.Simd;
+using Kernels.Backends.Simd;
 
 namespace Kernels.Benchmarks;
 

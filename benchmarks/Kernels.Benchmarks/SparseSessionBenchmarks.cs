@@ -1,6 +1,6 @@
 using BenchmarkDotNet.Attributes;
+using Kernels.Backends.Simd;
 using Kernels.Peers;
-using Kernels.Simd;
 
 namespace Kernels.Benchmarks;
 

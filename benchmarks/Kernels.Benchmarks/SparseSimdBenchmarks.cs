@@ -1,5 +1,6 @@
 using System.Runtime.InteropServices;
 using BenchmarkDotNet.Attributes;
+using Kernels.Backends.Simd;
 using Kernels.Simd;
 
 namespace Kernels.Benchmarks;

@@ -1,7 +1,5 @@
 using System.Diagnostics;
-using Kernels.DeviceCode;
 using Kernels.Peers;
-using Kernels.Simd;
 
 namespace Kernels.Cli;
 

@@ -1,7 +1,6 @@
 using System.Runtime.CompilerServices;
 using ILGPU;
 using ILGPU.Runtime;
-using ILGPU.Runtime.CPU;
 
 namespace Kernels;
 
@@ -40,17 +39,17 @@ public sealed partial class KernelSession : IDisposable
             ? GC.GetGCMemoryInfo().TotalAvailableMemoryBytes
             : accelerator.MemorySize;
         _dummy = accelerator.Allocate1D<float>(1);
-        _ptx = new Cuda.PtxModules(this);
+        _ptx = new Backends.CudaPtx.PtxModules(this);
         // The one place each op's backend is chosen: one line per backend.
         (_gemm, _sparse, _attention) = backend switch
         {
-            Backend.CpuSimd => (new Simd.SimdGemmBackend(this), new Simd.SimdSparseBackend(this), new Simd.SimdAttentionBackend(this)),
-            Backend.Cuda => (new Cuda.PtxGemmBackend(this, _ptx), new Cuda.PtxSparseBackend(this, _ptx), new Ilgpu.IlgpuAttentionBackend(this)),
-            _ => ((IGemmBackend)new Ilgpu.IlgpuGemmBackend(this), (ISparseBackend)new Ilgpu.IlgpuSparseBackend(this), (IAttentionBackend)new Ilgpu.IlgpuAttentionBackend(this)),
+            Backend.CpuSimd => (new Backends.Simd.SimdGemmBackend(this), new Backends.Simd.SimdSparseBackend(this), new Backends.Simd.SimdAttentionBackend(this)),
+            Backend.Cuda => (new Backends.CudaPtx.PtxGemmBackend(this, _ptx), new Backends.CudaPtx.PtxSparseBackend(this, _ptx), new Backends.Ilgpu.IlgpuAttentionBackend(this)),
+            _ => ((IGemmBackend)new Backends.Ilgpu.IlgpuGemmBackend(this), (ISparseBackend)new Backends.Ilgpu.IlgpuSparseBackend(this), (IAttentionBackend)new Backends.Ilgpu.IlgpuAttentionBackend(this)),
         };
     }
 
-    private readonly Cuda.PtxModules _ptx;
+    private readonly Backends.CudaPtx.PtxModules _ptx;
     private readonly IGemmBackend _gemm;
     private readonly ISparseBackend _sparse;
     private readonly IAttentionBackend _attention;

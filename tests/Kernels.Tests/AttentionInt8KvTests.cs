@@ -1,5 +1,4 @@
 using ILGPU;
-using ILGPU.Backends;
 using ILGPU.Backends.EntryPoints;
 using ILGPU.Backends.OpenCL;
 using ILGPU.Backends.PTX;

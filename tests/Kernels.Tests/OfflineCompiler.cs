@@ -1,5 +1,4 @@
 using ILGPU;
-using ILGPU.Backends;
 using ILGPU.Backends.EntryPoints;
 using ILGPU.Backends.OpenCL;
 using ILGPU.Backends.PTX;
@@ -7,6 +6,7 @@ using ILGPU.Runtime;
 using ILGPU.Runtime.CPU;
 using ILGPU.Runtime.Cuda;
 using ILGPU.Runtime.OpenCL;
+using Kernels.Backends.Ilgpu;
 
 namespace Kernels.Tests;
 

@@ -1,5 +1,5 @@
 using System.Runtime.Intrinsics;
-using Kernels.Simd;
+using Kernels.Backends.Simd;
 
 namespace Kernels.Tests.Simd;
 

@@ -1,3 +1,4 @@
+using Kernels.Backends.Simd;
 using Kernels.Peers;
 using Kernels.Simd;
 

@@ -1,13 +1,5 @@
 using System.Reflection;
-using ILGPU;
-using ILGPU.Backends;
 using ILGPU.Backends.EntryPoints;
-using ILGPU.Backends.OpenCL;
-using ILGPU.Backends.PTX;
-using ILGPU.Runtime;
-using ILGPU.Runtime.CPU;
-using ILGPU.Runtime.Cuda;
-using ILGPU.Runtime.OpenCL;
 using Kernels.DeviceCode;
 
 namespace Kernels.Tests.Sparse;

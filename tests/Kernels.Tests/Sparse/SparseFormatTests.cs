@@ -1,4 +1,4 @@
-using Kernels.Simd;
+using Kernels.Backends.Simd;
 
 namespace Kernels.Tests.Sparse;
 

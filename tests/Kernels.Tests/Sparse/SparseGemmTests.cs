@@ -143,7 +143,7 @@ public class SparseGemmTests
                             for (int i = m * n; i < y.Length; i++)
                                 Assert.True(y[i] == unchecked((int)0xDEADBEEF), $"{what}: element {i} past the output was written");
                         }
-                        Assert.IsAssignableFrom<Ilgpu.SparseTiledWeights>(dw.Prepared);
+                        Assert.IsAssignableFrom<Backends.Ilgpu.SparseTiledWeights>(dw.Prepared);
                     }
                 }
             }
@@ -170,7 +170,7 @@ public class SparseGemmTests
         Assert.Contains("CUDA", session.SparseTensorCoreUnsupported, StringComparison.Ordinal);
         sbyte[] dense = SparseTestData.PrunedInt8(new Random(7), 5, 9, SparseFormat.TwoFour, 0.5);
         using DeviceSparseMatrix<sbyte> w = session.Upload(SparseTestData.Int8Matrix(dense, 5, 9, SparseFormat.TwoFour));
-        Assert.IsNotType<Cuda.PtxSparseWeights>(w.Prepared);
+        Assert.IsNotType<Backends.CudaPtx.PtxSparseWeights>(w.Prepared);
     }
 
     [Theory]

@@ -1,3 +1,4 @@
+using Kernels.Backends.Simd;
 using Kernels.Simd;
 
 namespace Kernels.Tests.Sparse;

@@ -1,5 +1,5 @@
 using System.Text.RegularExpressions;
-using Kernels.Cuda;
+using Kernels.Backends.CudaPtx;
 using Kernels.DeviceCode.Ptx;
 
 namespace Kernels.Tests.TensorCore;

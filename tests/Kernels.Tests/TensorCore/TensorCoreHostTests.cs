@@ -1,4 +1,4 @@
-using Kernels.Cuda;
+using Kernels.Backends.CudaPtx;
 using Kernels.DeviceCode.Ptx;
 
 namespace Kernels.Tests.TensorCore;

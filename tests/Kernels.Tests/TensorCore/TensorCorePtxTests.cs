@@ -1,6 +1,6 @@
 using System.Globalization;
 using System.Text.RegularExpressions;
-using Kernels.Cuda;
+using Kernels.Backends.CudaPtx;
 using Kernels.DeviceCode.Ptx;
 
 namespace Kernels.Tests.TensorCore;
