@@ -120,4 +120,21 @@ internal static class Check
         if (splits < 0)
             throw new ArgumentOutOfRangeException(nameof(splits), splits, $"splits: expected ≥ 0 (0: automatic), got {splits}.");
     }
+
+    /// <summary>
+    /// The scales and bias of a dequantizing epilogue: <paramref name="rowScale"/> one per output row (m),
+    /// <paramref name="columnScale"/> one per output column (n), <paramref name="bias"/> n values or none; all finite.
+    /// </summary>
+    public static void DequantScales(
+        ReadOnlySpan<float> rowScale, string rowName, ReadOnlySpan<float> columnScale, string columnName, ReadOnlySpan<float> bias,
+        int m, int n, string nText)
+    {
+        ExactLength(rowScale.Length, m, rowName, "m");
+        ExactLength(columnScale.Length, n, columnName, nText);
+        if (!bias.IsEmpty)
+            ExactLength(bias.Length, n, "bias", $"{nText} (or 0 for no bias)");
+        Finite(rowScale, rowName);
+        Finite(columnScale, columnName);
+        Finite(bias, "bias");
+    }
 }

@@ -1,3 +1,6 @@
+using System.Runtime.InteropServices;
+using Half = System.Half;
+
 namespace Kernels;
 
 public sealed partial class KernelSession
@@ -15,8 +18,7 @@ public sealed partial class KernelSession
         ReadOnlySpan<float> q, ReadOnlySpan<float> k, ReadOnlySpan<float> v, AttentionShape shape, AttentionOptions options)
     {
         ArgumentNullException.ThrowIfNull(options);
-        Check.Attention(shape, options, q.Length, k.Length, v.Length, default, decode: false);
-        return RunAttentionHost(q, k, v, default, shape, options, splits: 1);
+        return AttentionHost(q, k, v, default, shape, options, splits: 0, decode: false);
     }
 
     /// <summary>
@@ -28,14 +30,8 @@ public sealed partial class KernelSession
     /// </summary>
     public float[] AttentionDecode(
         ReadOnlySpan<float> q, ReadOnlySpan<float> kCache, ReadOnlySpan<float> vCache, ReadOnlySpan<int> cacheLengths,
-        AttentionShape shape, AttentionOptions? options = null, int splits = 0)
-    {
-        options ??= AttentionOptions.Default;
-        Check.Attention(shape, options, q.Length, kCache.Length, vCache.Length, cacheLengths, decode: true);
-        Check.Splits(splits);
-        int resolved = ResolveSplits(shape, splits);
-        return RunAttentionHost(q, kCache, vCache, cacheLengths, shape, options, resolved);
-    }
+        AttentionShape shape, AttentionOptions? options = null, int splits = 0) =>
+        AttentionHost(q, kCache, vCache, cacheLengths, shape, options, splits, decode: true);
 
     /// <summary>
     /// Enqueues fused attention on device buffers (see <see cref="Attention(ReadOnlySpan{float}, ReadOnlySpan{float}, ReadOnlySpan{float}, AttentionShape, AttentionOptions)"/>):
@@ -109,15 +105,42 @@ public sealed partial class KernelSession
         return Math.Clamp(Math.Min(byWork, byLength), 1, 64);
     }
 
-    private float[] RunAttentionHost(
-        ReadOnlySpan<float> q, ReadOnlySpan<float> k, ReadOnlySpan<float> v, ReadOnlySpan<int> keyLengths,
-        AttentionShape shape, AttentionOptions options, int splits)
+    /// <summary>
+    /// The host-array attention calls with float or half storage: validation (shape, options, lengths;
+    /// for decode the splits), then the backend's <see cref="IAttentionBackend.Float(ReadOnlySpan{float}, ReadOnlySpan{float}, ReadOnlySpan{float}, ReadOnlySpan{int}, Span{float}, in AttentionProblem)"/>
+    /// or <see cref="IAttentionBackend.Half"/>.
+    /// </summary>
+    private T[] AttentionHost<T>(
+        ReadOnlySpan<T> q, ReadOnlySpan<T> k, ReadOnlySpan<T> v, ReadOnlySpan<int> keyLengths,
+        AttentionShape shape, AttentionOptions? options, int splits, bool decode)
+        where T : unmanaged
     {
-        var result = new float[Check.ArrayLength(shape.QueryElements, "Batch·Heads·QueryLength·HeadDim")];
+        options ??= AttentionOptions.Default;
+        Check.Attention(shape, options, q.Length, k.Length, v.Length, keyLengths, decode);
+        if (decode)
+        {
+            Check.Splits(splits);
+            splits = ResolveSplits(shape, splits);
+        }
+        else
+        {
+            splits = 1;
+        }
+        var result = new T[Check.ArrayLength(shape.QueryElements, "Batch·Heads·QueryLength·HeadDim")];
         lock (_sync)
         {
             ThrowIfDisposed();
-            _attention.Float(q, k, v, keyLengths, result, AttentionProblem.Of(shape, options, splits));
+            var problem = AttentionProblem.Of(shape, options, splits);
+            if (typeof(T) == typeof(float))
+            {
+                _attention.Float(MemoryMarshal.Cast<T, float>(q), MemoryMarshal.Cast<T, float>(k), MemoryMarshal.Cast<T, float>(v),
+                    keyLengths, MemoryMarshal.Cast<T, float>(result.AsSpan()), problem);
+            }
+            else
+            {
+                _attention.Half(MemoryMarshal.Cast<T, Half>(q), MemoryMarshal.Cast<T, Half>(k), MemoryMarshal.Cast<T, Half>(v),
+                    keyLengths, MemoryMarshal.Cast<T, Half>(result.AsSpan()), problem);
+            }
         }
         return result;
     }

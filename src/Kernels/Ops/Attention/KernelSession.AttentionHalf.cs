@@ -12,12 +12,8 @@ public sealed partial class KernelSession
     /// backends stage half data and convert in the kernel; cpu-simd converts the inputs to float and runs the float kernel.
     /// </summary>
     public Half[] Attention(
-        ReadOnlySpan<Half> q, ReadOnlySpan<Half> k, ReadOnlySpan<Half> v, AttentionShape shape, AttentionOptions? options = null)
-    {
-        options ??= AttentionOptions.Default;
-        Check.Attention(shape, options, q.Length, k.Length, v.Length, default, decode: false);
-        return RunAttentionHalfHost(q, k, v, default, shape, options, splits: 1);
-    }
+        ReadOnlySpan<Half> q, ReadOnlySpan<Half> k, ReadOnlySpan<Half> v, AttentionShape shape, AttentionOptions? options = null) =>
+        AttentionHost(q, k, v, default, shape, options, splits: 0, decode: false);
 
     /// <summary>
     /// Decode attention over a half-precision KV cache (see
@@ -26,25 +22,6 @@ public sealed partial class KernelSession
     /// </summary>
     public Half[] AttentionDecode(
         ReadOnlySpan<Half> q, ReadOnlySpan<Half> kCache, ReadOnlySpan<Half> vCache, ReadOnlySpan<int> cacheLengths,
-        AttentionShape shape, AttentionOptions? options = null, int splits = 0)
-    {
-        options ??= AttentionOptions.Default;
-        Check.Attention(shape, options, q.Length, kCache.Length, vCache.Length, cacheLengths, decode: true);
-        Check.Splits(splits);
-        int resolved = ResolveSplits(shape, splits);
-        return RunAttentionHalfHost(q, kCache, vCache, cacheLengths, shape, options, resolved);
-    }
-
-    private Half[] RunAttentionHalfHost(
-        ReadOnlySpan<Half> q, ReadOnlySpan<Half> k, ReadOnlySpan<Half> v, ReadOnlySpan<int> keyLengths,
-        AttentionShape shape, AttentionOptions options, int splits)
-    {
-        var result = new Half[Check.ArrayLength(shape.QueryElements, "Batch·Heads·QueryLength·HeadDim")];
-        lock (_sync)
-        {
-            ThrowIfDisposed();
-            _attention.Half(q, k, v, keyLengths, result, AttentionProblem.Of(shape, options, splits));
-        }
-        return result;
-    }
+        AttentionShape shape, AttentionOptions? options = null, int splits = 0) =>
+        AttentionHost(q, kCache, vCache, cacheLengths, shape, options, splits, decode: true);
 }

@@ -78,13 +78,7 @@ public sealed partial class KernelSession
         Check.GemmShape(m, n, k);
         Check.ExactLength(a.Length, (long)m * k, nameof(a), $"m·k = {m}·{k}");
         Check.ExactLength(b.Length, (long)n * k, nameof(b), $"n·k = {n}·{k}");
-        Check.ExactLength(aScale.Length, m, nameof(aScale), "m");
-        Check.ExactLength(bScale.Length, n, nameof(bScale), "n");
-        if (!bias.IsEmpty)
-            Check.ExactLength(bias.Length, n, nameof(bias), "n (or 0 for no bias)");
-        Check.Finite(aScale, nameof(aScale));
-        Check.Finite(bScale, nameof(bScale));
-        Check.Finite(bias, nameof(bias));
+        Check.DequantScales(aScale, nameof(aScale), bScale, nameof(bScale), bias, m, n, "n");
         int length = Check.ArrayLength((long)m * n, "m·n");
         var result = new float[length];
 

@@ -49,13 +49,7 @@ public sealed partial class KernelSession
     {
         ValidateSparseHost(w, x.Length, m, int8: true);
         int n = w.Rows;
-        Check.ExactLength(xScale.Length, m, nameof(xScale), "m");
-        Check.ExactLength(wScale.Length, n, nameof(wScale), "w.Rows");
-        if (!bias.IsEmpty)
-            Check.ExactLength(bias.Length, n, nameof(bias), "w.Rows (or 0 for no bias)");
-        Check.Finite(xScale, nameof(xScale));
-        Check.Finite(wScale, nameof(wScale));
-        Check.Finite(bias, nameof(bias));
+        Check.DequantScales(xScale, nameof(xScale), wScale, nameof(wScale), bias, m, n, "w.Rows");
         var result = new float[Check.ArrayLength((long)m * n, "m·Rows")];
         lock (_sync)
         {
