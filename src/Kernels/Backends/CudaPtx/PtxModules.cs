@@ -19,7 +19,7 @@ internal sealed class PtxModules(KernelSession session) : IDisposable
     private SparseTensorCoreGemm? _sparse;
     private string? _gemmLoadFailure, _sparseLoadFailure, _capabilityGap;
     private bool _checked;
-    private MemoryBuffer1D<int, Stride1D.Dense>? _padA, _padB;
+    private readonly ScratchBuffers _scratch = new(session);
 
     /// <summary>Why the device itself cannot run the tensor-core kernels (not CUDA, compute capability below 8.0), or null.</summary>
     public string? CapabilityGap
@@ -120,8 +120,8 @@ internal sealed class PtxModules(KernelSession session) : IDisposable
         int batches = stride == 0 ? 1 : batchCount;
         int kWords = kPad / 4;
         ArrayView<int> packed = second
-            ? session.Scratch(ref _padB, (long)batches * rows * kWords, "padded b")
-            : session.Scratch(ref _padA, (long)batches * rows * kWords, "padded a");
+            ? _scratch.Get<int>("padded b", (long)batches * rows * kWords)
+            : _scratch.Get<int>("padded a", (long)batches * rows * kWords);
         RowPacking.Pack(session, source, packed, rows, k, kWords, batches, stride);
         return (Address(packed), stride == 0 ? 0 : (long)rows * kPad);
     }

@@ -16,10 +16,7 @@ namespace Kernels.Backends.Ilgpu;
 /// </summary>
 internal sealed class IlgpuAttentionBackend(KernelSession session) : IAttentionBackend
 {
-    private MemoryBuffer1D<float, Stride1D.Dense>? _q, _k, _v, _o, _kScale, _vScale, _partials;
-    private MemoryBuffer1D<ushort, Stride1D.Dense>? _qHalf, _kHalf, _vHalf, _oHalf;
-    private MemoryBuffer1D<sbyte, Stride1D.Dense>? _kInt8, _vInt8;
-    private MemoryBuffer1D<int, Stride1D.Dense>? _lengths;
+    private readonly ScratchBuffers _scratch = new(session);
 
     public int Parallelism => session.Accelerator is CPUAccelerator
         ? Environment.ProcessorCount
@@ -28,8 +25,8 @@ internal sealed class IlgpuAttentionBackend(KernelSession session) : IAttentionB
     public void Float(ReadOnlySpan<float> q, ReadOnlySpan<float> k, ReadOnlySpan<float> v, ReadOnlySpan<int> keyLengths,
         Span<float> output, in AttentionProblem problem)
     {
-        ArrayView<float> ov = session.Scratch(ref _o, output.Length, "output");
-        Float(session.Stage(ref _q, q, nameof(q)), session.Stage(ref _k, k, nameof(k)), session.Stage(ref _v, v, nameof(v)),
+        ArrayView<float> ov = _scratch.Get<float>("output", output.Length);
+        Float(_scratch.Stage(nameof(q), q), _scratch.Stage(nameof(k), k), _scratch.Stage(nameof(v), v),
             Lengths(keyLengths), !keyLengths.IsEmpty, ov, problem);
         HostCopy.ToHost(session.Stream, ov, output);
     }
@@ -37,12 +34,12 @@ internal sealed class IlgpuAttentionBackend(KernelSession session) : IAttentionB
     public void Half(ReadOnlySpan<Half> q, ReadOnlySpan<Half> k, ReadOnlySpan<Half> v, ReadOnlySpan<int> keyLengths,
         Span<Half> output, in AttentionProblem problem)
     {
-        ArrayView<ushort> ov = session.Scratch(ref _oHalf, output.Length, "output");
+        ArrayView<ushort> ov = _scratch.Get<ushort>("output", output.Length);
         var io = new HalfAttentionIo
         {
-            Query = session.Stage(ref _qHalf, MemoryMarshal.Cast<Half, ushort>(q), nameof(q)),
-            Key = session.Stage(ref _kHalf, MemoryMarshal.Cast<Half, ushort>(k), nameof(k)),
-            Value = session.Stage(ref _vHalf, MemoryMarshal.Cast<Half, ushort>(v), nameof(v)),
+            Query = _scratch.Stage(nameof(q), MemoryMarshal.Cast<Half, ushort>(q)),
+            Key = _scratch.Stage(nameof(k), MemoryMarshal.Cast<Half, ushort>(k)),
+            Value = _scratch.Stage(nameof(v), MemoryMarshal.Cast<Half, ushort>(v)),
             Output = ov,
         };
         Launch(io, Lengths(keyLengths), Prepare(problem, ragged: !keyLengths.IsEmpty), problem.Shape.HeadDim);
@@ -52,14 +49,14 @@ internal sealed class IlgpuAttentionBackend(KernelSession session) : IAttentionB
     public void Int8Kv(ReadOnlySpan<float> q, ReadOnlySpan<sbyte> k, ReadOnlySpan<float> kScale, ReadOnlySpan<sbyte> v,
         ReadOnlySpan<float> vScale, ReadOnlySpan<int> keyLengths, Span<float> output, in AttentionProblem problem)
     {
-        ArrayView<float> ov = session.Scratch(ref _o, output.Length, "output");
+        ArrayView<float> ov = _scratch.Get<float>("output", output.Length);
         var io = new Int8KvAttentionIo
         {
-            Query = session.Stage(ref _q, q, nameof(q)),
-            Key = session.Stage(ref _kInt8, k, "kCache"),
-            KeyScale = session.Stage(ref _kScale, kScale, nameof(kScale)),
-            Value = session.Stage(ref _vInt8, v, "vCache"),
-            ValueScale = session.Stage(ref _vScale, vScale, nameof(vScale)),
+            Query = _scratch.Stage(nameof(q), q),
+            Key = _scratch.Stage("kCache", k),
+            KeyScale = _scratch.Stage(nameof(kScale), kScale),
+            Value = _scratch.Stage("vCache", v),
+            ValueScale = _scratch.Stage(nameof(vScale), vScale),
             Output = ov,
         };
         Launch(io, Lengths(keyLengths), Prepare(problem, ragged: true), problem.Shape.HeadDim);
@@ -73,7 +70,7 @@ internal sealed class IlgpuAttentionBackend(KernelSession session) : IAttentionB
 
     /// <summary>The key lengths staged, or (prefill) a one-element placeholder the kernel does not read.</summary>
     private ArrayView<int> Lengths(ReadOnlySpan<int> keyLengths) =>
-        keyLengths.IsEmpty ? session.Scratch(ref _lengths, 1, "cacheLengths") : session.Stage(ref _lengths, keyLengths, "cacheLengths");
+        keyLengths.IsEmpty ? _scratch.Get<int>("cacheLengths", 1) : _scratch.Stage("cacheLengths", keyLengths);
 
     /// <summary>Enqueues the fused kernel for one storage format and, with splits &gt; 1, the combine kernel.</summary>
     private void Launch<TIo>(TIo io, ArrayView<int> keyLengths, AttentionLaunch launch, int headDim)
@@ -129,7 +126,7 @@ internal sealed class IlgpuAttentionBackend(KernelSession session) : IAttentionB
         };
         long rows = (long)shape.Batch * shape.Heads * shape.QueryLength;
         ArrayView<float> partials = splits > 1
-            ? session.Scratch(ref _partials, splits * rows * AttentionKernels.PartialStride(d), "attention partials")
+            ? _scratch.Get<float>("attention partials", splits * rows * AttentionKernels.PartialStride(d))
             : session.Dummy;
         int rowsPerKv = shape.Heads / shape.KvHeads * shape.QueryLength;
         var config = new KernelConfig(

@@ -14,10 +14,7 @@ namespace Kernels.Backends.Ilgpu;
 /// </summary>
 internal class IlgpuGemmBackend(KernelSession session) : IGemmBackend
 {
-    private MemoryBuffer1D<int, Stride1D.Dense>? _packA, _packB;
-    private MemoryBuffer1D<sbyte, Stride1D.Dense>? _stageA, _stageB;
-    private MemoryBuffer1D<int, Stride1D.Dense>? _stageC;
-    private MemoryBuffer1D<float, Stride1D.Dense>? _stageY, _stageScales;
+    private readonly ScratchBuffers _scratch = new(session);
 
     protected KernelSession Session => session;
 
@@ -39,9 +36,9 @@ internal class IlgpuGemmBackend(KernelSession session) : IGemmBackend
 
     public virtual void Int32(ReadOnlySpan<sbyte> a, ReadOnlySpan<sbyte> b, Span<int> c, in GemmProblem problem, GemmKernel requested)
     {
-        ArrayView<sbyte> av = session.Stage(ref _stageA, a, nameof(a));
-        ArrayView<sbyte> bv = session.Stage(ref _stageB, b, nameof(b));
-        ArrayView<int> cv = session.Scratch(ref _stageC, c.Length, "c");
+        ArrayView<sbyte> av = _scratch.Stage(nameof(a), a);
+        ArrayView<sbyte> bv = _scratch.Stage(nameof(b), b);
+        ArrayView<int> cv = _scratch.Get<int>("c", c.Length);
         var epilogue = new Int32Epilogue { C = cv, BatchStride = problem.Batch.StrideC, Ldc = problem.N };
         Run(av, bv, problem, epilogue, requested, weights: null);
         HostCopy.ToHost(session.Stream, cv, c);
@@ -51,16 +48,16 @@ internal class IlgpuGemmBackend(KernelSession session) : IGemmBackend
         ReadOnlySpan<float> bias, Span<float> y, in GemmProblem problem, GemmKernel requested)
     {
         int m = problem.M, n = problem.N;
-        ArrayView<sbyte> av = session.Stage(ref _stageA, a, nameof(a));
-        ArrayView<sbyte> bv = session.Stage(ref _stageB, b, nameof(b));
+        ArrayView<sbyte> av = _scratch.Stage(nameof(a), a);
+        ArrayView<sbyte> bv = _scratch.Stage(nameof(b), b);
         // One staging buffer for the scales and the bias: [aScale | bScale | bias].
-        ArrayView<float> scales = session.Scratch(ref _stageScales, (long)m + 2L * n, "scales");
+        ArrayView<float> scales = _scratch.Get<float>("scales", (long)m + 2L * n);
         ArrayView<float> asv = scales.SubView(0, m), bsv = scales.SubView(m, n), biasv = scales.SubView((long)m + n, n);
         session.CopyIn(asv, aScale);
         session.CopyIn(bsv, bScale);
         if (!bias.IsEmpty)
             session.CopyIn(biasv, bias);
-        ArrayView<float> yv = session.Scratch(ref _stageY, y.Length, "y");
+        ArrayView<float> yv = _scratch.Get<float>("y", y.Length);
         DequantEpilogue epilogue = session.DequantOutput(yv, asv, bsv, bias.IsEmpty ? null : biasv, n);
         Run(av, bv, problem, epilogue, requested, weights: null);
         HostCopy.ToHost(session.Stream, yv, y);
@@ -97,8 +94,8 @@ internal class IlgpuGemmBackend(KernelSession session) : IGemmBackend
             throw new InvalidOperationException($"The ILGPU GEMM has no kernel {kernel}.");
 
         int kWords = (k + 3) / 4;
-        (ArrayView<int> aw, long strideAw) = PackedRows(a, m, k, kWords, batch.Count, batch.StrideA, ref _packA, "a");
-        (ArrayView<int> bw, long strideBw) = PackedRows(b, n, k, kWords, batch.Count, batch.StrideB, ref _packB, "b");
+        (ArrayView<int> aw, long strideAw) = PackedRows(a, m, k, kWords, batch.Count, batch.StrideA, "packed a");
+        (ArrayView<int> bw, long strideBw) = PackedRows(b, n, k, kWords, batch.Count, batch.StrideB, "packed b");
         var tiled = kernel == GemmKernel.Dp4a
             ? session.Kernel($"dp4a/{epi}", acc =>
                 GroupedKernels.Load<ArrayView<int>, ArrayView<int>, int, int, int, long, long, TEpilogue>(acc,
@@ -121,7 +118,7 @@ internal class IlgpuGemmBackend(KernelSession session) : IGemmBackend
     /// </summary>
     private (ArrayView<int> Words, long StrideWords) PackedRows(
         ArrayView<sbyte> source, int rows, int k, int kWords, int batchCount, long stride,
-        ref MemoryBuffer1D<int, Stride1D.Dense>? scratch, string name)
+        string role)
     {
         int batches = stride == 0 ? 1 : batchCount;
         if (k % 4 == 0 && stride % 4 == 0)
@@ -129,7 +126,7 @@ internal class IlgpuGemmBackend(KernelSession session) : IGemmBackend
             long bytes = (batches - 1) * stride + (long)rows * k;
             return (source.SubView(0, bytes).Cast<int>(), stride / 4);
         }
-        ArrayView<int> packed = session.Scratch(ref scratch, (long)batches * rows * kWords, $"packed {name}");
+        ArrayView<int> packed = _scratch.Get<int>(role, (long)batches * rows * kWords);
         RowPacking.Pack(session, source, packed, rows, k, kWords, batches, stride);
         return (packed, stride == 0 ? 0 : (long)rows * kWords);
     }

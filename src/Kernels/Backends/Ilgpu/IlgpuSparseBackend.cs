@@ -14,10 +14,7 @@ namespace Kernels.Backends.Ilgpu;
 /// </summary>
 internal class IlgpuSparseBackend(KernelSession session) : ISparseBackend
 {
-    private MemoryBuffer1D<byte, Stride1D.Dense>? _xt, _xt4;
-    private MemoryBuffer1D<sbyte, Stride1D.Dense>? _stageX;
-    private MemoryBuffer1D<float, Stride1D.Dense>? _stageXf, _stageY, _stageScales;
-    private MemoryBuffer1D<int, Stride1D.Dense>? _stageC;
+    private readonly ScratchBuffers _scratch = new(session);
     private readonly ConditionalWeakTable<object, object> _uploads = new();
     private readonly List<(WeakReference<object> Matrix, IDisposable Uploaded)> _uploadList = [];
 
@@ -64,8 +61,8 @@ internal class IlgpuSparseBackend(KernelSession session) : ISparseBackend
 
     public virtual void Int8(SparseMatrix w, ReadOnlySpan<sbyte> x, int m, Span<int> y)
     {
-        ArrayView<sbyte> xv = session.Stage(ref _stageX, x, nameof(x));
-        ArrayView<int> yv = session.Scratch(ref _stageC, y.Length, "y");
+        ArrayView<sbyte> xv = _scratch.Stage(nameof(x), x);
+        ArrayView<int> yv = _scratch.Get<int>("y", y.Length);
         Int8(Uploaded(w), xv, m, new Int32Epilogue { C = yv, Ldc = w.Rows });
         HostCopy.ToHost(session.Stream, yv, y);
     }
@@ -74,13 +71,13 @@ internal class IlgpuSparseBackend(KernelSession session) : ISparseBackend
         ReadOnlySpan<float> bias, int m, Span<float> y)
     {
         int n = w.Rows;
-        ArrayView<sbyte> xv = session.Stage(ref _stageX, x, nameof(x));
-        ArrayView<float> scales = session.Scratch(ref _stageScales, (long)m + 2L * n, "scales");
+        ArrayView<sbyte> xv = _scratch.Stage(nameof(x), x);
+        ArrayView<float> scales = _scratch.Get<float>("scales", (long)m + 2L * n);
         ArrayView<float> xsv = scales.SubView(0, m), wsv = scales.SubView(m, n), biasv = scales.SubView((long)m + n, n);
         session.CopyIn(xsv, xScale);
         session.CopyIn(wsv, wScale);
         session.CopyIn(biasv, bias);
-        ArrayView<float> yv = session.Scratch(ref _stageY, y.Length, "y");
+        ArrayView<float> yv = _scratch.Get<float>("y", y.Length);
         Int8(Uploaded(w), xv, m, session.DequantOutput(yv, xsv, wsv, bias.IsEmpty ? null : biasv, n));
         HostCopy.ToHost(session.Stream, yv, y);
     }
@@ -88,10 +85,10 @@ internal class IlgpuSparseBackend(KernelSession session) : ISparseBackend
     public virtual void Float32(SparseMatrixF32 w, ReadOnlySpan<float> x, ReadOnlySpan<float> bias, int m, Span<float> y)
     {
         int n = w.Rows;
-        ArrayView<float> xv = session.Stage(ref _stageXf, x, nameof(x));
-        ArrayView<float> biasv = session.Scratch(ref _stageScales, n, "bias");
+        ArrayView<float> xv = _scratch.Stage(nameof(x), x);
+        ArrayView<float> biasv = _scratch.Get<float>("bias", n);
         session.CopyIn(biasv, bias);
-        ArrayView<float> yv = session.Scratch(ref _stageY, y.Length, "y");
+        ArrayView<float> yv = _scratch.Get<float>("y", y.Length);
         Float32(Uploaded(w), xv, m, session.FloatOutput(yv, bias.IsEmpty ? null : biasv, n));
         HostCopy.ToHost(session.Stream, yv, y);
     }
@@ -128,7 +125,7 @@ internal class IlgpuSparseBackend(KernelSession session) : ISparseBackend
         int n = w.Rows, k = w.Columns;
         CheckGrid(m, n, k);
         int m4 = (m + 3) / 4;
-        ArrayView<int> xt4 = session.Scratch(ref _xt4, (long)m4 * k * sizeof(int), "x packed in token words").Cast<int>();
+        ArrayView<int> xt4 = _scratch.Get<byte>("x packed in token words", (long)m4 * k * sizeof(int)).Cast<int>();
         var pack = session.Kernel("sparse/tiled/pack", acc =>
             acc.LoadAutoGroupedKernel<Index2D, ArrayView<sbyte>, ArrayView<int>, int, int, int>(SparseKernels.PackTokenWords));
         pack(session.Stream, new Index2D(m4, k), x, xt4, m, m4, k);
@@ -181,7 +178,7 @@ internal class IlgpuSparseBackend(KernelSession session) : ISparseBackend
             }
 
             // Xᵀ (k×m) in scratch, so that the threads of a group read consecutive tokens.
-            ArrayView<TValue> xt = session.Scratch(ref backend._xt, (long)m * k * Unsafe.SizeOf<TValue>(), "transposed x").Cast<TValue>();
+            ArrayView<TValue> xt = backend._scratch.Get<byte>("transposed x", (long)m * k * Unsafe.SizeOf<TValue>()).Cast<TValue>();
             var transpose = session.Kernel($"sparse/transpose/{typeof(TValue).Name}", acc =>
                 acc.LoadAutoGroupedKernel<Index2D, ArrayView<TValue>, ArrayView<TValue>, int, int>(SparseKernels.Transpose));
             transpose(session.Stream, new Index2D(m, k), x, xt, m, k);

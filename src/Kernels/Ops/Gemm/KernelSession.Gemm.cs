@@ -254,14 +254,6 @@ public sealed partial class KernelSession
         return buffer.View.SubView(0, length);
     }
 
-    internal ArrayView<T> Stage<T>(ref MemoryBuffer1D<T, Stride1D.Dense>? buffer, ReadOnlySpan<T> data, string name)
-        where T : unmanaged
-    {
-        ArrayView<T> view = Scratch(ref buffer, data.Length, name);
-        CopyIn(view, data);
-        return view;
-    }
-
     internal void CopyIn<T>(ArrayView<T> view, ReadOnlySpan<T> data)
         where T : unmanaged =>
         HostCopy.ToDevice(Stream, view, data);
