@@ -32,13 +32,14 @@ internal static class Check
             throw new ArgumentOutOfRangeException(nameof(batchCount), batchCount, $"batchCount: expected ≤ {MaxBatch}, got {batchCount}.");
     }
 
-    public static void ExactLength(long actual, long expected, string name, string formula)
+    /// <remarks>Expected lengths are 128-bit so that products and strided extents of 32- and 64-bit sizes cannot overflow.</remarks>
+    public static void ExactLength(long actual, Int128 expected, string name, string formula)
     {
         if (actual != expected)
             throw new ArgumentException($"{name}: expected length {formula} = {expected}, got {actual}.", name);
     }
 
-    public static void MinLength(long actual, long expected, string name, string formula)
+    public static void MinLength(long actual, Int128 expected, string name, string formula)
     {
         if (actual < expected)
             throw new ArgumentException($"{name}: expected length ≥ {formula} = {expected}, got {actual}.", name);
@@ -60,7 +61,7 @@ internal static class Check
     }
 
     /// <summary>The number of elements m·n as an array length, or a clear error when it cannot be one.</summary>
-    public static int ArrayLength(long count, string what)
+    public static int ArrayLength(Int128 count, string what)
     {
         if (count > Array.MaxLength)
             throw new ArgumentException($"{what}: the result would hold {count} elements, more than a .NET array can ({Array.MaxLength}); use the device-buffer API.");
@@ -98,9 +99,15 @@ internal static class Check
             throw new ArgumentException($"options.Scale: expected a finite, non-zero value, got {scale}.", nameof(options));
         if (options.Window < 0)
             throw new ArgumentOutOfRangeException(nameof(options), options.Window, $"options.Window: expected ≥ 0 (0: none), got {options.Window}.");
-        ExactLength(qLength, shape.QueryElements, "q", "Batch·Heads·QueryLength·HeadDim");
-        ExactLength(kLength, shape.KeyElements, "k", "Batch·KvHeads·KeyLength·HeadDim");
-        ExactLength(vLength, shape.KeyElements, "v", "Batch·KvHeads·KeyLength·HeadDim");
+        // In 128 bits: the shape's element counts (64-bit properties) are used only once they are known to fit.
+        Int128 queryElements = (Int128)shape.Batch * shape.Heads * shape.QueryLength * shape.HeadDim;
+        Int128 keyElements = (Int128)shape.Batch * shape.KvHeads * shape.KeyLength * shape.HeadDim;
+        if (queryElements > long.MaxValue || keyElements > long.MaxValue)
+            throw new ArgumentException(
+                $"shape: expected Batch·Heads·QueryLength·HeadDim and Batch·KvHeads·KeyLength·HeadDim below 2⁶³, got {queryElements} and {keyElements}.", nameof(shape));
+        ExactLength(qLength, queryElements, "q", "Batch·Heads·QueryLength·HeadDim");
+        ExactLength(kLength, keyElements, "k", "Batch·KvHeads·KeyLength·HeadDim");
+        ExactLength(vLength, keyElements, "v", "Batch·KvHeads·KeyLength·HeadDim");
         if (!decode)
             return;
         ExactLength(keyLengths.Length, shape.Batch, "cacheLengths", "Batch");

@@ -18,8 +18,8 @@ public static class KvCacheQuantization
         Check.Positive(kvHeads, nameof(kvHeads));
         Check.Positive(capacity, nameof(capacity));
         Check.Positive(headDim, nameof(headDim));
-        long tokens = (long)batch * kvHeads * capacity;
-        Check.ExactLength(x.Length, tokens * headDim, nameof(x), "batch·kvHeads·capacity·headDim");
+        Check.ExactLength(x.Length, (Int128)batch * kvHeads * capacity * headDim, nameof(x), "batch·kvHeads·capacity·headDim");
+        long tokens = x.Length / headDim;
         Check.Finite(x, nameof(x));
         var values = new sbyte[x.Length];
         var scales = new float[tokens];

@@ -42,12 +42,12 @@ public sealed partial class KernelSession
     {
         Check.GemmShape(m, n, k);
         Check.Batch(batchCount);
-        Check.ExactLength(a.Length, (long)batchCount * m * k, nameof(a), $"batchCount·m·k = {batchCount}·{m}·{k}");
+        Check.ExactLength(a.Length, (Int128)batchCount * m * k, nameof(a), $"batchCount·m·k = {batchCount}·{m}·{k}");
         long bShared = (long)n * k;
         long strideB = b.Length == bShared ? 0 : bShared;
         if (strideB != 0)
-            Check.ExactLength(b.Length, batchCount * bShared, nameof(b), $"n·k = {n}·{k} (shared) or batchCount·n·k = {batchCount}·{n}·{k}");
-        int length = Check.ArrayLength((long)batchCount * m * n, "batchCount·m·n");
+            Check.ExactLength(b.Length, (Int128)batchCount * bShared, nameof(b), $"n·k = {n}·{k} (shared) or batchCount·n·k = {batchCount}·{n}·{k}");
+        int length = Check.ArrayLength((Int128)batchCount * m * n, "batchCount·m·n");
         var result = new int[length];
 
         lock (_sync)
@@ -114,7 +114,7 @@ public sealed partial class KernelSession
             ThrowIfDisposed();
             ValidateDeviceGemm(a, b, m, n, k, batch);
             Check.Buffer(c, this, nameof(c));
-            Check.MinLength(c.Length, (batch.Count - 1) * batch.StrideC + (long)m * n, nameof(c),
+            Check.MinLength(c.Length, (Int128)(batch.Count - 1) * batch.StrideC + (long)m * n, nameof(c),
                 "(batchCount−1)·strideC + m·n");
             var epilogue = new Int32Epilogue { C = c.View, BatchStride = batch.StrideC, Ldc = n };
             RunGemm(a, b, new GemmProblem(m, n, k, batch), epilogue, kernel);
@@ -150,14 +150,14 @@ public sealed partial class KernelSession
             Check.Buffer(bScale, this, nameof(bScale));
             Check.Buffer(y, this, nameof(y));
             int last = batch.Count - 1;
-            Check.MinLength(aScale.Length, last * strideAScale + m, nameof(aScale), "(batchCount−1)·strideAScale + m");
-            Check.MinLength(bScale.Length, last * strideBScale + n, nameof(bScale), "(batchCount−1)·strideBScale + n");
+            Check.MinLength(aScale.Length, (Int128)last * strideAScale + m, nameof(aScale), "(batchCount−1)·strideAScale + m");
+            Check.MinLength(bScale.Length, (Int128)last * strideBScale + n, nameof(bScale), "(batchCount−1)·strideBScale + n");
             if (bias is not null)
             {
                 Check.Buffer(bias, this, nameof(bias));
-                Check.MinLength(bias.Length, last * strideBScale + n, nameof(bias), "(batchCount−1)·strideBScale + n");
+                Check.MinLength(bias.Length, (Int128)last * strideBScale + n, nameof(bias), "(batchCount−1)·strideBScale + n");
             }
-            Check.MinLength(y.Length, last * batch.StrideC + (long)m * n, nameof(y), "(batchCount−1)·strideC + m·n");
+            Check.MinLength(y.Length, (Int128)last * batch.StrideC + (long)m * n, nameof(y), "(batchCount−1)·strideC + m·n");
             var epilogue = new DequantEpilogue
             {
                 Y = y.View,
@@ -193,8 +193,8 @@ public sealed partial class KernelSession
         Check.Buffer(a, this, nameof(a));
         Check.Buffer(b, this, nameof(b));
         int last = batch.Count - 1;
-        Check.MinLength(a.Length, last * batch.StrideA + (long)m * k, nameof(a), "(batchCount−1)·strideA + m·k");
-        Check.MinLength(b.Length, last * batch.StrideB + (long)n * k, nameof(b), "(batchCount−1)·strideB + n·k");
+        Check.MinLength(a.Length, (Int128)last * batch.StrideA + (long)m * k, nameof(a), "(batchCount−1)·strideA + m·k");
+        Check.MinLength(b.Length, (Int128)last * batch.StrideB + (long)n * k, nameof(b), "(batchCount−1)·strideB + n·k");
     }
 
     /// <summary>Hands a validated device-API GEMM to the backend (B's buffer is the weights it may keep prepared).</summary>

@@ -108,7 +108,7 @@ internal static class SparseLayout
         where T : unmanaged, INumberBase<T>
     {
         int groups = Groups(cols);
-        int length = Check.ArrayLength((long)rows * groups * 2, "rows·ceil(cols/4)·2 values");
+        int length = Check.ArrayLength((Int128)rows * groups * 2, "rows·ceil(cols/4)·2 values");
         T[] values = GC.AllocateArray<T>(length, pinned: true);
         byte[] meta = GC.AllocateArray<byte>(length / 2, pinned: true);
         Span<int> kept = stackalloc int[4];
@@ -169,7 +169,7 @@ internal static class SparseLayout
         ArgumentNullException.ThrowIfNull(values);
         int gridRows = (rows + blockRows - 1) / blockRows, gridCols = (cols + blockColumns - 1) / blockColumns;
         Check.ExactLength(rowPointers.Length, (long)gridRows + 1, nameof(rowPointers), "ceil(rows/blockRows) + 1");
-        Check.ExactLength(values.Length, (long)columnIndices.Length * blockRows * blockColumns, nameof(values),
+        Check.ExactLength(values.Length, (Int128)columnIndices.Length * blockRows * blockColumns, nameof(values),
             $"columnIndices.Length·blockRows·blockColumns = {columnIndices.Length}·{blockRows}·{blockColumns}");
         FiniteValues(values);
         RowStructure(rowPointers, columnIndices, gridCols, "block row", "block column");
@@ -201,7 +201,7 @@ internal static class SparseLayout
         ArgumentNullException.ThrowIfNull(meta);
         int groups = Groups(cols);
         Check.ExactLength(meta.Length, (long)rows * groups, nameof(meta), $"rows·ceil(cols/4) = {rows}·{groups}");
-        Check.ExactLength(values.Length, (long)rows * groups * 2, nameof(values), $"rows·ceil(cols/4)·2 = {rows}·{groups}·2");
+        Check.ExactLength(values.Length, (Int128)rows * groups * 2, nameof(values), $"rows·ceil(cols/4)·2 = {rows}·{groups}·2");
         FiniteValues(values);
         for (long at = 0; at < meta.Length; at++)
         {
