@@ -144,4 +144,17 @@ internal static class Check
         Finite(columnScale, columnName);
         Finite(bias, "bias");
     }
+
+    /// <summary>
+    /// The aliasing rule: an output may not be an input. Device buffers are separate allocations (there
+    /// are no views into another buffer), so two buffers overlap exactly when they are the same object.
+    /// </summary>
+    public static void NotAliased<T>(DeviceBuffer<T> output, string outputName, DeviceBuffer<T>? input, string inputName)
+        where T : unmanaged
+    {
+        if (ReferenceEquals(output, input))
+            throw new ArgumentException(
+                $"{outputName}: expected a buffer that is not also an input (outputs may not overlap inputs), got the same buffer as {inputName}.",
+                outputName);
+    }
 }

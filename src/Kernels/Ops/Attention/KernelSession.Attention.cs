@@ -84,6 +84,9 @@ public sealed partial class KernelSession
         Check.Buffer(k, this, nameof(k));
         Check.Buffer(v, this, nameof(v));
         Check.Buffer(output, this, nameof(output));
+        Check.NotAliased(output, nameof(output), q, nameof(q));
+        Check.NotAliased(output, nameof(output), k, "k (kCache)");
+        Check.NotAliased(output, nameof(output), v, "v (vCache)");
         // Shape and options first (lengths as if exact), then the buffers hold at least what is needed.
         Check.Attention(shape, options, shape.QueryElements, shape.KeyElements, shape.KeyElements, default, decode: false);
         Check.MinLength(q.Length, shape.QueryElements, nameof(q), "Batch·Heads·QueryLength·HeadDim");

@@ -149,6 +149,9 @@ public sealed partial class KernelSession
             Check.Buffer(aScale, this, nameof(aScale));
             Check.Buffer(bScale, this, nameof(bScale));
             Check.Buffer(y, this, nameof(y));
+            Check.NotAliased(y, nameof(y), aScale, nameof(aScale));
+            Check.NotAliased(y, nameof(y), bScale, nameof(bScale));
+            Check.NotAliased(y, nameof(y), bias, nameof(bias));
             int last = batch.Count - 1;
             Check.MinLength(aScale.Length, (Int128)last * strideAScale + m, nameof(aScale), "(batchCount−1)·strideAScale + m");
             Check.MinLength(bScale.Length, (Int128)last * strideBScale + n, nameof(bScale), "(batchCount−1)·strideBScale + n");

@@ -138,6 +138,9 @@ public sealed partial class KernelSession
                 Check.MinLength(bias.Length, n, nameof(bias), "w.Rows");
             }
             Check.Buffer(y, this, nameof(y));
+            Check.NotAliased(y, nameof(y), xScale, nameof(xScale));
+            Check.NotAliased(y, nameof(y), wScale, nameof(wScale));
+            Check.NotAliased(y, nameof(y), bias, nameof(bias));
             Check.MinLength(y.Length, (long)m * n, nameof(y), "m·w.Rows");
             _sparse.Int8(w, x.View, m, DequantOutput(y.View, xScale.View, wScale.View, bias?.View, n));
         }
@@ -156,6 +159,8 @@ public sealed partial class KernelSession
                 Check.MinLength(bias.Length, w.Rows, nameof(bias), "w.Rows");
             }
             Check.Buffer(y, this, nameof(y));
+            Check.NotAliased(y, nameof(y), x, nameof(x));
+            Check.NotAliased(y, nameof(y), bias, nameof(bias));
             Check.MinLength(y.Length, (long)m * w.Rows, nameof(y), "m·w.Rows");
             _sparse.Float32(w, x.View, m, FloatOutput(y.View, bias?.View, w.Rows));
         }
