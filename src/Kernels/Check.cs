@@ -157,4 +157,34 @@ internal static class Check
                 $"{outputName}: expected a buffer that is not also an input (outputs may not overlap inputs), got the same buffer as {inputName}.",
                 outputName);
     }
+
+    /// <summary>The most elements a BSR block may hold (64×1024, 256×256, …): edge blocks are zero-padded, so a block may exceed the matrix, within this.</summary>
+    public const int MaxBlockElements = 65536;
+
+    /// <summary>A BSR block shape: both extents ≥ 1 and at most <see cref="MaxBlockElements"/> elements per block.</summary>
+    public static void BsrBlock(int blockRows, int blockColumns)
+    {
+        Positive(blockRows, nameof(blockRows));
+        Positive(blockColumns, nameof(blockColumns));
+        long elements = (long)blockRows * blockColumns;
+        if (elements > MaxBlockElements)
+            throw new ArgumentException(
+                $"blockRows·blockColumns: expected at most {MaxBlockElements} elements per block, got {blockRows}·{blockColumns} = {elements}.",
+                blockRows >= blockColumns ? nameof(blockRows) : nameof(blockColumns));
+    }
+
+    /// <summary>
+    /// A pruning block: both extents ≥ 1, and not larger than the matrix in both dimensions (such a block
+    /// is no tiling of the matrix: the whole matrix would be one block, kept or dropped whole). A block larger
+    /// in one dimension is an edge block, as in BSR.
+    /// </summary>
+    public static void PruningBlock(int blockRows, int blockCols, int rows, int cols)
+    {
+        Positive(blockRows, nameof(blockRows));
+        Positive(blockCols, nameof(blockCols));
+        if (blockRows > rows && blockCols > cols)
+            throw new ArgumentException(
+                $"blockRows, blockCols: expected a block that fits the {rows}×{cols} matrix in at least one dimension (else the whole matrix is one block and nothing is pruned selectively), got {blockRows}×{blockCols}.",
+                nameof(blockRows));
+    }
 }

@@ -33,7 +33,7 @@ internal static class SparseTestData
         return format switch
         {
             SparseFormat.Csr => Pruning.MagnitudePerRow(w, rows, cols, sparsity),
-            SparseFormat.Bsr => Pruning.Block(w, rows, cols, 2, 3, sparsity),
+            SparseFormat.Bsr => Pruning.Block(w, rows, cols, Math.Min(2, rows), Math.Min(3, cols), sparsity),
             _ => Pruning.Magnitude(Pruning.TwoFour(w, rows, cols), rows, cols, sparsity),
         };
     }

@@ -88,9 +88,25 @@ public static class Quantization
     }
 
     /// <summary>Dequantizes back to float32: <c>Values[i] · scale</c>.</summary>
+    /// <exception cref="ArgumentException">The matrix is inconsistent: null arrays, sizes not positive, or lengths that do not match its shape and granularity.</exception>
     public static float[] Dequantize(QuantizedMatrix q)
     {
         ArgumentNullException.ThrowIfNull(q);
+        if (q.Values is null || q.Scales is null)
+            throw new ArgumentException($"q: expected Values and Scales arrays, got {(q.Values is null ? "null Values" : "null Scales")}.", nameof(q));
+        if (q.Rows < 1 || q.Columns < 1)
+            throw new ArgumentException($"q: expected Rows and Columns ≥ 1, got {q.Rows}×{q.Columns}.", nameof(q));
+        if (q.Values.Length != (long)q.Rows * q.Columns)
+            throw new ArgumentException($"q: expected Values.Length = Rows·Columns = {(long)q.Rows * q.Columns}, got {q.Values.Length}.", nameof(q));
+        long scales = q.Granularity switch
+        {
+            QuantizationGranularity.PerTensor => 1,
+            QuantizationGranularity.PerRow => q.Rows,
+            QuantizationGranularity.PerColumn => q.Columns,
+            _ => throw new ArgumentException($"q: expected a QuantizationGranularity value, got {(int)q.Granularity}.", nameof(q)),
+        };
+        if (q.Scales.Length != scales)
+            throw new ArgumentException($"q: expected Scales.Length = {scales} for {q.Granularity} scales of a {q.Rows}×{q.Columns} matrix, got {q.Scales.Length}.", nameof(q));
         var x = new float[q.Values.Length];
         for (int r = 0; r < q.Rows; r++)
         {

@@ -56,12 +56,11 @@ public static class Pruning
     /// the mean of w² over the block's elements inside the matrix (the L2 norm normalized by the element
     /// count, so partial edge blocks compete fairly with whole ones).
     /// </summary>
-    /// <exception cref="ArgumentException">See <see cref="Magnitude"/>; also a block size that is not positive.</exception>
+    /// <exception cref="ArgumentException">See <see cref="Magnitude"/>; also a block extent below 1, or a block larger than the matrix in both dimensions.</exception>
     public static float[] Block(ReadOnlySpan<float> w, int rows, int cols, int blockRows, int blockCols, double sparsity)
     {
         float[] result = Prepare(w, rows, cols, sparsity);
-        Check.Positive(blockRows, nameof(blockRows));
-        Check.Positive(blockCols, nameof(blockCols));
+        Check.PruningBlock(blockRows, blockCols, rows, cols);
         int gridRows = (rows + blockRows - 1) / blockRows;
         int gridCols = (cols + blockCols - 1) / blockCols;
         var scores = new double[(long)gridRows * gridCols];

@@ -31,8 +31,7 @@ internal static class SparseLayout
             Check.Finite(System.Runtime.InteropServices.MemoryMarshal.Cast<T, float>(w), nameof(w));
         if (format == SparseFormat.Bsr)
         {
-            Check.Positive(blockRows, nameof(blockRows));
-            Check.Positive(blockColumns, nameof(blockColumns));
+            Check.BsrBlock(blockRows, blockColumns);
         }
         else
         {
@@ -73,7 +72,7 @@ internal static class SparseLayout
     private static SparseParts<T> DenseToBsr<T>(ReadOnlySpan<T> w, int rows, int cols, int br, int bc)
         where T : unmanaged, INumberBase<T>
     {
-        int gridRows = (rows + br - 1) / br, gridCols = (cols + bc - 1) / bc;
+        int gridRows = (int)(((long)rows + br - 1) / br), gridCols = (int)(((long)cols + bc - 1) / bc);
         var pointers = new int[gridRows + 1];
         var indices = new List<int>();
         var values = new List<T>();
@@ -162,12 +161,11 @@ internal static class SparseLayout
         where T : unmanaged, INumberBase<T>
     {
         Size(rows, cols);
-        Check.Positive(blockRows, nameof(blockRows));
-        Check.Positive(blockColumns, nameof(blockColumns));
+        Check.BsrBlock(blockRows, blockColumns);
         ArgumentNullException.ThrowIfNull(rowPointers);
         ArgumentNullException.ThrowIfNull(columnIndices);
         ArgumentNullException.ThrowIfNull(values);
-        int gridRows = (rows + blockRows - 1) / blockRows, gridCols = (cols + blockColumns - 1) / blockColumns;
+        int gridRows = (int)(((long)rows + blockRows - 1) / blockRows), gridCols = (int)(((long)cols + blockColumns - 1) / blockColumns);
         Check.ExactLength(rowPointers.Length, (long)gridRows + 1, nameof(rowPointers), "ceil(rows/blockRows) + 1");
         Check.ExactLength(values.Length, (Int128)columnIndices.Length * blockRows * blockColumns, nameof(values),
             $"columnIndices.Length·blockRows·blockColumns = {columnIndices.Length}·{blockRows}·{blockColumns}");
