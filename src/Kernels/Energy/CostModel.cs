@@ -89,8 +89,13 @@ public static class CostModel
         double? hardware = tokensPerSecond is double r && inputs.HardwareCostPerHour > 0
             ? inputs.HardwareCostPerHour / (r * 3600) * 1e6 / inputs.Utilization
             : null;
-        return new CostBreakdown(joulesPerToken, kwh, facility, energyCost, hardware, energyCost + (hardware ?? 0),
+        var result = new CostBreakdown(joulesPerToken, kwh, facility, energyCost, hardware, energyCost + (hardware ?? 0),
             inputs.Currency, facility * inputs.CarbonGramsPerKwh);
+        if (!double.IsFinite(result.CostPerMillionTokens) || !double.IsFinite(result.Co2GramsPerMillionTokens))
+            throw new ArgumentException(
+                $"joulesPerToken: {joulesPerToken} J/token with these inputs gives a cost or CO2 that is not a finite number ({result.CostPerMillionTokens} {inputs.Currency}, {result.Co2GramsPerMillionTokens} g per 1M tokens).",
+                nameof(joulesPerToken));
+        return result;
     }
 
     /// <summary>
@@ -115,15 +120,16 @@ public static class CostModel
     public static void Validate(CostInputs inputs)
     {
         ArgumentNullException.ThrowIfNull(inputs);
-        NonNegative(inputs.PricePerKwh, "pricePerKwh");
-        if (!double.IsFinite(inputs.Pue) || inputs.Pue < 1)
-            throw OutOfRange("pue", inputs.Pue, $"pue: expected a finite value ≥ 1 (facility power ÷ IT power), got {inputs.Pue}.");
-        NonNegative(inputs.CarbonGramsPerKwh, "carbonGramsPerKwh");
-        NonNegative(inputs.HardwareCostPerHour, "hardwareCostPerHour");
+        // Upper bounds far above any real value, so that no finite energy figure can make a cost overflow.
+        NonNegative(inputs.PricePerKwh, "pricePerKwh", MaxPricePerKwh);
+        if (!double.IsFinite(inputs.Pue) || inputs.Pue < 1 || inputs.Pue > MaxPue)
+            throw OutOfRange("pue", inputs.Pue, $"pue: expected a finite value in [1, {MaxPue}] (facility power ÷ IT power), got {inputs.Pue}.");
+        NonNegative(inputs.CarbonGramsPerKwh, "carbonGramsPerKwh", MaxCarbonGramsPerKwh);
+        NonNegative(inputs.HardwareCostPerHour, "hardwareCostPerHour", MaxHardwareCostPerHour);
         if (!double.IsFinite(inputs.Utilization) || inputs.Utilization <= 0 || inputs.Utilization > 1)
             throw OutOfRange("utilization", inputs.Utilization, $"utilization: expected a value in (0, 1], got {inputs.Utilization}.");
-        if (!double.IsFinite(inputs.NodeFactor) || inputs.NodeFactor < 1)
-            throw OutOfRange("nodeFactor", inputs.NodeFactor, $"nodeFactor: expected a finite value ≥ 1, got {inputs.NodeFactor}.");
+        if (!double.IsFinite(inputs.NodeFactor) || inputs.NodeFactor < 1 || inputs.NodeFactor > MaxNodeFactor)
+            throw OutOfRange("nodeFactor", inputs.NodeFactor, $"nodeFactor: expected a finite value in [1, {MaxNodeFactor}], got {inputs.NodeFactor}.");
         if (string.IsNullOrWhiteSpace(inputs.Currency))
             throw Invalid("currency", $"currency: expected an ISO currency code, got '{inputs.Currency}'.");
     }
@@ -132,10 +138,26 @@ public static class CostModel
 
     internal static ArgumentException Invalid(string name, string message) => new(message, name);
 
-    internal static void NonNegative(double value, string name)
+    /// <summary>The largest price per kWh accepted, in any currency (real prices are below 10³ even in the smallest units).</summary>
+    public const double MaxPricePerKwh = 1e6;
+
+    /// <summary>The largest grid carbon intensity accepted, g/kWh (coal is about 10³).</summary>
+    public const double MaxCarbonGramsPerKwh = 1e5;
+
+    /// <summary>The largest PUE accepted (real facilities are below 3).</summary>
+    public const double MaxPue = 100;
+
+    /// <summary>The largest hardware cost per hour accepted, in any currency.</summary>
+    public const double MaxHardwareCostPerHour = 1e9;
+
+    /// <summary>The largest node factor accepted.</summary>
+    public const double MaxNodeFactor = 1e6;
+
+    internal static void NonNegative(double value, string name, double max = double.MaxValue)
     {
-        if (!double.IsFinite(value) || value < 0)
-            throw new ArgumentOutOfRangeException(name, value, $"{name}: expected a finite value ≥ 0, got {value}.");
+        if (!double.IsFinite(value) || value < 0 || value > max)
+            throw new ArgumentOutOfRangeException(name, value,
+                max == double.MaxValue ? $"{name}: expected a finite value ≥ 0, got {value}." : $"{name}: expected a finite value in [0, {max}], got {value}.");
     }
 }
 
@@ -157,13 +179,21 @@ public sealed class ExchangeRates
     public IReadOnlyCollection<ExchangeRate> All => _rates.Values;
 
     /// <summary>Adds or replaces a rate.</summary>
+    /// <exception cref="ArgumentException">No currency code, a rate that is not finite and in (0, 10⁹], or a USD rate other than 1 (USD is the base).</exception>
     public void Add(ExchangeRate rate)
     {
         ArgumentNullException.ThrowIfNull(rate);
-        if (!double.IsFinite(rate.UnitsPerUsd) || rate.UnitsPerUsd <= 0)
-            throw new ArgumentOutOfRangeException(nameof(rate), rate.UnitsPerUsd, $"rate.UnitsPerUsd ({rate.Currency}): expected a finite value > 0, got {rate.UnitsPerUsd}.");
-        _rates[rate.Currency] = rate;
+        if (string.IsNullOrWhiteSpace(rate.Currency))
+            throw new ArgumentException($"rate.Currency: expected an ISO currency code, got '{rate.Currency}'.", nameof(rate));
+        if (!double.IsFinite(rate.UnitsPerUsd) || rate.UnitsPerUsd <= 0 || rate.UnitsPerUsd > MaxUnitsPerUsd)
+            throw new ArgumentOutOfRangeException(nameof(rate), rate.UnitsPerUsd, $"rate.UnitsPerUsd ({rate.Currency}): expected a finite value in (0, {MaxUnitsPerUsd}], got {rate.UnitsPerUsd}.");
+        if (string.Equals(rate.Currency.Trim(), "USD", StringComparison.OrdinalIgnoreCase) && rate.UnitsPerUsd != 1)
+            throw new ArgumentOutOfRangeException(nameof(rate), rate.UnitsPerUsd, $"rate.UnitsPerUsd (USD): expected 1 (USD is the base of every rate), got {rate.UnitsPerUsd}.");
+        _rates[rate.Currency.Trim()] = rate;
     }
+
+    /// <summary>The largest units per US dollar accepted.</summary>
+    public const double MaxUnitsPerUsd = 1e9;
 
     /// <summary>The rate of <paramref name="currency"/>, or an error listing the known ones.</summary>
     public ExchangeRate Get(string currency)

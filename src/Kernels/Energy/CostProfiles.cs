@@ -63,16 +63,22 @@ public sealed class CostProfiles
             throw new ArgumentException($"{origin}: expected a JSON object with 'regions' and/or 'exchange_rates', got invalid JSON: {ex.Message}", nameof(json), ex);
         }
         CostProfiles profiles = BuiltIn();
-        foreach (RateEntry r in file?.ExchangeRates ?? [])
+        List<RateEntry?> rates = file?.ExchangeRates ?? [];
+        List<RegionEntry?> regions = file?.Regions ?? [];
+        Distinct(rates.Select(r => r?.Currency), "exchange_rates", "currency", origin);
+        Distinct(regions.Select(r => r?.Id), "regions", "id", origin);
+        for (int i = 0; i < rates.Count; i++)
         {
-            string cur = Required(r.Currency, "exchange_rates[].currency", origin);
+            RateEntry r = rates[i] ?? throw NullEntry($"exchange_rates[{i}]", origin);
+            string cur = Required(r.Currency, $"exchange_rates[{i}].currency", origin);
             profiles.Rates.Add(new ExchangeRate(cur.ToUpperInvariant(), r.UnitsPerUsd ?? double.NaN,
                 Required(r.Date, $"exchange_rates[{cur}].date", origin), Required(r.Source, $"exchange_rates[{cur}].source", origin),
                 r.Confidence ?? Confidence.Unverified));
         }
-        foreach (RegionEntry e in file?.Regions ?? [])
+        for (int i = 0; i < regions.Count; i++)
         {
-            string id = Required(e.Id, "regions[].id", origin);
+            RegionEntry e = regions[i] ?? throw NullEntry($"regions[{i}]", origin);
+            string id = Required(e.Id, $"regions[{i}].id", origin);
             string field(string name) => $"regions[{id}].{name}";
             Confidence confidence = e.Confidence ?? Confidence.Unverified;
             var region = new RegionProfile(
@@ -109,14 +115,30 @@ public sealed class CostProfiles
     private static string Required(string? value, string field, string origin) =>
         string.IsNullOrWhiteSpace(value) ? throw Missing(field, origin) : value;
 
+    private static ArgumentException NullEntry(string field, string origin) =>
+        new($"{origin}: {field}: expected an object, got null.", field);
+
+    /// <summary>No two entries of a list share a key (case-insensitive): a file that names a region twice is refused, not resolved silently.</summary>
+    private static void Distinct(IEnumerable<string?> keys, string list, string key, string origin)
+    {
+        var seen = new Dictionary<string, int>(StringComparer.OrdinalIgnoreCase);
+        int i = 0;
+        foreach (string? k in keys)
+        {
+            if (!string.IsNullOrWhiteSpace(k) && !seen.TryAdd(k.Trim(), i))
+                throw new ArgumentException($"{origin}: {list}[{i}].{key}: expected each {key} once, got '{k}' again (first at {list}[{seen[k.Trim()]}]).", $"{list}[{i}].{key}");
+            i++;
+        }
+    }
+
     private static ArgumentException Missing(string field, string origin) =>
         new($"{origin}: {field}: expected a value (presets and profiles carry a value, a date and a source), got none.", field);
 
     private sealed class ProfileFile
     {
-        public List<RegionEntry>? Regions { get; set; }
+        public List<RegionEntry?>? Regions { get; set; }
 
-        public List<RateEntry>? ExchangeRates { get; set; }
+        public List<RateEntry?>? ExchangeRates { get; set; }
     }
 
     private sealed class RegionEntry
