@@ -42,6 +42,7 @@ internal static class AttentionBenchmark
     /// </summary>
     public static AttentionBenchResult Run(KernelSession session, AttentionShape shape, int repeat, int seed, bool peer)
     {
+        BenchSizes.Check(shape);
         var random = new Random(seed);
         float[] q = RandomFloats(random, shape.QueryElements);
         float[] k = RandomFloats(random, shape.KeyElements);

@@ -37,6 +37,7 @@ internal static class GemmBenchmark
 
     public static BenchResult Run(KernelSession session, int m, int n, int k, int repeat, GemmKernel kernel, int seed, bool peer = true, Action<int>? progress = null)
     {
+        BenchSizes.Check(m, n, k);
         var random = new Random(seed);
         sbyte[] a = RandomInt8(random, (long)m * k);
         sbyte[] b = RandomInt8(random, (long)n * k);

@@ -28,14 +28,31 @@ internal static class Program
             CostCommand.Create(),
             PtxCommand.Create(),
         };
+        // Exit codes (README, docs/reliability.md): 0 success; 1 a result that failed verification, or a
+        // failure while running; 2 a bad command line, argument or value, before any work. Never a stack trace.
+        ParseResult parsed = root.Parse(args);
+        if (parsed.Errors.Count > 0)
+        {
+            foreach (System.CommandLine.Parsing.ParseError error in parsed.Errors)
+                Console.Error.WriteLine($"error: {error.Message.ReplaceLineEndings(" ").Replace('\t', ' ')}");
+            Console.Error.WriteLine("Run 'kernels --help' or 'kernels <command> --help' for usage.");
+            return 2;
+        }
         try
         {
-            return root.Parse(args).Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false });
+            return parsed.Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false });
         }
         catch (Exception ex) when (ex is ArgumentException or BackendUnavailableException or DeviceOutOfMemoryException)
         {
             Console.Error.WriteLine($"error: {ex.Message}");
             return 2;
+        }
+#pragma warning disable CA1031 // The last resort: one line instead of a stack trace.
+        catch (Exception ex)
+#pragma warning restore CA1031
+        {
+            Console.Error.WriteLine($"error: {ex.GetType().Name} while running: {ex.Message.ReplaceLineEndings(" ")}");
+            return 1;
         }
     }
 }

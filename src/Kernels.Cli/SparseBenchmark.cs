@@ -67,6 +67,7 @@ internal static class SparseBenchmark
         KernelSession session, int m, int n, int k, SparseFormat format, (int Rows, int Columns) block, double sparsity,
         bool sweep, int repeat, int seed)
     {
+        BenchSizes.Check(m, n, k);
         var measured = new List<SparseAdvice>();
         IEnumerable<double> sparsities = sweep ? SweepSparsities.Append(sparsity).Distinct().Order() : [sparsity];
         foreach (double s in sparsities)

@@ -38,6 +38,7 @@ internal static class SparseFloatBenchmark
         KernelSession session, int m, int n, int k, SparseFormat format, (int Rows, int Columns) block, double sparsity,
         int repeat, int seed, bool peer)
     {
+        BenchSizes.Check(m, n, k);
         if (format != SparseFormat.Bsr)
             block = (1, 1);
         var random = new Random(seed);
