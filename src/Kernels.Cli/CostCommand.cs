@@ -91,6 +91,9 @@ internal static class CostCommand
             if (plotPath is not null && !plotPath.EndsWith(".svg", StringComparison.OrdinalIgnoreCase)
                 && !plotPath.EndsWith(".png", StringComparison.OrdinalIgnoreCase))
                 throw new ArgumentException($"--plot: expected a path ending in .png or .svg, got '{plotPath}'.", "--plot");
+            // Every output path is checked before the measurement, not after it.
+            if (plotPath is not null && Path.GetDirectoryName(Path.GetFullPath(plotPath)) is { } folder && !Directory.Exists(folder))
+                throw new ArgumentException($"--plot: expected a path in an existing folder, got '{plotPath}' ({folder} does not exist).", "--plot");
 
             List<Variant> variants;
             if (result.GetValue(fromBench) is string benchPath)

@@ -36,6 +36,7 @@ public class CliExitCodeTests
     [InlineData("bench", "--backend", "nosuch")]
     [InlineData("nosuch")]
     [InlineData("cost", "--profiles", "/nonexistent/profiles.json")]
+    [InlineData("cost", "--backend", "cpu-simd", "--m", "16", "--plot", "/nonexistent/folder/cost.png")]
     public void BadArgumentsExitTwoWithOneLineAndNoStackTrace(params string[] args)
     {
         (int code, string stdout, string stderr) = Run(args);
