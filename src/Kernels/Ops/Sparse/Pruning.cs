@@ -61,8 +61,9 @@ public static class Pruning
     {
         float[] result = Prepare(w, rows, cols, sparsity);
         Check.PruningBlock(blockRows, blockCols, rows, cols);
-        int gridRows = (rows + blockRows - 1) / blockRows;
-        int gridCols = (cols + blockCols - 1) / blockCols;
+        // In 64 bits: a block may exceed the matrix in one dimension (an edge block), by any amount.
+        int gridRows = (int)(((long)rows + blockRows - 1) / blockRows);
+        int gridCols = (int)(((long)cols + blockCols - 1) / blockCols);
         var scores = new double[(long)gridRows * gridCols];
         for (int br = 0; br < gridRows; br++)
         {
@@ -171,11 +172,11 @@ public static class Pruning
 
     private static void ForEachInBlock(int rows, int cols, int blockRows, int blockCols, int br, int bc, Action<int> action)
     {
-        int r1 = Math.Min(rows, (br + 1) * blockRows);
-        int c1 = Math.Min(cols, (bc + 1) * blockCols);
-        for (int r = br * blockRows; r < r1; r++)
+        int r1 = (int)Math.Min(rows, (br + 1L) * blockRows);
+        int c1 = (int)Math.Min(cols, (bc + 1L) * blockCols);
+        for (int r = (int)((long)br * blockRows); r < r1; r++)
         {
-            for (int c = bc * blockCols; c < c1; c++)
+            for (int c = (int)((long)bc * blockCols); c < c1; c++)
                 action(r * cols + c);
         }
     }
