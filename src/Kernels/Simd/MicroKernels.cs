@@ -1,6 +1,3 @@
-using System.Runtime.CompilerServices;
-using System.Runtime.Intrinsics;
-using System.Runtime.Intrinsics.X86;
 using X86Avx2 = System.Runtime.Intrinsics.X86.Avx2;
 
 namespace Kernels.Simd;

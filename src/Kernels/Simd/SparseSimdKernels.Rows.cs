@@ -1,7 +1,3 @@
-using System.Runtime.CompilerServices;
-using System.Runtime.Intrinsics;
-using System.Runtime.Intrinsics.X86;
-
 namespace Kernels.Simd;
 
 // Row kernels: one row of W against one panel, 32 int32/float results (token order) to dst.

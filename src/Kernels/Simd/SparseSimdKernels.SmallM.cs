@@ -1,7 +1,3 @@
-using System.Runtime.CompilerServices;
-using System.Runtime.Intrinsics;
-using System.Runtime.Intrinsics.X86;
-
 namespace Kernels.Simd;
 
 // Small m (decode): dot products with gathers or vpermb panels.
