@@ -1,5 +1,4 @@
 using ILGPU;
-using ILGPU.Runtime;
 using Kernels.Backends.Ilgpu;
 using Kernels.DeviceCode;
 using Kernels.DeviceCode.Ptx;

@@ -1,6 +1,4 @@
 using System.Buffers;
-using System.Runtime.Intrinsics;
-using System.Runtime.Intrinsics.X86;
 using Kernels.DeviceCode;
 
 namespace Kernels.Backends.Simd;
@@ -186,36 +184,17 @@ internal static unsafe class AttentionInt8KvSimd
     private static void Combine(Plan p, int row)
     {
         int d = p.Shape.HeadDim, splits = p.Splits;
-        float* dst = p.Output + (long)row * d;
-        float* first = p.Partial + (long)row * splits * (d + 2);
-        float max = float.NegativeInfinity;
-        bool nan = false;
-        for (int s = 0; s < splits; s++)
-        {
-            float* part = first + s * (d + 2);
-            nan |= float.IsNaN(part[1]);
-            if (part[0] > max)
-                max = part[0];
-        }
-        new Span<float>(dst, d).Clear();
-        if (nan)
-        {
-            new Span<float>(dst, d).Fill(float.NaN);
-            return;
-        }
-        if (max == float.NegativeInfinity)
-            return;
-        float sum = 0;
-        for (int s = 0; s < splits; s++)
-        {
-            float* part = first + s * (d + 2);
-            if (part[0] == float.NegativeInfinity)
-                continue;
-            float w = MathF.Exp(part[0] - max);
-            sum += part[1] * w;
-            Axpy(dst, w, part + 2, d);
-        }
-        ScaleRow(dst, 1f / sum, d);
+        AttentionSplits.Combine<NaturalUnits>(p.Partial + (long)row * splits * (d + 2), splits, p.Output + (long)row * d, d);
+    }
+
+    /// <summary>Scores in natural units; the vectorized <see cref="Axpy"/> and <see cref="ScaleRow"/>.</summary>
+    private struct NaturalUnits : AttentionSplits.IUnits
+    {
+        public static float Exp(float x) => MathF.Exp(x);
+
+        public static void Axpy(float* o, float w, float* v, int d) => AttentionInt8KvSimd.Axpy(o, w, v, d);
+
+        public static void Scale(float* o, float s, int d) => ScaleRow(o, s, d);
     }
 
     /// <summary>dst[0..d) = src[x]·scale (sign-extending int8 → int32 → float converts, 8 at a time).</summary>

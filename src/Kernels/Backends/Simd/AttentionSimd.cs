@@ -1,7 +1,4 @@
 using System.Buffers;
-using System.Runtime.CompilerServices;
-using System.Runtime.Intrinsics;
-using System.Runtime.Intrinsics.X86;
 using Kernels.DeviceCode;
 
 namespace Kernels.Backends.Simd;
@@ -363,62 +360,41 @@ internal static unsafe class AttentionSimd
     {
         int d = p.D, splits = p.Splits;
         for (int row = from; row < to; row++)
+            AttentionSplits.Combine<Base2Units>(p.Partial + (long)row * splits * (d + 2), splits, p.Output + (long)row * d, d);
+    }
+
+    /// <summary>Scores in base-2 units; the combine multiplies and adds separately (no FMA).</summary>
+    private struct Base2Units : AttentionSplits.IUnits
+    {
+        public static float Exp(float x) => float.Exp2(x);
+
+        public static void Axpy(float* o, float w, float* v, int d)
         {
-            float* dst = p.Output + (long)row * d;
-            float* first = p.Partial + (long)row * splits * (d + 2);
-            float max = float.NegativeInfinity;
-            bool nan = false;
-            for (int s = 0; s < splits; s++)
-            {
-                float* part = first + s * (d + 2);
-                nan |= float.IsNaN(part[1]);
-                if (part[0] > max)
-                    max = part[0];
-            }
-            if (nan)
-            {
-                new Span<float>(dst, d).Fill(float.NaN);
-                continue;
-            }
-            if (max == float.NegativeInfinity)
-            {
-                new Span<float>(dst, d).Clear();
-                continue;
-            }
-            new Span<float>(dst, d).Clear();
-            float sum = 0;
-            for (int s = 0; s < splits; s++)
-            {
-                float* part = first + s * (d + 2);
-                if (part[0] == float.NegativeInfinity)
-                    continue;
-                float w = float.Exp2(part[0] - max);
-                sum += part[1] * w;
-                for (int x = 0; x < d; x++)
-                    dst[x] += part[2 + x] * w;
-            }
-            float inv = 1f / sum;
             for (int x = 0; x < d; x++)
-                dst[x] *= inv;
+                o[x] += v[x] * w;
+        }
+
+        public static void Scale(float* o, float s, int d)
+        {
+            for (int x = 0; x < d; x++)
+                o[x] *= s;
         }
     }
 
     // ---- Q·Kᵀ --------------------------------------------------------------------------------------
 
     /// <summary>S[r][0..64) = Σ_x Q[r][x]·KT[x][0..64) for rows [0, rowsPad), rowsPad a multiple of 4.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void QkPacked(float* q, int d, float* kt, float* s, int rowsPad, int width)
     {
         for (int r = 0; r < rowsPad; r += 4)
         {
-            float* q0 = q + r * d, q1 = q0 + d, q2 = q1 + d, q3 = q2 + d;
+            float* q0 = q + r * d;
             float* s0 = s + r * Tile;
             if (width == 16)
-                Qk4x64Avx512(q0, q1, q2, q3, d, kt, s0);
+                Qk4<Vector512<float>, Float512>(q0, d, kt, s0);
             else if (width == 8)
-            {
-                Qk4x32Avx2(q0, q1, q2, q3, d, kt, s0);
-                Qk4x32Avx2(q0, q1, q2, q3, d, kt + 32, s0 + 32);
-            }
+                Qk4<Vector256<float>, Float256>(q0, d, kt, s0);
             else
             {
                 for (int rr = 0; rr < 4; rr++)
@@ -439,143 +415,165 @@ internal static unsafe class AttentionSimd
         }
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Qk4x64Avx512(float* q0, float* q1, float* q2, float* q3, int d, float* kt, float* s)
+    /// <summary>
+    /// Four rows (d apart) × the 64 keys of a tile: with 32 registers one 4-row × 4-vector block per
+    /// 4·Count keys; with 16 (AVX2), a 3-row block and the fourth row on its own.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Qk4<TVector, TWidth>(float* q, int d, float* kt, float* s)
+        where TVector : unmanaged
+        where TWidth : struct, IFloatWidth<TVector>
     {
-        Vector512<float> a00 = default, a01 = default, a02 = default, a03 = default;
-        Vector512<float> a10 = default, a11 = default, a12 = default, a13 = default;
-        Vector512<float> a20 = default, a21 = default, a22 = default, a23 = default;
-        Vector512<float> a30 = default, a31 = default, a32 = default, a33 = default;
-        for (int x = 0; x < d; x++)
+        for (int c = 0; c < Tile; c += 4 * TWidth.Count)
         {
-            float* kr = kt + x * Tile;
-            Vector512<float> k0 = Vector512.Load(kr), k1 = Vector512.Load(kr + 16), k2 = Vector512.Load(kr + 32), k3 = Vector512.Load(kr + 48);
-            Vector512<float> b = Vector512.Create(q0[x]);
-            a00 = Vector512.FusedMultiplyAdd(k0, b, a00); a01 = Vector512.FusedMultiplyAdd(k1, b, a01);
-            a02 = Vector512.FusedMultiplyAdd(k2, b, a02); a03 = Vector512.FusedMultiplyAdd(k3, b, a03);
-            b = Vector512.Create(q1[x]);
-            a10 = Vector512.FusedMultiplyAdd(k0, b, a10); a11 = Vector512.FusedMultiplyAdd(k1, b, a11);
-            a12 = Vector512.FusedMultiplyAdd(k2, b, a12); a13 = Vector512.FusedMultiplyAdd(k3, b, a13);
-            b = Vector512.Create(q2[x]);
-            a20 = Vector512.FusedMultiplyAdd(k0, b, a20); a21 = Vector512.FusedMultiplyAdd(k1, b, a21);
-            a22 = Vector512.FusedMultiplyAdd(k2, b, a22); a23 = Vector512.FusedMultiplyAdd(k3, b, a23);
-            b = Vector512.Create(q3[x]);
-            a30 = Vector512.FusedMultiplyAdd(k0, b, a30); a31 = Vector512.FusedMultiplyAdd(k1, b, a31);
-            a32 = Vector512.FusedMultiplyAdd(k2, b, a32); a33 = Vector512.FusedMultiplyAdd(k3, b, a33);
+            if (TWidth.Block4x4)
+                QkRows<TVector, TWidth, Rows4>(q, d, kt + c, s + c);
+            else
+            {
+                QkRows<TVector, TWidth, Rows3>(q, d, kt + c, s + c);
+                QkRows<TVector, TWidth, Rows1>(q + 3 * d, d, kt + c, s + 3 * Tile + c);
+            }
         }
-        a00.Store(s); a01.Store(s + 16); a02.Store(s + 32); a03.Store(s + 48);
-        a10.Store(s + 64); a11.Store(s + 80); a12.Store(s + 96); a13.Store(s + 112);
-        a20.Store(s + 128); a21.Store(s + 144); a22.Store(s + 160); a23.Store(s + 176);
-        a30.Store(s + 192); a31.Store(s + 208); a32.Store(s + 224); a33.Store(s + 240);
     }
 
+    /// <summary>Rows.Count rows of Q (d apart) × 4 vectors of keys: S[r][c] = Σ_x Q[r][x]·KT[x][c].</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Qk4x32Avx2(float* q0, float* q1, float* q2, float* q3, int d, float* kt, float* s)
+    private static void QkRows<TVector, TWidth, TRows>(float* q, int d, float* kt, float* s)
+        where TVector : unmanaged
+        where TWidth : struct, IFloatWidth<TVector>
+        where TRows : struct, IRowCount
     {
-        Vector256<float> a00 = default, a01 = default, a02 = default, a03 = default;
-        Vector256<float> a10 = default, a11 = default, a12 = default, a13 = default;
-        Vector256<float> a20 = default, a21 = default, a22 = default, a23 = default;
+        int n = TWidth.Count, rows = TRows.Count;
+        float* q1 = q + d, q2 = q1 + d, q3 = q2 + d;
+        TVector a00 = default, a01 = default, a02 = default, a03 = default;
+        TVector a10 = default, a11 = default, a12 = default, a13 = default;
+        TVector a20 = default, a21 = default, a22 = default, a23 = default;
+        TVector a30 = default, a31 = default, a32 = default, a33 = default;
         for (int x = 0; x < d; x++)
         {
             float* kr = kt + x * Tile;
-            Vector256<float> k0 = Vector256.Load(kr), k1 = Vector256.Load(kr + 8), k2 = Vector256.Load(kr + 16), k3 = Vector256.Load(kr + 24);
-            Vector256<float> b = Vector256.Create(q0[x]);
-            a00 = Vector256.FusedMultiplyAdd(k0, b, a00); a01 = Vector256.FusedMultiplyAdd(k1, b, a01);
-            a02 = Vector256.FusedMultiplyAdd(k2, b, a02); a03 = Vector256.FusedMultiplyAdd(k3, b, a03);
-            b = Vector256.Create(q1[x]);
-            a10 = Vector256.FusedMultiplyAdd(k0, b, a10); a11 = Vector256.FusedMultiplyAdd(k1, b, a11);
-            a12 = Vector256.FusedMultiplyAdd(k2, b, a12); a13 = Vector256.FusedMultiplyAdd(k3, b, a13);
-            b = Vector256.Create(q2[x]);
-            a20 = Vector256.FusedMultiplyAdd(k0, b, a20); a21 = Vector256.FusedMultiplyAdd(k1, b, a21);
-            a22 = Vector256.FusedMultiplyAdd(k2, b, a22); a23 = Vector256.FusedMultiplyAdd(k3, b, a23);
+            TVector k0 = TWidth.Load(kr), k1 = TWidth.Load(kr + n), k2 = TWidth.Load(kr + 2 * n), k3 = TWidth.Load(kr + 3 * n);
+            MultiplyAdd4<TVector, TWidth>(ref a00, ref a01, ref a02, ref a03, k0, k1, k2, k3, q[x]);
+            if (rows > 1)
+                MultiplyAdd4<TVector, TWidth>(ref a10, ref a11, ref a12, ref a13, k0, k1, k2, k3, q1[x]);
+            if (rows > 2)
+                MultiplyAdd4<TVector, TWidth>(ref a20, ref a21, ref a22, ref a23, k0, k1, k2, k3, q2[x]);
+            if (rows > 3)
+                MultiplyAdd4<TVector, TWidth>(ref a30, ref a31, ref a32, ref a33, k0, k1, k2, k3, q3[x]);
         }
-        a00.Store(s); a01.Store(s + 8); a02.Store(s + 16); a03.Store(s + 24);
-        a10.Store(s + 64); a11.Store(s + 72); a12.Store(s + 80); a13.Store(s + 88);
-        a20.Store(s + 128); a21.Store(s + 136); a22.Store(s + 144); a23.Store(s + 152);
-        // Fourth row separately (16 ymm registers).
-        Vector256<float> a30 = default, a31 = default, a32 = default, a33 = default;
-        for (int x = 0; x < d; x++)
-        {
-            float* kr = kt + x * Tile;
-            Vector256<float> b = Vector256.Create(q3[x]);
-            a30 = Vector256.FusedMultiplyAdd(Vector256.Load(kr), b, a30);
-            a31 = Vector256.FusedMultiplyAdd(Vector256.Load(kr + 8), b, a31);
-            a32 = Vector256.FusedMultiplyAdd(Vector256.Load(kr + 16), b, a32);
-            a33 = Vector256.FusedMultiplyAdd(Vector256.Load(kr + 24), b, a33);
-        }
-        a30.Store(s + 192); a31.Store(s + 200); a32.Store(s + 208); a33.Store(s + 216);
+        Store4<TVector, TWidth>(s, a00, a01, a02, a03);
+        if (rows > 1)
+            Store4<TVector, TWidth>(s + Tile, a10, a11, a12, a13);
+        if (rows > 2)
+            Store4<TVector, TWidth>(s + 2 * Tile, a20, a21, a22, a23);
+        if (rows > 3)
+            Store4<TVector, TWidth>(s + 3 * Tile, a30, a31, a32, a33);
+    }
+
+    /// <summary>Four vectors to consecutive places at p.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Store4<TVector, TWidth>(float* p, TVector v0, TVector v1, TVector v2, TVector v3)
+        where TVector : unmanaged
+        where TWidth : struct, IFloatWidth<TVector>
+    {
+        int n = TWidth.Count;
+        TWidth.Store(v0, p); TWidth.Store(v1, p + n); TWidth.Store(v2, p + 2 * n); TWidth.Store(v3, p + 3 * n);
+    }
+
+    /// <summary>Four consecutive vectors at p, times s.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Load4<TVector, TWidth>(float* p, float s, out TVector v0, out TVector v1, out TVector v2, out TVector v3)
+        where TVector : unmanaged
+        where TWidth : struct, IFloatWidth<TVector>
+    {
+        int n = TWidth.Count;
+        v0 = TWidth.Multiply(TWidth.Load(p), s);
+        v1 = TWidth.Multiply(TWidth.Load(p + n), s);
+        v2 = TWidth.Multiply(TWidth.Load(p + 2 * n), s);
+        v3 = TWidth.Multiply(TWidth.Load(p + 3 * n), s);
+    }
+
+    /// <summary>a_i = v_i·s + a_i (fused) for four accumulators.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void MultiplyAdd4<TVector, TWidth>(ref TVector a0, ref TVector a1, ref TVector a2, ref TVector a3,
+        TVector v0, TVector v1, TVector v2, TVector v3, float s)
+        where TVector : unmanaged
+        where TWidth : struct, IFloatWidth<TVector>
+    {
+        TVector b = TWidth.Create(s);
+        a0 = TWidth.MultiplyAdd(v0, b, a0);
+        a1 = TWidth.MultiplyAdd(v1, b, a1);
+        a2 = TWidth.MultiplyAdd(v2, b, a2);
+        a3 = TWidth.MultiplyAdd(v3, b, a3);
+    }
+
+    /// <summary>How many rows a register block has (a JIT-time constant).</summary>
+    private interface IRowCount
+    {
+        static abstract int Count { get; }
+    }
+
+    private struct Rows1 : IRowCount
+    {
+        public static int Count => 1;
+    }
+
+    private struct Rows3 : IRowCount
+    {
+        public static int Count => 3;
+    }
+
+    private struct Rows4 : IRowCount
+    {
+        public static int Count => 4;
     }
 
     /// <summary>Σ_x a[x]·b[x] (direct path).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static float Dot(float* a, float* b, int d, int width)
     {
         int x = 0;
         float sum = 0;
         if (width == 16 && d >= 16)
-        {
-            Vector512<float> acc0 = default, acc1 = default;
-            for (; x + 32 <= d; x += 32)
-            {
-                acc0 = Vector512.FusedMultiplyAdd(Vector512.Load(a + x), Vector512.Load(b + x), acc0);
-                acc1 = Vector512.FusedMultiplyAdd(Vector512.Load(a + x + 16), Vector512.Load(b + x + 16), acc1);
-            }
-            for (; x + 16 <= d; x += 16)
-                acc0 = Vector512.FusedMultiplyAdd(Vector512.Load(a + x), Vector512.Load(b + x), acc0);
-            sum = Vector512.Sum(acc0 + acc1);
-        }
+            sum = Dot<Vector512<float>, Float512>(a, b, d, ref x);
         else if (width >= 8 && d >= 8)
-        {
-            Vector256<float> acc0 = default, acc1 = default;
-            for (; x + 16 <= d; x += 16)
-            {
-                acc0 = Vector256.FusedMultiplyAdd(Vector256.Load(a + x), Vector256.Load(b + x), acc0);
-                acc1 = Vector256.FusedMultiplyAdd(Vector256.Load(a + x + 8), Vector256.Load(b + x + 8), acc1);
-            }
-            for (; x + 8 <= d; x += 8)
-                acc0 = Vector256.FusedMultiplyAdd(Vector256.Load(a + x), Vector256.Load(b + x), acc0);
-            sum = Vector256.Sum(acc0 + acc1);
-        }
+            sum = Dot<Vector256<float>, Float256>(a, b, d, ref x);
         for (; x < d; x++)
             sum = MathF.FusedMultiplyAdd(a[x], b[x], sum);
         return sum;
     }
 
+    /// <summary>The vector part of <see cref="Dot(float*, float*, int, int)"/>: whole vectors from x on; x is advanced.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static float Dot<TVector, TWidth>(float* a, float* b, int d, ref int x)
+        where TVector : unmanaged
+        where TWidth : struct, IFloatWidth<TVector>
+    {
+        int n = TWidth.Count;
+        TVector acc0 = default, acc1 = default;
+        for (; x + 2 * n <= d; x += 2 * n)
+        {
+            acc0 = TWidth.MultiplyAdd(TWidth.Load(a + x), TWidth.Load(b + x), acc0);
+            acc1 = TWidth.MultiplyAdd(TWidth.Load(a + x + n), TWidth.Load(b + x + n), acc1);
+        }
+        for (; x + n <= d; x += n)
+            acc0 = TWidth.MultiplyAdd(TWidth.Load(a + x), TWidth.Load(b + x), acc0);
+        return TWidth.Sum(TWidth.Add(acc0, acc1));
+    }
+
     // ---- softmax -----------------------------------------------------------------------------------
 
     /// <summary>The maximum of s[0..n), and whether any is NaN (checked explicitly: vector max drops NaN).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static float RowMax(float* s, int n, int width, out bool nan)
     {
         int c = 0;
         float max = float.NegativeInfinity;
         nan = false;
         if (width == 16 && n >= 16)
-        {
-            Vector512<float> m = Vector512.Create(float.NegativeInfinity);
-            Vector512<float> ok = Vector512<float>.AllBitsSet;
-            for (; c + 16 <= n; c += 16)
-            {
-                Vector512<float> x = Vector512.Load(s + c);
-                m = Vector512.MaxNative(m, x);
-                ok &= Vector512.Equals(x, x);
-            }
-            nan = ok.AsUInt32() != Vector512<uint>.AllBitsSet; // as integers: AllBitsSet is a NaN as float
-            for (int i = 0; i < 16; i++)
-                max = Math.Max(max, m.GetElement(i));
-        }
+            max = RowMax<Vector512<float>, Float512>(s, n, ref c, out nan);
         else if (width == 8 && n >= 8)
-        {
-            Vector256<float> m = Vector256.Create(float.NegativeInfinity);
-            Vector256<float> ok = Vector256<float>.AllBitsSet;
-            for (; c + 8 <= n; c += 8)
-            {
-                Vector256<float> x = Vector256.Load(s + c);
-                m = Vector256.MaxNative(m, x);
-                ok &= Vector256.Equals(x, x);
-            }
-            nan = ok.AsUInt32() != Vector256<uint>.AllBitsSet;
-            for (int i = 0; i < 8; i++)
-                max = Math.Max(max, m.GetElement(i));
-        }
+            max = RowMax<Vector256<float>, Float256>(s, n, ref c, out nan);
         for (; c < n; c++)
         {
             nan |= float.IsNaN(s[c]);
@@ -585,33 +583,38 @@ internal static unsafe class AttentionSimd
         return max;
     }
 
+    /// <summary>The vector part of <see cref="RowMax(float*, int, int, out bool)"/>: whole vectors from c on; c is advanced.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static float RowMax<TVector, TWidth>(float* s, int n, ref int c, out bool nan)
+        where TVector : unmanaged
+        where TWidth : struct, IFloatWidth<TVector>
+    {
+        int w = TWidth.Count;
+        TVector m = TWidth.Create(float.NegativeInfinity);
+        TVector ok = TWidth.NotNaN(default);
+        for (; c + w <= n; c += w)
+        {
+            TVector x = TWidth.Load(s + c);
+            m = TWidth.MaxNative(m, x);
+            ok = TWidth.And(ok, TWidth.NotNaN(x));
+        }
+        nan = !TWidth.AllBitsSet(ok);
+        float max = float.NegativeInfinity;
+        for (int i = 0; i < w; i++)
+            max = Math.Max(max, TWidth.GetElement(m, i));
+        return max;
+    }
+
     /// <summary>s[c] = 2^(s[c] − max) in place for c in [0, n); returns the sum.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static float ExpSum(float* s, int n, float max, int width)
     {
         int c = 0;
         float sum = 0;
         if (width == 16 && n >= 16)
-        {
-            Vector512<float> mv = Vector512.Create(max), acc = default;
-            for (; c + 16 <= n; c += 16)
-            {
-                Vector512<float> e = Exp2(Vector512.Load(s + c) - mv);
-                e.Store(s + c);
-                acc += e;
-            }
-            sum = Vector512.Sum(acc);
-        }
+            sum = ExpSum<Vector512<float>, Float512>(s, n, max, ref c);
         else if (width == 8 && n >= 8)
-        {
-            Vector256<float> mv = Vector256.Create(max), acc = default;
-            for (; c + 8 <= n; c += 8)
-            {
-                Vector256<float> e = Exp2(Vector256.Load(s + c) - mv);
-                e.Store(s + c);
-                acc += e;
-            }
-            sum = Vector256.Sum(acc);
-        }
+            sum = ExpSum<Vector256<float>, Float256>(s, n, max, ref c);
         for (; c < n; c++)
         {
             float e = Exp2(s[c] - max);
@@ -619,6 +622,23 @@ internal static unsafe class AttentionSimd
             sum += e;
         }
         return sum;
+    }
+
+    /// <summary>The vector part of <see cref="ExpSum(float*, int, float, int)"/>: whole vectors from c on; c is advanced.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static float ExpSum<TVector, TWidth>(float* s, int n, float max, ref int c)
+        where TVector : unmanaged
+        where TWidth : struct, IFloatWidth<TVector>
+    {
+        int w = TWidth.Count;
+        TVector mv = TWidth.Create(max), acc = default;
+        for (; c + w <= n; c += w)
+        {
+            TVector e = Exp2<TVector, TWidth>(TWidth.Subtract(TWidth.Load(s + c), mv));
+            TWidth.Store(e, s + c);
+            acc = TWidth.Add(acc, e);
+        }
+        return TWidth.Sum(acc);
     }
 
     // 2^f on [−0.5, 0.5]: Taylor series of e^(f·ln2) to degree 7 (truncation < 6e-9, so float rounding dominates).
@@ -629,39 +649,28 @@ internal static unsafe class AttentionSimd
     /// 2^x, relative error ~2e-7: x = n + f with n = round(x), |f| ≤ ½; 2^f by a degree-7 polynomial, 2^n
     /// by building the exponent bits. x &lt; −126 (including −∞) gives 0, so it is safe for x − max ≤ 0.
     /// </summary>
-    internal static Vector512<float> Exp2(Vector512<float> x)
-    {
-        Vector512<float> under = Vector512.LessThan(x, Vector512.Create(-126f));
-        x = Vector512.MinNative(Vector512.MaxNative(x, Vector512.Create(-126f)), Vector512.Create(127f));
-        Vector512<float> n = Vector512.Round(x);
-        Vector512<float> f = x - n;
-        Vector512<float> p = Vector512.FusedMultiplyAdd(Vector512.Create(C7), f, Vector512.Create(C6));
-        p = Vector512.FusedMultiplyAdd(p, f, Vector512.Create(C5));
-        p = Vector512.FusedMultiplyAdd(p, f, Vector512.Create(C4));
-        p = Vector512.FusedMultiplyAdd(p, f, Vector512.Create(C3));
-        p = Vector512.FusedMultiplyAdd(p, f, Vector512.Create(C2));
-        p = Vector512.FusedMultiplyAdd(p, f, Vector512.Create(C1));
-        p = Vector512.FusedMultiplyAdd(p, f, Vector512.Create(1f));
-        Vector512<float> pow = Vector512.ShiftLeft(Vector512.ConvertToInt32(n) + Vector512.Create(127), 23).AsSingle();
-        return Vector512.AndNot(p * pow, under);
-    }
+    internal static Vector512<float> Exp2(Vector512<float> x) => Exp2<Vector512<float>, Float512>(x);
 
     /// <summary>The 256-bit form of <see cref="Exp2(Vector512{float})"/>.</summary>
-    internal static Vector256<float> Exp2(Vector256<float> x)
+    internal static Vector256<float> Exp2(Vector256<float> x) => Exp2<Vector256<float>, Float256>(x);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static TVector Exp2<TVector, TWidth>(TVector x)
+        where TVector : unmanaged
+        where TWidth : struct, IFloatWidth<TVector>
     {
-        Vector256<float> under = Vector256.LessThan(x, Vector256.Create(-126f));
-        x = Vector256.MinNative(Vector256.MaxNative(x, Vector256.Create(-126f)), Vector256.Create(127f));
-        Vector256<float> n = Vector256.Round(x);
-        Vector256<float> f = x - n;
-        Vector256<float> p = Vector256.FusedMultiplyAdd(Vector256.Create(C7), f, Vector256.Create(C6));
-        p = Vector256.FusedMultiplyAdd(p, f, Vector256.Create(C5));
-        p = Vector256.FusedMultiplyAdd(p, f, Vector256.Create(C4));
-        p = Vector256.FusedMultiplyAdd(p, f, Vector256.Create(C3));
-        p = Vector256.FusedMultiplyAdd(p, f, Vector256.Create(C2));
-        p = Vector256.FusedMultiplyAdd(p, f, Vector256.Create(C1));
-        p = Vector256.FusedMultiplyAdd(p, f, Vector256.Create(1f));
-        Vector256<float> pow = Vector256.ShiftLeft(Vector256.ConvertToInt32(n) + Vector256.Create(127), 23).AsSingle();
-        return Vector256.AndNot(p * pow, under);
+        TVector under = TWidth.LessThan(x, TWidth.Create(-126f));
+        x = TWidth.MinNative(TWidth.MaxNative(x, TWidth.Create(-126f)), TWidth.Create(127f));
+        TVector n = TWidth.Round(x);
+        TVector f = TWidth.Subtract(x, n);
+        TVector p = TWidth.MultiplyAdd(TWidth.Create(C7), f, TWidth.Create(C6));
+        p = TWidth.MultiplyAdd(p, f, TWidth.Create(C5));
+        p = TWidth.MultiplyAdd(p, f, TWidth.Create(C4));
+        p = TWidth.MultiplyAdd(p, f, TWidth.Create(C3));
+        p = TWidth.MultiplyAdd(p, f, TWidth.Create(C2));
+        p = TWidth.MultiplyAdd(p, f, TWidth.Create(C1));
+        p = TWidth.MultiplyAdd(p, f, TWidth.Create(1f));
+        return TWidth.AndNot(TWidth.Multiply(p, TWidth.Pow2(n)), under);
     }
 
     /// <summary>The scalar form of <see cref="Exp2(Vector512{float})"/> (same polynomial).</summary>
@@ -687,6 +696,7 @@ internal static unsafe class AttentionSimd
     /// <summary>
     /// Rows r0..r0+3: O[r] = O[r]·α[r] + Σ_{j∈[ja,jb)} P[r][j]·V[j] (P rows 64 apart, O and V rows d apart).
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Pv4(float* o, int d, float* pr, float* v, int ja, int jb, float[] alphaAll, int r0, int width)
     {
         float al0 = alphaAll[r0], al1 = alphaAll[r0 + 1], al2 = alphaAll[r0 + 2], al3 = alphaAll[r0 + 3];
@@ -694,41 +704,9 @@ internal static unsafe class AttentionSimd
         float* p0 = pr, p1 = pr + Tile, p2 = p1 + Tile, p3 = p2 + Tile;
         int x = 0;
         if (width == 16)
-        {
-            for (; x + 64 <= d; x += 64)
-                Pv4x64Avx512(o0 + x, o1 + x, o2 + x, o3 + x, p0, p1, p2, p3, v + x, d, ja, jb, al0, al1, al2, al3);
-            for (; x + 16 <= d; x += 16)
-            {
-                Vector512<float> a0 = Vector512.Load(o0 + x) * al0, a1 = Vector512.Load(o1 + x) * al1;
-                Vector512<float> a2 = Vector512.Load(o2 + x) * al2, a3 = Vector512.Load(o3 + x) * al3;
-                for (int j = ja; j < jb; j++)
-                {
-                    Vector512<float> vv = Vector512.Load(v + (long)j * d + x);
-                    a0 = Vector512.FusedMultiplyAdd(vv, Vector512.Create(p0[j]), a0);
-                    a1 = Vector512.FusedMultiplyAdd(vv, Vector512.Create(p1[j]), a1);
-                    a2 = Vector512.FusedMultiplyAdd(vv, Vector512.Create(p2[j]), a2);
-                    a3 = Vector512.FusedMultiplyAdd(vv, Vector512.Create(p3[j]), a3);
-                }
-                a0.Store(o0 + x); a1.Store(o1 + x); a2.Store(o2 + x); a3.Store(o3 + x);
-            }
-        }
+            Pv4<Vector512<float>, Float512>(o, d, pr, v, ja, jb, al0, al1, al2, al3, ref x);
         else if (width == 8)
-        {
-            for (; x + 8 <= d; x += 8)
-            {
-                Vector256<float> a0 = Vector256.Load(o0 + x) * al0, a1 = Vector256.Load(o1 + x) * al1;
-                Vector256<float> a2 = Vector256.Load(o2 + x) * al2, a3 = Vector256.Load(o3 + x) * al3;
-                for (int j = ja; j < jb; j++)
-                {
-                    Vector256<float> vv = Vector256.Load(v + (long)j * d + x);
-                    a0 = Vector256.FusedMultiplyAdd(vv, Vector256.Create(p0[j]), a0);
-                    a1 = Vector256.FusedMultiplyAdd(vv, Vector256.Create(p1[j]), a1);
-                    a2 = Vector256.FusedMultiplyAdd(vv, Vector256.Create(p2[j]), a2);
-                    a3 = Vector256.FusedMultiplyAdd(vv, Vector256.Create(p3[j]), a3);
-                }
-                a0.Store(o0 + x); a1.Store(o1 + x); a2.Store(o2 + x); a3.Store(o3 + x);
-            }
-        }
+            Pv4<Vector256<float>, Float256>(o, d, pr, v, ja, jb, al0, al1, al2, al3, ref x);
         for (; x < d; x++)
         {
             float a0 = o0[x] * al0, a1 = o1[x] * al1, a2 = o2[x] * al2, a3 = o3[x] * al3;
@@ -744,97 +722,109 @@ internal static unsafe class AttentionSimd
         }
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Pv4x64Avx512(float* o0, float* o1, float* o2, float* o3, float* p0, float* p1, float* p2, float* p3,
-        float* v, int d, int ja, int jb, float al0, float al1, float al2, float al3)
+    /// <summary>
+    /// The vector part of <see cref="Pv4(float*, int, float*, float*, int, int, float[], int, int)"/>: whole
+    /// vectors of columns from x on (4-vector blocks where the registers hold them); x is advanced.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Pv4<TVector, TWidth>(float* o, int d, float* pr, float* v, int ja, int jb,
+        float al0, float al1, float al2, float al3, ref int x)
+        where TVector : unmanaged
+        where TWidth : struct, IFloatWidth<TVector>
     {
-        Vector512<float> a00 = Vector512.Load(o0) * al0, a01 = Vector512.Load(o0 + 16) * al0, a02 = Vector512.Load(o0 + 32) * al0, a03 = Vector512.Load(o0 + 48) * al0;
-        Vector512<float> a10 = Vector512.Load(o1) * al1, a11 = Vector512.Load(o1 + 16) * al1, a12 = Vector512.Load(o1 + 32) * al1, a13 = Vector512.Load(o1 + 48) * al1;
-        Vector512<float> a20 = Vector512.Load(o2) * al2, a21 = Vector512.Load(o2 + 16) * al2, a22 = Vector512.Load(o2 + 32) * al2, a23 = Vector512.Load(o2 + 48) * al2;
-        Vector512<float> a30 = Vector512.Load(o3) * al3, a31 = Vector512.Load(o3 + 16) * al3, a32 = Vector512.Load(o3 + 32) * al3, a33 = Vector512.Load(o3 + 48) * al3;
+        int n = TWidth.Count;
+        float* o0 = o, o1 = o + d, o2 = o1 + d, o3 = o2 + d;
+        float* p0 = pr, p1 = pr + Tile, p2 = p1 + Tile, p3 = p2 + Tile;
+        if (TWidth.Block4x4)
+        {
+            for (; x + 4 * n <= d; x += 4 * n)
+                Pv4x4<TVector, TWidth>(o0 + x, o1 + x, o2 + x, o3 + x, p0, p1, p2, p3, v + x, d, ja, jb, al0, al1, al2, al3);
+        }
+        for (; x + n <= d; x += n)
+        {
+            TVector a0 = TWidth.Multiply(TWidth.Load(o0 + x), al0), a1 = TWidth.Multiply(TWidth.Load(o1 + x), al1);
+            TVector a2 = TWidth.Multiply(TWidth.Load(o2 + x), al2), a3 = TWidth.Multiply(TWidth.Load(o3 + x), al3);
+            for (int j = ja; j < jb; j++)
+            {
+                TVector vv = TWidth.Load(v + (long)j * d + x);
+                a0 = TWidth.MultiplyAdd(vv, TWidth.Create(p0[j]), a0);
+                a1 = TWidth.MultiplyAdd(vv, TWidth.Create(p1[j]), a1);
+                a2 = TWidth.MultiplyAdd(vv, TWidth.Create(p2[j]), a2);
+                a3 = TWidth.MultiplyAdd(vv, TWidth.Create(p3[j]), a3);
+            }
+            TWidth.Store(a0, o0 + x); TWidth.Store(a1, o1 + x); TWidth.Store(a2, o2 + x); TWidth.Store(a3, o3 + x);
+        }
+    }
+
+    /// <summary>Four rows × four vectors of columns of <see cref="Pv4(float*, int, float*, float*, int, int, float[], int, int)"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Pv4x4<TVector, TWidth>(float* o0, float* o1, float* o2, float* o3, float* p0, float* p1, float* p2, float* p3,
+        float* v, int d, int ja, int jb, float al0, float al1, float al2, float al3)
+        where TVector : unmanaged
+        where TWidth : struct, IFloatWidth<TVector>
+    {
+        int n = TWidth.Count;
+        Load4<TVector, TWidth>(o0, al0, out TVector a00, out TVector a01, out TVector a02, out TVector a03);
+        Load4<TVector, TWidth>(o1, al1, out TVector a10, out TVector a11, out TVector a12, out TVector a13);
+        Load4<TVector, TWidth>(o2, al2, out TVector a20, out TVector a21, out TVector a22, out TVector a23);
+        Load4<TVector, TWidth>(o3, al3, out TVector a30, out TVector a31, out TVector a32, out TVector a33);
         for (int j = ja; j < jb; j++)
         {
             float* vr = v + (long)j * d;
-            Vector512<float> v0 = Vector512.Load(vr), v1 = Vector512.Load(vr + 16), v2 = Vector512.Load(vr + 32), v3 = Vector512.Load(vr + 48);
-            Vector512<float> b = Vector512.Create(p0[j]);
-            a00 = Vector512.FusedMultiplyAdd(v0, b, a00); a01 = Vector512.FusedMultiplyAdd(v1, b, a01);
-            a02 = Vector512.FusedMultiplyAdd(v2, b, a02); a03 = Vector512.FusedMultiplyAdd(v3, b, a03);
-            b = Vector512.Create(p1[j]);
-            a10 = Vector512.FusedMultiplyAdd(v0, b, a10); a11 = Vector512.FusedMultiplyAdd(v1, b, a11);
-            a12 = Vector512.FusedMultiplyAdd(v2, b, a12); a13 = Vector512.FusedMultiplyAdd(v3, b, a13);
-            b = Vector512.Create(p2[j]);
-            a20 = Vector512.FusedMultiplyAdd(v0, b, a20); a21 = Vector512.FusedMultiplyAdd(v1, b, a21);
-            a22 = Vector512.FusedMultiplyAdd(v2, b, a22); a23 = Vector512.FusedMultiplyAdd(v3, b, a23);
-            b = Vector512.Create(p3[j]);
-            a30 = Vector512.FusedMultiplyAdd(v0, b, a30); a31 = Vector512.FusedMultiplyAdd(v1, b, a31);
-            a32 = Vector512.FusedMultiplyAdd(v2, b, a32); a33 = Vector512.FusedMultiplyAdd(v3, b, a33);
+            TVector v0 = TWidth.Load(vr), v1 = TWidth.Load(vr + n), v2 = TWidth.Load(vr + 2 * n), v3 = TWidth.Load(vr + 3 * n);
+            MultiplyAdd4<TVector, TWidth>(ref a00, ref a01, ref a02, ref a03, v0, v1, v2, v3, p0[j]);
+            MultiplyAdd4<TVector, TWidth>(ref a10, ref a11, ref a12, ref a13, v0, v1, v2, v3, p1[j]);
+            MultiplyAdd4<TVector, TWidth>(ref a20, ref a21, ref a22, ref a23, v0, v1, v2, v3, p2[j]);
+            MultiplyAdd4<TVector, TWidth>(ref a30, ref a31, ref a32, ref a33, v0, v1, v2, v3, p3[j]);
         }
-        a00.Store(o0); a01.Store(o0 + 16); a02.Store(o0 + 32); a03.Store(o0 + 48);
-        a10.Store(o1); a11.Store(o1 + 16); a12.Store(o1 + 32); a13.Store(o1 + 48);
-        a20.Store(o2); a21.Store(o2 + 16); a22.Store(o2 + 32); a23.Store(o2 + 48);
-        a30.Store(o3); a31.Store(o3 + 16); a32.Store(o3 + 32); a33.Store(o3 + 48);
+        Store4<TVector, TWidth>(o0, a00, a01, a02, a03);
+        Store4<TVector, TWidth>(o1, a10, a11, a12, a13);
+        Store4<TVector, TWidth>(o2, a20, a21, a22, a23);
+        Store4<TVector, TWidth>(o3, a30, a31, a32, a33);
     }
 
     /// <summary>One row: O = O·α + Σ_{j∈[ja,jb)} P[j]·V[j].</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Pv1(float* o, int d, float* pr, float* v, int ja, int jb, float alpha, int width)
     {
         int x = 0;
         if (width == 16)
-        {
-            for (; x + 64 <= d; x += 64)
-            {
-                Vector512<float> a0 = Vector512.Load(o + x) * alpha, a1 = Vector512.Load(o + x + 16) * alpha;
-                Vector512<float> a2 = Vector512.Load(o + x + 32) * alpha, a3 = Vector512.Load(o + x + 48) * alpha;
-                for (int j = ja; j < jb; j++)
-                {
-                    float* vr = v + (long)j * d + x;
-                    Vector512<float> b = Vector512.Create(pr[j]);
-                    a0 = Vector512.FusedMultiplyAdd(Vector512.Load(vr), b, a0);
-                    a1 = Vector512.FusedMultiplyAdd(Vector512.Load(vr + 16), b, a1);
-                    a2 = Vector512.FusedMultiplyAdd(Vector512.Load(vr + 32), b, a2);
-                    a3 = Vector512.FusedMultiplyAdd(Vector512.Load(vr + 48), b, a3);
-                }
-                a0.Store(o + x); a1.Store(o + x + 16); a2.Store(o + x + 32); a3.Store(o + x + 48);
-            }
-            for (; x + 16 <= d; x += 16)
-            {
-                Vector512<float> a0 = Vector512.Load(o + x) * alpha;
-                for (int j = ja; j < jb; j++)
-                    a0 = Vector512.FusedMultiplyAdd(Vector512.Load(v + (long)j * d + x), Vector512.Create(pr[j]), a0);
-                a0.Store(o + x);
-            }
-        }
+            Pv1<Vector512<float>, Float512>(o, d, pr, v, ja, jb, alpha, ref x);
         else if (width == 8)
-        {
-            for (; x + 32 <= d; x += 32)
-            {
-                Vector256<float> a0 = Vector256.Load(o + x) * alpha, a1 = Vector256.Load(o + x + 8) * alpha;
-                Vector256<float> a2 = Vector256.Load(o + x + 16) * alpha, a3 = Vector256.Load(o + x + 24) * alpha;
-                for (int j = ja; j < jb; j++)
-                {
-                    float* vr = v + (long)j * d + x;
-                    Vector256<float> b = Vector256.Create(pr[j]);
-                    a0 = Vector256.FusedMultiplyAdd(Vector256.Load(vr), b, a0);
-                    a1 = Vector256.FusedMultiplyAdd(Vector256.Load(vr + 8), b, a1);
-                    a2 = Vector256.FusedMultiplyAdd(Vector256.Load(vr + 16), b, a2);
-                    a3 = Vector256.FusedMultiplyAdd(Vector256.Load(vr + 24), b, a3);
-                }
-                a0.Store(o + x); a1.Store(o + x + 8); a2.Store(o + x + 16); a3.Store(o + x + 24);
-            }
-            for (; x + 8 <= d; x += 8)
-            {
-                Vector256<float> a0 = Vector256.Load(o + x) * alpha;
-                for (int j = ja; j < jb; j++)
-                    a0 = Vector256.FusedMultiplyAdd(Vector256.Load(v + (long)j * d + x), Vector256.Create(pr[j]), a0);
-                a0.Store(o + x);
-            }
-        }
+            Pv1<Vector256<float>, Float256>(o, d, pr, v, ja, jb, alpha, ref x);
         for (; x < d; x++)
         {
             float a = o[x] * alpha;
             for (int j = ja; j < jb; j++)
                 a = MathF.FusedMultiplyAdd(v[(long)j * d + x], pr[j], a);
             o[x] = a;
+        }
+    }
+
+    /// <summary>The vector part of <see cref="Pv1(float*, int, float*, float*, int, int, float, int)"/>: whole vectors from x on; x is advanced.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Pv1<TVector, TWidth>(float* o, int d, float* pr, float* v, int ja, int jb, float alpha, ref int x)
+        where TVector : unmanaged
+        where TWidth : struct, IFloatWidth<TVector>
+    {
+        int n = TWidth.Count;
+        for (; x + 4 * n <= d; x += 4 * n)
+        {
+            Load4<TVector, TWidth>(o + x, alpha, out TVector a0, out TVector a1, out TVector a2, out TVector a3);
+            for (int j = ja; j < jb; j++)
+            {
+                float* vr = v + (long)j * d + x;
+                MultiplyAdd4<TVector, TWidth>(ref a0, ref a1, ref a2, ref a3,
+                    TWidth.Load(vr), TWidth.Load(vr + n), TWidth.Load(vr + 2 * n), TWidth.Load(vr + 3 * n), pr[j]);
+            }
+            Store4<TVector, TWidth>(o + x, a0, a1, a2, a3);
+        }
+        for (; x + n <= d; x += n)
+        {
+            TVector a0 = TWidth.Multiply(TWidth.Load(o + x), alpha);
+            for (int j = ja; j < jb; j++)
+                a0 = TWidth.MultiplyAdd(TWidth.Load(v + (long)j * d + x), TWidth.Create(pr[j]), a0);
+            TWidth.Store(a0, o + x);
         }
     }
 }

@@ -1,7 +1,3 @@
-using System.Runtime.CompilerServices;
-using System.Runtime.Intrinsics;
-using System.Runtime.Intrinsics.X86;
-
 namespace Kernels.Backends.Simd;
 
 /// <summary>
@@ -25,7 +21,6 @@ internal static unsafe class Packing
     public static void PackBVnni(sbyte* b, int n, int k, int groups, int col0, byte* dst, int* corr)
     {
         int full = k >> 2;
-        int rem = k & 3;
         int done = 0;
         bool vectorSums = AvxVnni.IsSupported && col0 + NR <= n;
         if (Avx2.IsSupported && col0 + NR <= n)
@@ -39,39 +34,12 @@ internal static unsafe class Packing
         }
         for (int c = 0; c < NR; c++)
         {
-            byte* d = dst + c * 4;
             int col = col0 + c;
-            if (col >= n)
-            {
-                for (int g = 0; g < groups; g++)
-                    *(int*)(d + (long)g * GroupBytesB) = 0;
+            sbyte* s = col < n ? b + (long)col * k : null;
+            LineVnni(s, k, groups, done, dst + c * 4, GroupBytesB, 0);
+            if (s == null)
                 corr[c] = 0;
-                continue;
-            }
-            sbyte* s = b + (long)col * k;
-            int g4 = done;
-            for (; g4 + 4 <= full; g4 += 4)
-            {
-                uint v0 = Unsafe.ReadUnaligned<uint>(s + 4 * g4);
-                uint v1 = Unsafe.ReadUnaligned<uint>(s + 4 * g4 + 4);
-                uint v2 = Unsafe.ReadUnaligned<uint>(s + 4 * g4 + 8);
-                uint v3 = Unsafe.ReadUnaligned<uint>(s + 4 * g4 + 12);
-                byte* p = d + (long)g4 * GroupBytesB;
-                *(uint*)p = v0;
-                *(uint*)(p + GroupBytesB) = v1;
-                *(uint*)(p + 2 * GroupBytesB) = v2;
-                *(uint*)(p + 3 * GroupBytesB) = v3;
-            }
-            for (; g4 < full; g4++)
-                *(uint*)(d + (long)g4 * GroupBytesB) = Unsafe.ReadUnaligned<uint>(s + 4 * g4);
-            if (rem != 0)
-            {
-                uint v = 0;
-                for (int t = 0; t < rem; t++)
-                    v |= (uint)(byte)s[4 * full + t] << (8 * t);
-                *(uint*)(d + (long)full * GroupBytesB) = v;
-            }
-            if (!vectorSums)
+            else if (!vectorSums)
                 corr[c] = 128 * RowSum(s, k);
         }
         if (vectorSums)
@@ -105,23 +73,11 @@ internal static unsafe class Packing
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void PackBAvx2(sbyte* b, int n, int k, int groups, int col0, byte* dst, int* corr)
     {
-        int full = k >> 1;
         for (int c = 0; c < NR; c++)
         {
-            byte* d = dst + c * 4;
             corr[c] = 0;
             int col = col0 + c;
-            if (col >= n)
-            {
-                for (int g = 0; g < groups; g++)
-                    *(int*)(d + (long)g * GroupBytesB) = 0;
-                continue;
-            }
-            sbyte* s = b + (long)col * k;
-            for (int g = 0; g < full; g++)
-                *(int*)(d + (long)g * GroupBytesB) = Pair(s[2 * g], s[2 * g + 1]);
-            if ((k & 1) != 0)
-                *(int*)(d + (long)full * GroupBytesB) = Pair(s[k - 1], 0);
+            LineAvx2(col < n ? b + (long)col * k : null, k, groups, dst + c * 4, GroupBytesB);
         }
     }
 
@@ -129,78 +85,48 @@ internal static unsafe class Packing
     /// VNNI A micro-panels of <paramref name="rows"/> rows: byte <c>p·groups·24 + g·24 + r·4 + t</c> =
     /// A[6p + r, 4g + t] + 128 as u8 (the sign bit flipped).
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void PackAVnni(sbyte* a, int rows, int k, int groups, byte* dst) => PackA<VnniLine>(a, rows, k, groups, dst);
+
+    /// <summary>AVX2 A micro-panels: int16 <c>(p·groups·24 + g·24 + r·4)/2 + t</c> = A[6p + r, 2g + t].</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void PackAAvx2(sbyte* a, int rows, int k, int groups, byte* dst) => PackA<Avx2Line>(a, rows, k, groups, dst);
+
+    /// <summary>A micro-panels of <paramref name="rows"/> rows, each row one line of <typeparamref name="TLine"/> (past the edge: zero).</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static void PackAVnni(sbyte* a, int rows, int k, int groups, byte* dst)
+    private static void PackA<TLine>(sbyte* a, int rows, int k, int groups, byte* dst)
+        where TLine : struct, IALine
     {
-        int full = k >> 2;
-        int rem = k & 3;
         long panelBytes = (long)groups * GroupBytesA;
         int panels = (rows + MR - 1) / MR;
         for (int p = 0; p < panels; p++)
         {
             for (int r = 0; r < MR; r++)
             {
-                byte* d = dst + p * panelBytes + r * 4;
                 int row = p * MR + r;
-                if (row >= rows)
-                {
-                    for (int g = 0; g < groups; g++)
-                        *(uint*)(d + (long)g * GroupBytesA) = 0;
-                    continue;
-                }
-                sbyte* s = a + (long)row * k;
-                int g4 = 0;
-                for (; g4 + 4 <= full; g4 += 4)
-                {
-                    uint v0 = Unsafe.ReadUnaligned<uint>(s + 4 * g4) ^ 0x80808080u;
-                    uint v1 = Unsafe.ReadUnaligned<uint>(s + 4 * g4 + 4) ^ 0x80808080u;
-                    uint v2 = Unsafe.ReadUnaligned<uint>(s + 4 * g4 + 8) ^ 0x80808080u;
-                    uint v3 = Unsafe.ReadUnaligned<uint>(s + 4 * g4 + 12) ^ 0x80808080u;
-                    byte* q = d + (long)g4 * GroupBytesA;
-                    *(uint*)q = v0;
-                    *(uint*)(q + GroupBytesA) = v1;
-                    *(uint*)(q + 2 * GroupBytesA) = v2;
-                    *(uint*)(q + 3 * GroupBytesA) = v3;
-                }
-                for (; g4 < full; g4++)
-                    *(uint*)(d + (long)g4 * GroupBytesA) = Unsafe.ReadUnaligned<uint>(s + 4 * g4) ^ 0x80808080u;
-                if (rem != 0)
-                {
-                    uint v = 0;
-                    for (int t = 0; t < rem; t++)
-                        v |= (uint)((byte)s[4 * full + t] ^ 0x80) << (8 * t);
-                    *(uint*)(d + (long)full * GroupBytesA) = v;
-                }
+                TLine.Pack(row < rows ? a + (long)row * k : null, k, groups, dst + p * panelBytes + r * 4);
             }
         }
     }
 
-    /// <summary>AVX2 A micro-panels: int16 <c>(p·groups·24 + g·24 + r·4)/2 + t</c> = A[6p + r, 2g + t].</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static void PackAAvx2(sbyte* a, int rows, int k, int groups, byte* dst)
+    /// <summary>One row of A into the groups of a micro-panel (GroupBytesA apart).</summary>
+    private interface IALine
     {
-        int full = k >> 1;
-        long panelBytes = (long)groups * GroupBytesA;
-        int panels = (rows + MR - 1) / MR;
-        for (int p = 0; p < panels; p++)
-        {
-            for (int r = 0; r < MR; r++)
-            {
-                byte* d = dst + p * panelBytes + r * 4;
-                int row = p * MR + r;
-                if (row >= rows)
-                {
-                    for (int g = 0; g < groups; g++)
-                        *(int*)(d + (long)g * GroupBytesA) = 0;
-                    continue;
-                }
-                sbyte* s = a + (long)row * k;
-                for (int g = 0; g < full; g++)
-                    *(int*)(d + (long)g * GroupBytesA) = Pair(s[2 * g], s[2 * g + 1]);
-                if ((k & 1) != 0)
-                    *(int*)(d + (long)full * GroupBytesA) = Pair(s[k - 1], 0);
-            }
-        }
+        static abstract void Pack(sbyte* s, int k, int groups, byte* d);
+    }
+
+    /// <summary>VNNI: A + 128 as u8.</summary>
+    private struct VnniLine : IALine
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static void Pack(sbyte* s, int k, int groups, byte* d) => LineVnni(s, k, groups, 0, d, GroupBytesA, 0x80808080u);
+    }
+
+    /// <summary>AVX2: int16 pairs.</summary>
+    private struct Avx2Line : IALine
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static void Pack(sbyte* s, int k, int groups, byte* d) => LineAvx2(s, k, groups, d, GroupBytesA);
     }
 
     /// <summary>
@@ -210,38 +136,68 @@ internal static unsafe class Packing
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void Transpose8(sbyte* src, int pitch, byte* dst)
     {
-        Vector256<int> r0 = Avx.LoadVector256((int*)src);
-        Vector256<int> r1 = Avx.LoadVector256((int*)(src + pitch));
-        Vector256<int> r2 = Avx.LoadVector256((int*)(src + 2L * pitch));
-        Vector256<int> r3 = Avx.LoadVector256((int*)(src + 3L * pitch));
-        Vector256<int> r4 = Avx.LoadVector256((int*)(src + 4L * pitch));
-        Vector256<int> r5 = Avx.LoadVector256((int*)(src + 5L * pitch));
-        Vector256<int> r6 = Avx.LoadVector256((int*)(src + 6L * pitch));
-        Vector256<int> r7 = Avx.LoadVector256((int*)(src + 7L * pitch));
-        Vector256<int> t0 = Avx2.UnpackLow(r0, r1);
-        Vector256<int> t1 = Avx2.UnpackHigh(r0, r1);
-        Vector256<int> t2 = Avx2.UnpackLow(r2, r3);
-        Vector256<int> t3 = Avx2.UnpackHigh(r2, r3);
-        Vector256<int> t4 = Avx2.UnpackLow(r4, r5);
-        Vector256<int> t5 = Avx2.UnpackHigh(r4, r5);
-        Vector256<int> t6 = Avx2.UnpackLow(r6, r7);
-        Vector256<int> t7 = Avx2.UnpackHigh(r6, r7);
-        Vector256<int> u0 = Avx2.UnpackLow(t0.AsInt64(), t2.AsInt64()).AsInt32();
-        Vector256<int> u1 = Avx2.UnpackHigh(t0.AsInt64(), t2.AsInt64()).AsInt32();
-        Vector256<int> u2 = Avx2.UnpackLow(t1.AsInt64(), t3.AsInt64()).AsInt32();
-        Vector256<int> u3 = Avx2.UnpackHigh(t1.AsInt64(), t3.AsInt64()).AsInt32();
-        Vector256<int> u4 = Avx2.UnpackLow(t4.AsInt64(), t6.AsInt64()).AsInt32();
-        Vector256<int> u5 = Avx2.UnpackHigh(t4.AsInt64(), t6.AsInt64()).AsInt32();
-        Vector256<int> u6 = Avx2.UnpackLow(t5.AsInt64(), t7.AsInt64()).AsInt32();
-        Vector256<int> u7 = Avx2.UnpackHigh(t5.AsInt64(), t7.AsInt64()).AsInt32();
-        Avx.Store((int*)dst, Avx2.Permute2x128(u0, u4, 0x20));
-        Avx.Store((int*)(dst + GroupBytesB), Avx2.Permute2x128(u1, u5, 0x20));
-        Avx.Store((int*)(dst + 2 * GroupBytesB), Avx2.Permute2x128(u2, u6, 0x20));
-        Avx.Store((int*)(dst + 3 * GroupBytesB), Avx2.Permute2x128(u3, u7, 0x20));
-        Avx.Store((int*)(dst + 4 * GroupBytesB), Avx2.Permute2x128(u0, u4, 0x31));
-        Avx.Store((int*)(dst + 5 * GroupBytesB), Avx2.Permute2x128(u1, u5, 0x31));
-        Avx.Store((int*)(dst + 6 * GroupBytesB), Avx2.Permute2x128(u2, u6, 0x31));
-        Avx.Store((int*)(dst + 7 * GroupBytesB), Avx2.Permute2x128(u3, u7, 0x31));
+        SimdOps.Transpose8x8((byte*)src, pitch, out Vector256<int> o0, out Vector256<int> o1, out Vector256<int> o2, out Vector256<int> o3,
+            out Vector256<int> o4, out Vector256<int> o5, out Vector256<int> o6, out Vector256<int> o7);
+        SimdOps.Store8((int*)dst, GroupBytesB / 4, o0, o1, o2, o3, o4, o5, o6, o7);
+    }
+
+    /// <summary>
+    /// One line of k int8 (a row of A or a column of B; null: past the matrix edge, all zero) into VNNI
+    /// groups <paramref name="stride"/> bytes apart from group <paramref name="g4"/> on: the dword of
+    /// group g holds bytes 4g..4g+3 XOR <paramref name="flip"/> (k zero-padded, the padding not flipped).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void LineVnni(sbyte* s, int k, int groups, int g4, byte* d, int stride, uint flip)
+    {
+        if (s == null)
+        {
+            for (int g = 0; g < groups; g++)
+                *(uint*)(d + (long)g * stride) = 0;
+            return;
+        }
+        int full = k >> 2;
+        int rem = k & 3;
+        for (; g4 + 4 <= full; g4 += 4)
+        {
+            uint v0 = Unsafe.ReadUnaligned<uint>(s + 4 * g4) ^ flip;
+            uint v1 = Unsafe.ReadUnaligned<uint>(s + 4 * g4 + 4) ^ flip;
+            uint v2 = Unsafe.ReadUnaligned<uint>(s + 4 * g4 + 8) ^ flip;
+            uint v3 = Unsafe.ReadUnaligned<uint>(s + 4 * g4 + 12) ^ flip;
+            byte* q = d + (long)g4 * stride;
+            *(uint*)q = v0;
+            *(uint*)(q + stride) = v1;
+            *(uint*)(q + 2 * stride) = v2;
+            *(uint*)(q + 3 * stride) = v3;
+        }
+        for (; g4 < full; g4++)
+            *(uint*)(d + (long)g4 * stride) = Unsafe.ReadUnaligned<uint>(s + 4 * g4) ^ flip;
+        if (rem != 0)
+        {
+            uint v = 0;
+            for (int t = 0; t < rem; t++)
+                v |= (uint)((byte)s[4 * full + t] ^ (byte)flip) << (8 * t);
+            *(uint*)(d + (long)full * stride) = v;
+        }
+    }
+
+    /// <summary>
+    /// One line of k int8 (null: all zero) into AVX2 groups <paramref name="stride"/> bytes apart: the
+    /// dword of group g holds the int16 pair (s[2g], s[2g + 1]) (k zero-padded).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void LineAvx2(sbyte* s, int k, int groups, byte* d, int stride)
+    {
+        if (s == null)
+        {
+            for (int g = 0; g < groups; g++)
+                *(int*)(d + (long)g * stride) = 0;
+            return;
+        }
+        int full = k >> 1;
+        for (int g = 0; g < full; g++)
+            *(int*)(d + (long)g * stride) = Pair(s[2 * g], s[2 * g + 1]);
+        if ((k & 1) != 0)
+            *(int*)(d + (long)full * stride) = Pair(s[k - 1], 0);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

@@ -1,6 +1,4 @@
 using System.Numerics;
-using System.Runtime.CompilerServices;
-using System.Runtime.Intrinsics.X86;
 using Kernels.Simd;
 
 namespace Kernels.Backends.Simd;
@@ -542,34 +540,52 @@ internal static unsafe class SparseSimd
     }
 
     /// <summary>The scalar semantics of <see cref="Int8(in SparseWeights, sbyte*, int, in SimdEpilogue, SimdLevel, SparseSimdOverrides)"/>.</summary>
-    internal static void ScalarInt8(in SparseWeights w, sbyte* x, int m, in SimdEpilogue output)
+    internal static void ScalarInt8(in SparseWeights w, sbyte* x, int m, in SimdEpilogue output) =>
+        Scalar<sbyte, int, EpilogueRows>(w, x, m, new EpilogueRows(output));
+
+    /// <summary>The scalar semantics of <see cref="Float32(in SparseWeights, float*, int, float*, float*, SimdLevel, SparseSimdOverrides)"/>.</summary>
+    internal static void ScalarFloat32(in SparseWeights w, float* x, int m, float* y, float* bias) =>
+        Scalar<float, float, FloatRows>(w, x, m, new FloatRows(y, bias));
+
+    /// <summary>Each row of X against every row of W (<see cref="Accumulate"/>), written by <typeparamref name="TRows"/>.</summary>
+    private static void Scalar<TValue, TAcc, TRows>(in SparseWeights w, TValue* x, int m, TRows rows)
+        where TValue : unmanaged, INumberBase<TValue>
+        where TAcc : unmanaged, INumberBase<TAcc>
+        where TRows : struct, IScalarRows<TAcc>
     {
-        int n = w.Rows;
-        int k = w.Columns;
-        var acc = new int[n];
+        var acc = new TAcc[w.Rows];
         for (int i = 0; i < m; i++)
         {
-            sbyte* xr = x + (long)i * k;
             Array.Clear(acc);
-            Accumulate(w, xr, acc);
-            for (int j = 0; j < n; j++)
-                Store(output, i, j, n, acc[j]);
+            Accumulate(w, x + (long)i * w.Columns, acc);
+            rows.Write(i, acc);
         }
     }
 
-    /// <summary>The scalar semantics of <see cref="Float32(in SparseWeights, float*, int, float*, float*, SimdLevel, SparseSimdOverrides)"/>.</summary>
-    internal static void ScalarFloat32(in SparseWeights w, float* x, int m, float* y, float* bias)
+    private interface IScalarRows<TAcc>
     {
-        int n = w.Rows;
-        int k = w.Columns;
-        var acc = new float[n];
-        for (int i = 0; i < m; i++)
+        /// <summary>Writes output row <paramref name="row"/> from its accumulators.</summary>
+        void Write(int row, TAcc[] acc);
+    }
+
+    /// <summary>int32 accumulators through the epilogue.</summary>
+    private readonly struct EpilogueRows(SimdEpilogue output) : IScalarRows<int>
+    {
+        public void Write(int row, int[] acc)
         {
-            float* xr = x + (long)i * k;
-            Array.Clear(acc);
-            Accumulate(w, xr, acc);
+            for (int j = 0; j < acc.Length; j++)
+                Store(output, row, j, acc.Length, acc[j]);
+        }
+    }
+
+    /// <summary>float accumulators (+ bias) to y.</summary>
+    private readonly struct FloatRows(float* y, float* bias) : IScalarRows<float>
+    {
+        public void Write(int row, float[] acc)
+        {
+            int n = acc.Length;
             for (int j = 0; j < n; j++)
-                y[(long)i * n + j] = bias == null ? acc[j] : acc[j] + bias[j];
+                y[(long)row * n + j] = bias == null ? acc[j] : acc[j] + bias[j];
         }
     }
 

@@ -1,7 +1,3 @@
-using System.Runtime.CompilerServices;
-using System.Runtime.Intrinsics;
-using System.Runtime.Intrinsics.X86;
-
 namespace Kernels.Backends.Simd;
 
 // Packing: X into token panels for the row kernels.

@@ -1,7 +1,3 @@
-using System.Runtime.CompilerServices;
-using System.Runtime.Intrinsics;
-using System.Runtime.Intrinsics.X86;
-
 namespace Kernels.Backends.Simd;
 
 // Row kernels: one row of W against one panel, 32 int32/float results (token order) to dst.
@@ -12,10 +8,22 @@ internal static unsafe partial class SparseSimdKernels
     /// tokens of a <see cref="TBV"/> panel (two 32-token halves of the same interleave). A row whose count
     /// is not a multiple of 4 ends with one quad that repeats its last column with weight 0.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static void RowVnni<TIndex>(byte* panel, TIndex* col, sbyte* val, int p0, int p1, int* dst)
+        where TIndex : unmanaged =>
+        RowVnni<TIndex, Interleave512>(panel, col, val, p0, p1, dst);
+
+    /// <summary>As <see cref="RowVnni{TIndex}(byte*, TIndex*, sbyte*, int, int, int*)"/> without AVX-512BW: the same interleave in two 256-bit halves.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static void RowVnni256(byte* panel, int* col, sbyte* val, int p0, int p1, int* dst) =>
+        RowVnni<int, Interleave256>(panel, col, val, p0, p1, dst);
+
+    /// <summary>The one loop of both forms: the interleave of four panel rows, eight <c>vpdpbusd</c> per quad.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     [SkipLocalsInit]
-    internal static void RowVnni<TIndex>(byte* panel, TIndex* col, sbyte* val, int p0, int p1, int* dst)
+    private static void RowVnni<TIndex, TInterleave>(byte* panel, TIndex* col, sbyte* val, int p0, int p1, int* dst)
         where TIndex : unmanaged
+        where TInterleave : struct, IInterleave4
     {
         TIndex* tailCol = stackalloc TIndex[4];
         sbyte* tailVal = stackalloc sbyte[4];
@@ -32,27 +40,17 @@ internal static unsafe partial class SparseSimdKernels
             for (int q = 0; q < quads; q++, cp += 4, vp += 4)
             {
                 Vector256<sbyte> w = Vector256.Create(Unsafe.ReadUnaligned<int>(vp)).AsSByte();
-                // One 64-byte row per k: the 512-bit unpacks interleave both 32-token halves at once.
-                Vector512<byte> a = Avx512F.LoadVector512(panel + (Index(cp, 0) << 6));
-                Vector512<byte> b = Avx512F.LoadVector512(panel + (Index(cp, 1) << 6));
-                Vector512<byte> c = Avx512F.LoadVector512(panel + (Index(cp, 2) << 6));
-                Vector512<byte> d = Avx512F.LoadVector512(panel + (Index(cp, 3) << 6));
-                Vector512<short> abLo = Avx512BW.UnpackLow(a, b).AsInt16();
-                Vector512<short> abHi = Avx512BW.UnpackHigh(a, b).AsInt16();
-                Vector512<short> cdLo = Avx512BW.UnpackLow(c, d).AsInt16();
-                Vector512<short> cdHi = Avx512BW.UnpackHigh(c, d).AsInt16();
-                Vector512<byte> v0 = Avx512BW.UnpackLow(abLo, cdLo).AsByte();
-                Vector512<byte> v1 = Avx512BW.UnpackHigh(abLo, cdLo).AsByte();
-                Vector512<byte> v2 = Avx512BW.UnpackLow(abHi, cdHi).AsByte();
-                Vector512<byte> v3 = Avx512BW.UnpackHigh(abHi, cdHi).AsByte();
-                c0 = AvxVnni.MultiplyWideningAndAdd(c0, v0.GetLower(), w);
-                c1 = AvxVnni.MultiplyWideningAndAdd(c1, v1.GetLower(), w);
-                c2 = AvxVnni.MultiplyWideningAndAdd(c2, v2.GetLower(), w);
-                c3 = AvxVnni.MultiplyWideningAndAdd(c3, v3.GetLower(), w);
-                c4 = AvxVnni.MultiplyWideningAndAdd(c4, v0.GetUpper(), w);
-                c5 = AvxVnni.MultiplyWideningAndAdd(c5, v1.GetUpper(), w);
-                c6 = AvxVnni.MultiplyWideningAndAdd(c6, v2.GetUpper(), w);
-                c7 = AvxVnni.MultiplyWideningAndAdd(c7, v3.GetUpper(), w);
+                TInterleave.Interleave(panel + (Index(cp, 0) << 6), panel + (Index(cp, 1) << 6), panel + (Index(cp, 2) << 6),
+                    panel + (Index(cp, 3) << 6), out Vector256<byte> v0, out Vector256<byte> v1, out Vector256<byte> v2,
+                    out Vector256<byte> v3, out Vector256<byte> v4, out Vector256<byte> v5, out Vector256<byte> v6, out Vector256<byte> v7);
+                c0 = AvxVnni.MultiplyWideningAndAdd(c0, v0, w);
+                c1 = AvxVnni.MultiplyWideningAndAdd(c1, v1, w);
+                c2 = AvxVnni.MultiplyWideningAndAdd(c2, v2, w);
+                c3 = AvxVnni.MultiplyWideningAndAdd(c3, v3, w);
+                c4 = AvxVnni.MultiplyWideningAndAdd(c4, v4, w);
+                c5 = AvxVnni.MultiplyWideningAndAdd(c5, v5, w);
+                c6 = AvxVnni.MultiplyWideningAndAdd(c6, v6, w);
+                c7 = AvxVnni.MultiplyWideningAndAdd(c7, v7, w);
             }
             if (rem == 0)
                 break;
@@ -66,14 +64,8 @@ internal static unsafe partial class SparseSimdKernels
             quads = 1;
             rem = 0;
         }
-        Avx.Store(dst, c0);
-        Avx.Store(dst + 8, c1);
-        Avx.Store(dst + 16, c2);
-        Avx.Store(dst + 24, c3);
-        Avx.Store(dst + 32, c4);
-        Avx.Store(dst + 40, c5);
-        Avx.Store(dst + 48, c6);
-        Avx.Store(dst + 56, c7);
+        SimdOps.Store4(dst, c0, c1, c2, c3);
+        SimdOps.Store4(dst + 32, c4, c5, c6, c7);
     }
 
     /// <summary>Column <paramref name="i"/> of an int or ushort index array, as a native integer.</summary>
@@ -82,57 +74,66 @@ internal static unsafe partial class SparseSimdKernels
         where TIndex : unmanaged =>
         typeof(TIndex) == typeof(ushort) ? ((ushort*)p)[i] : ((int*)p)[i];
 
-    /// <summary>As <see cref="RowVnni"/> without AVX-512BW: the same interleave in two 256-bit halves.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    [SkipLocalsInit]
-    internal static void RowVnni256(byte* panel, int* col, sbyte* val, int p0, int p1, int* dst)
+    /// <summary>
+    /// The byte interleave of four 64-byte panel rows a, b, c, d: v0..v3 the 32-bit lanes (a, b, c, d
+    /// byte by byte) of tokens 0–31, v4..v7 those of tokens 32–63.
+    /// </summary>
+    internal interface IInterleave4
     {
-        int* tailCol = stackalloc int[4];
-        sbyte* tailVal = stackalloc sbyte[4];
-        for (int half = 0; half < 2; half++)
+        static abstract void Interleave(byte* a, byte* b, byte* c, byte* d,
+            out Vector256<byte> v0, out Vector256<byte> v1, out Vector256<byte> v2, out Vector256<byte> v3,
+            out Vector256<byte> v4, out Vector256<byte> v5, out Vector256<byte> v6, out Vector256<byte> v7);
+    }
+
+    /// <summary>AVX-512BW: one 64-byte load per row; the 512-bit unpacks interleave both halves at once.</summary>
+    internal struct Interleave512 : IInterleave4
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static void Interleave(byte* a, byte* b, byte* c, byte* d,
+            out Vector256<byte> v0, out Vector256<byte> v1, out Vector256<byte> v2, out Vector256<byte> v3,
+            out Vector256<byte> v4, out Vector256<byte> v5, out Vector256<byte> v6, out Vector256<byte> v7)
         {
-            int* cp = col + p0;
-            sbyte* vp = val + p0;
-            int quads = (p1 - p0) >> 2;
-            int rem = (p1 - p0) & 3;
-            byte* ph = panel + 32 * half;
-            Vector256<int> c0 = Vector256<int>.Zero, c1 = Vector256<int>.Zero;
-            Vector256<int> c2 = Vector256<int>.Zero, c3 = Vector256<int>.Zero;
-            while (true)
-            {
-                for (int q = 0; q < quads; q++, cp += 4, vp += 4)
-                {
-                    Vector256<sbyte> w = Vector256.Create(Unsafe.ReadUnaligned<int>(vp)).AsSByte();
-                    Vector256<byte> a = Avx.LoadVector256(ph + ((nint)cp[0] << 6));
-                    Vector256<byte> b = Avx.LoadVector256(ph + ((nint)cp[1] << 6));
-                    Vector256<byte> c = Avx.LoadVector256(ph + ((nint)cp[2] << 6));
-                    Vector256<byte> d = Avx.LoadVector256(ph + ((nint)cp[3] << 6));
-                    Vector256<short> abLo = Avx2.UnpackLow(a, b).AsInt16();
-                    Vector256<short> abHi = Avx2.UnpackHigh(a, b).AsInt16();
-                    Vector256<short> cdLo = Avx2.UnpackLow(c, d).AsInt16();
-                    Vector256<short> cdHi = Avx2.UnpackHigh(c, d).AsInt16();
-                    c0 = AvxVnni.MultiplyWideningAndAdd(c0, Avx2.UnpackLow(abLo, cdLo).AsByte(), w);
-                    c1 = AvxVnni.MultiplyWideningAndAdd(c1, Avx2.UnpackHigh(abLo, cdLo).AsByte(), w);
-                    c2 = AvxVnni.MultiplyWideningAndAdd(c2, Avx2.UnpackLow(abHi, cdHi).AsByte(), w);
-                    c3 = AvxVnni.MultiplyWideningAndAdd(c3, Avx2.UnpackHigh(abHi, cdHi).AsByte(), w);
-                }
-                if (rem == 0)
-                    break;
-                for (int j = 0; j < 4; j++)
-                {
-                    tailCol[j] = cp[Math.Min(j, rem - 1)];
-                    tailVal[j] = j < rem ? vp[j] : (sbyte)0;
-                }
-                cp = tailCol;
-                vp = tailVal;
-                quads = 1;
-                rem = 0;
-            }
-            int* dh = dst + 32 * half;
-            Avx.Store(dh, c0);
-            Avx.Store(dh + 8, c1);
-            Avx.Store(dh + 16, c2);
-            Avx.Store(dh + 24, c3);
+            Vector512<byte> ra = Avx512F.LoadVector512(a), rb = Avx512F.LoadVector512(b);
+            Vector512<byte> rc = Avx512F.LoadVector512(c), rd = Avx512F.LoadVector512(d);
+            Vector512<short> abLo = Avx512BW.UnpackLow(ra, rb).AsInt16();
+            Vector512<short> abHi = Avx512BW.UnpackHigh(ra, rb).AsInt16();
+            Vector512<short> cdLo = Avx512BW.UnpackLow(rc, rd).AsInt16();
+            Vector512<short> cdHi = Avx512BW.UnpackHigh(rc, rd).AsInt16();
+            Vector512<byte> x0 = Avx512BW.UnpackLow(abLo, cdLo).AsByte();
+            Vector512<byte> x1 = Avx512BW.UnpackHigh(abLo, cdLo).AsByte();
+            Vector512<byte> x2 = Avx512BW.UnpackLow(abHi, cdHi).AsByte();
+            Vector512<byte> x3 = Avx512BW.UnpackHigh(abHi, cdHi).AsByte();
+            v0 = x0.GetLower(); v1 = x1.GetLower(); v2 = x2.GetLower(); v3 = x3.GetLower();
+            v4 = x0.GetUpper(); v5 = x1.GetUpper(); v6 = x2.GetUpper(); v7 = x3.GetUpper();
+        }
+    }
+
+    /// <summary>AVX2: the same interleave on each 32-byte half of the rows.</summary>
+    internal struct Interleave256 : IInterleave4
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static void Interleave(byte* a, byte* b, byte* c, byte* d,
+            out Vector256<byte> v0, out Vector256<byte> v1, out Vector256<byte> v2, out Vector256<byte> v3,
+            out Vector256<byte> v4, out Vector256<byte> v5, out Vector256<byte> v6, out Vector256<byte> v7)
+        {
+            Half(a, b, c, d, out v0, out v1, out v2, out v3);
+            Half(a + 32, b + 32, c + 32, d + 32, out v4, out v5, out v6, out v7);
+        }
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        private static void Half(byte* a, byte* b, byte* c, byte* d,
+            out Vector256<byte> v0, out Vector256<byte> v1, out Vector256<byte> v2, out Vector256<byte> v3)
+        {
+            Vector256<byte> ra = Avx.LoadVector256(a), rb = Avx.LoadVector256(b);
+            Vector256<byte> rc = Avx.LoadVector256(c), rd = Avx.LoadVector256(d);
+            Vector256<short> abLo = Avx2.UnpackLow(ra, rb).AsInt16();
+            Vector256<short> abHi = Avx2.UnpackHigh(ra, rb).AsInt16();
+            Vector256<short> cdLo = Avx2.UnpackLow(rc, rd).AsInt16();
+            Vector256<short> cdHi = Avx2.UnpackHigh(rc, rd).AsInt16();
+            v0 = Avx2.UnpackLow(abLo, cdLo).AsByte();
+            v1 = Avx2.UnpackHigh(abLo, cdLo).AsByte();
+            v2 = Avx2.UnpackLow(abHi, cdHi).AsByte();
+            v3 = Avx2.UnpackHigh(abHi, cdHi).AsByte();
         }
     }
 
@@ -167,10 +168,7 @@ internal static unsafe partial class SparseSimdKernels
             c2 = Avx2.Add(c2, Avx2.MultiplyAddAdjacent(Avx2.UnpackLow(a1, a1), w));
             c3 = Avx2.Add(c3, Avx2.MultiplyAddAdjacent(Avx2.UnpackHigh(a1, a1), w));
         }
-        Avx.Store(dst, c0);
-        Avx.Store(dst + 8, c1);
-        Avx.Store(dst + 16, c2);
-        Avx.Store(dst + 24, c3);
+        SimdOps.Store4(dst, c0, c1, c2, c3);
     }
 
     /// <summary>
@@ -198,14 +196,8 @@ internal static unsafe partial class SparseSimdKernels
             c6 = AvxVnni.MultiplyWideningAndAdd(c6, Avx.LoadVector256(xq + 192), w);
             c7 = AvxVnni.MultiplyWideningAndAdd(c7, Avx.LoadVector256(xq + 224), w);
         }
-        Avx.Store(dst, c0);
-        Avx.Store(dst + 8, c1);
-        Avx.Store(dst + 16, c2);
-        Avx.Store(dst + 24, c3);
-        Avx.Store(dst + 32, c4);
-        Avx.Store(dst + 40, c5);
-        Avx.Store(dst + 48, c6);
-        Avx.Store(dst + 56, c7);
+        SimdOps.Store4(dst, c0, c1, c2, c3);
+        SimdOps.Store4(dst + 32, c4, c5, c6, c7);
     }
 
     /// <summary>
@@ -215,108 +207,67 @@ internal static unsafe partial class SparseSimdKernels
     /// of four, which the FMA latency had bound (one non-zero per 4 cycles). The order is fixed, so the
     /// result does not depend on the thread split or the level's vector width.
     /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal static void RowFloat(float* panel, int* col, float* val, int p0, int p1, float* dst, bool wide)
     {
+        // 512-bit: two vectors per 32-token row (the AVX-VNNI level on AVX-512 CPUs); 256-bit: four (16
+        // accumulators: AVX-512 CPUs have the registers; on AVX2-only ones some live in memory). The
+        // order of additions is the same.
         if (wide && Avx512F.IsSupported)
-        {
-            RowFloat512(panel, col, val, p0, p1, dst);
-            return;
-        }
-        // Four partial sums of 32 tokens, four vectors each (16 accumulators: AVX-512 CPUs have the
-        // registers; on AVX2-only ones some live in memory).
-        Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
-        Vector256<float> b0 = default, b1 = default, b2 = default, b3 = default;
-        Vector256<float> c0 = default, c1 = default, c2 = default, c3 = default;
-        Vector256<float> d0 = default, d1 = default, d2 = default, d3 = default;
-        int p = p0;
-        for (; p + 4 <= p1; p += 4)
-        {
-            AddRow256(ref a0, ref a1, ref a2, ref a3, panel + ((nint)col[p] << 5), val[p]);
-            AddRow256(ref b0, ref b1, ref b2, ref b3, panel + ((nint)col[p + 1] << 5), val[p + 1]);
-            AddRow256(ref c0, ref c1, ref c2, ref c3, panel + ((nint)col[p + 2] << 5), val[p + 2]);
-            AddRow256(ref d0, ref d1, ref d2, ref d3, panel + ((nint)col[p + 3] << 5), val[p + 3]);
-        }
-        int rem = p1 - p;
-        if (rem > 0)
-            AddRow256(ref a0, ref a1, ref a2, ref a3, panel + ((nint)col[p] << 5), val[p]);
-        if (rem > 1)
-            AddRow256(ref b0, ref b1, ref b2, ref b3, panel + ((nint)col[p + 1] << 5), val[p + 1]);
-        if (rem > 2)
-            AddRow256(ref c0, ref c1, ref c2, ref c3, panel + ((nint)col[p + 2] << 5), val[p + 2]);
-        Avx.Store(dst, Avx.Add(Avx.Add(a0, b0), Avx.Add(c0, d0)));
-        Avx.Store(dst + 8, Avx.Add(Avx.Add(a1, b1), Avx.Add(c1, d1)));
-        Avx.Store(dst + 16, Avx.Add(Avx.Add(a2, b2), Avx.Add(c2, d2)));
-        Avx.Store(dst + 24, Avx.Add(Avx.Add(a3, b3), Avx.Add(c3, d3)));
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void AddRow256(ref Vector256<float> s0, ref Vector256<float> s1, ref Vector256<float> s2, ref Vector256<float> s3, float* a, float weight)
-    {
-        Vector256<float> w = Vector256.Create(weight);
-        if (Fma.IsSupported)
-        {
-            s0 = Fma.MultiplyAdd(Avx.LoadVector256(a), w, s0);
-            s1 = Fma.MultiplyAdd(Avx.LoadVector256(a + 8), w, s1);
-            s2 = Fma.MultiplyAdd(Avx.LoadVector256(a + 16), w, s2);
-            s3 = Fma.MultiplyAdd(Avx.LoadVector256(a + 24), w, s3);
-        }
+            RowFloat<Vector512<float>, Float512>(panel, col, val, p0, p1, dst);
         else
-        {
-            s0 = Avx.Add(s0, Avx.Multiply(Avx.LoadVector256(a), w));
-            s1 = Avx.Add(s1, Avx.Multiply(Avx.LoadVector256(a + 8), w));
-            s2 = Avx.Add(s2, Avx.Multiply(Avx.LoadVector256(a + 16), w));
-            s3 = Avx.Add(s3, Avx.Multiply(Avx.LoadVector256(a + 24), w));
-        }
+            RowFloat<Vector256<float>, Float256>(panel, col, val, p0, p1, dst);
     }
 
-    /// <summary><see cref="RowFloat"/> with 512-bit vectors (two per 32-token row; the AVX-VNNI level on AVX-512 CPUs), the same order of additions.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void RowFloat512(float* panel, int* col, float* val, int p0, int p1, float* dst)
+    private static void RowFloat<TVector, TWidth>(float* panel, int* col, float* val, int p0, int p1, float* dst)
+        where TVector : unmanaged
+        where TWidth : struct, IFloatWidth<TVector>
     {
-        Vector512<float> a0 = Vector512<float>.Zero, a1 = Vector512<float>.Zero;
-        Vector512<float> b0 = Vector512<float>.Zero, b1 = Vector512<float>.Zero;
-        Vector512<float> c0 = Vector512<float>.Zero, c1 = Vector512<float>.Zero;
-        Vector512<float> d0 = Vector512<float>.Zero, d1 = Vector512<float>.Zero;
+        // Four partial sums of 32 tokens (a, b, c, d), 32 / Count vectors each.
+        TVector a0 = default, a1 = default, a2 = default, a3 = default;
+        TVector b0 = default, b1 = default, b2 = default, b3 = default;
+        TVector c0 = default, c1 = default, c2 = default, c3 = default;
+        TVector d0 = default, d1 = default, d2 = default, d3 = default;
         int p = p0;
         for (; p + 4 <= p1; p += 4)
         {
-            float* ra = panel + ((nint)col[p] << 5), rb = panel + ((nint)col[p + 1] << 5);
-            float* rc = panel + ((nint)col[p + 2] << 5), rd = panel + ((nint)col[p + 3] << 5);
-            Vector512<float> wa = Vector512.Create(val[p]), wb = Vector512.Create(val[p + 1]);
-            Vector512<float> wc = Vector512.Create(val[p + 2]), wd = Vector512.Create(val[p + 3]);
-            a0 = Avx512F.FusedMultiplyAdd(Avx512F.LoadVector512(ra), wa, a0);
-            a1 = Avx512F.FusedMultiplyAdd(Avx512F.LoadVector512(ra + 16), wa, a1);
-            b0 = Avx512F.FusedMultiplyAdd(Avx512F.LoadVector512(rb), wb, b0);
-            b1 = Avx512F.FusedMultiplyAdd(Avx512F.LoadVector512(rb + 16), wb, b1);
-            c0 = Avx512F.FusedMultiplyAdd(Avx512F.LoadVector512(rc), wc, c0);
-            c1 = Avx512F.FusedMultiplyAdd(Avx512F.LoadVector512(rc + 16), wc, c1);
-            d0 = Avx512F.FusedMultiplyAdd(Avx512F.LoadVector512(rd), wd, d0);
-            d1 = Avx512F.FusedMultiplyAdd(Avx512F.LoadVector512(rd + 16), wd, d1);
+            AddRow<TVector, TWidth>(ref a0, ref a1, ref a2, ref a3, panel + ((nint)col[p] << 5), val[p]);
+            AddRow<TVector, TWidth>(ref b0, ref b1, ref b2, ref b3, panel + ((nint)col[p + 1] << 5), val[p + 1]);
+            AddRow<TVector, TWidth>(ref c0, ref c1, ref c2, ref c3, panel + ((nint)col[p + 2] << 5), val[p + 2]);
+            AddRow<TVector, TWidth>(ref d0, ref d1, ref d2, ref d3, panel + ((nint)col[p + 3] << 5), val[p + 3]);
         }
         int rem = p1 - p;
         if (rem > 0)
-        {
-            float* ra = panel + ((nint)col[p] << 5);
-            Vector512<float> wa = Vector512.Create(val[p]);
-            a0 = Avx512F.FusedMultiplyAdd(Avx512F.LoadVector512(ra), wa, a0);
-            a1 = Avx512F.FusedMultiplyAdd(Avx512F.LoadVector512(ra + 16), wa, a1);
-        }
+            AddRow<TVector, TWidth>(ref a0, ref a1, ref a2, ref a3, panel + ((nint)col[p] << 5), val[p]);
         if (rem > 1)
-        {
-            float* rb = panel + ((nint)col[p + 1] << 5);
-            Vector512<float> wb = Vector512.Create(val[p + 1]);
-            b0 = Avx512F.FusedMultiplyAdd(Avx512F.LoadVector512(rb), wb, b0);
-            b1 = Avx512F.FusedMultiplyAdd(Avx512F.LoadVector512(rb + 16), wb, b1);
-        }
+            AddRow<TVector, TWidth>(ref b0, ref b1, ref b2, ref b3, panel + ((nint)col[p + 1] << 5), val[p + 1]);
         if (rem > 2)
+            AddRow<TVector, TWidth>(ref c0, ref c1, ref c2, ref c3, panel + ((nint)col[p + 2] << 5), val[p + 2]);
+        int n = TWidth.Count;
+        TWidth.Store(TWidth.Add(TWidth.Add(a0, b0), TWidth.Add(c0, d0)), dst);
+        TWidth.Store(TWidth.Add(TWidth.Add(a1, b1), TWidth.Add(c1, d1)), dst + n);
+        if (n < 16)
         {
-            float* rc = panel + ((nint)col[p + 2] << 5);
-            Vector512<float> wc = Vector512.Create(val[p + 2]);
-            c0 = Avx512F.FusedMultiplyAdd(Avx512F.LoadVector512(rc), wc, c0);
-            c1 = Avx512F.FusedMultiplyAdd(Avx512F.LoadVector512(rc + 16), wc, c1);
+            TWidth.Store(TWidth.Add(TWidth.Add(a2, b2), TWidth.Add(c2, d2)), dst + 2 * n);
+            TWidth.Store(TWidth.Add(TWidth.Add(a3, b3), TWidth.Add(c3, d3)), dst + 3 * n);
         }
-        Avx512F.Store(dst, Avx512F.Add(Avx512F.Add(a0, b0), Avx512F.Add(c0, d0)));
-        Avx512F.Store(dst + 16, Avx512F.Add(Avx512F.Add(a1, b1), Avx512F.Add(c1, d1)));
+    }
+
+    /// <summary>s += row a (32 floats) · weight, 32 / Count vectors.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void AddRow<TVector, TWidth>(ref TVector s0, ref TVector s1, ref TVector s2, ref TVector s3, float* a, float weight)
+        where TVector : unmanaged
+        where TWidth : struct, IFloatWidth<TVector>
+    {
+        int n = TWidth.Count;
+        TVector w = TWidth.Create(weight);
+        s0 = TWidth.MultiplyAdd(TWidth.Load(a), w, s0);
+        s1 = TWidth.MultiplyAdd(TWidth.Load(a + n), w, s1);
+        if (n < 16)
+        {
+            s2 = TWidth.MultiplyAdd(TWidth.Load(a + 2 * n), w, s2);
+            s3 = TWidth.MultiplyAdd(TWidth.Load(a + 3 * n), w, s3);
+        }
     }
 }

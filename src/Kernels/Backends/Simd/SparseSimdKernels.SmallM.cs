@@ -1,7 +1,3 @@
-using System.Runtime.CompilerServices;
-using System.Runtime.Intrinsics;
-using System.Runtime.Intrinsics.X86;
-
 namespace Kernels.Backends.Simd;
 
 // Small m (decode): dot products with gathers or vpermb panels.
@@ -37,53 +33,89 @@ internal static unsafe partial class SparseSimdKernels
     /// products for each token; a second <c>vpdpbusd</c> of ones sums the weights for the −128·Σw
     /// correction. Results (exact): dst[0..3].
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static void DotFour(uint* x4, int* col, sbyte* val, int p0, int p1, int* dst) =>
+        DotFour<GatheredColumns>(x4, col, val, p0, p1, dst);
+
+    /// <summary>
+    /// The one loop of <see cref="DotFour(uint*, int*, sbyte*, int, int, int*)"/> and
+    /// <see cref="DotFourPermuted"/>: sixteen non-zeros per step as two vectors of eight columns
+    /// (<typeparamref name="TColumns"/>: lane 4h + t of 128-bit half h = token t of four columns), the
+    /// weight quads spread to match; the last group of eight repeats its last column with weight 0.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    internal static void DotFour(uint* x4, int* col, sbyte* val, int p0, int p1, int* dst)
+    private static void DotFour<TColumns>(uint* x4, int* col, sbyte* val, int p0, int p1, int* dst)
+        where TColumns : struct, IFourTokenColumns
     {
-        Vector256<sbyte> tx = Vector256.Create(
-            (sbyte)0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15,
-            0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
-        Vector256<sbyte> tw = Vector256.Create(
+        Vector256<sbyte> spread = Vector256.Create(
             (sbyte)0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3,
             4, 5, 6, 7, 4, 5, 6, 7, 4, 5, 6, 7, 4, 5, 6, 7);
         Vector256<int> acc0 = Vector256<int>.Zero, acc1 = Vector256<int>.Zero;
         Vector256<int> sum0 = Vector256<int>.Zero, sum1 = Vector256<int>.Zero;
         Vector256<byte> ones = Vector256.Create((byte)1);
         var xi = (int*)x4;
-        int* idx = stackalloc int[8];
+        int* tailCol = stackalloc int[8];
         int p = p0;
         for (; p + 16 <= p1; p += 16)
         {
-            Vector256<byte> g0 = Avx2.GatherVector256(xi, Avx.LoadVector256(col + p), 4).AsByte();
-            Vector256<byte> g1 = Avx2.GatherVector256(xi, Avx.LoadVector256(col + p + 8), 4).AsByte();
-            Vector256<sbyte> w0 = Avx2.Shuffle(Vector256.Create(Unsafe.ReadUnaligned<long>(val + p)).AsSByte(), tw);
-            Vector256<sbyte> w1 = Avx2.Shuffle(Vector256.Create(Unsafe.ReadUnaligned<long>(val + p + 8)).AsSByte(), tw);
-            acc0 = AvxVnni.MultiplyWideningAndAdd(acc0, Avx2.Shuffle(g0, tx.AsByte()), w0);
-            acc1 = AvxVnni.MultiplyWideningAndAdd(acc1, Avx2.Shuffle(g1, tx.AsByte()), w1);
+            Vector256<sbyte> w0 = Avx2.Shuffle(Vector256.Create(Unsafe.ReadUnaligned<long>(val + p)).AsSByte(), spread);
+            Vector256<sbyte> w1 = Avx2.Shuffle(Vector256.Create(Unsafe.ReadUnaligned<long>(val + p + 8)).AsSByte(), spread);
+            acc0 = AvxVnni.MultiplyWideningAndAdd(acc0, TColumns.Load(xi, col + p), w0);
+            acc1 = AvxVnni.MultiplyWideningAndAdd(acc1, TColumns.Load(xi, col + p + 8), w1);
             sum0 = AvxVnni.MultiplyWideningAndAdd(sum0, ones, w0);
             sum1 = AvxVnni.MultiplyWideningAndAdd(sum1, ones, w1);
         }
-        while (p < p1)
+        for (; p < p1; p += 8)
         {
-            // 8 at a time; the last group repeats its last column with weight 0.
             int rem = Math.Min(8, p1 - p);
-            long wq = 0;
+            long weights = 0;
             for (int j = 0; j < 8; j++)
             {
-                int q = p + Math.Min(j, rem - 1);
-                idx[j] = col[q];
+                tailCol[j] = col[p + Math.Min(j, rem - 1)];
                 if (j < rem)
-                    wq |= (long)(byte)val[p + j] << (8 * j);
+                    weights |= (long)(byte)val[p + j] << (8 * j);
             }
-            Vector256<byte> g0 = Avx2.GatherVector256(xi, Avx.LoadVector256(idx), 4).AsByte();
-            Vector256<sbyte> w0 = Avx2.Shuffle(Vector256.Create(wq).AsSByte(), tw);
-            acc0 = AvxVnni.MultiplyWideningAndAdd(acc0, Avx2.Shuffle(g0, tx.AsByte()), w0);
-            sum0 = AvxVnni.MultiplyWideningAndAdd(sum0, ones, w0);
-            p += rem;
+            Vector256<sbyte> w = Avx2.Shuffle(Vector256.Create(weights).AsSByte(), spread);
+            acc0 = AvxVnni.MultiplyWideningAndAdd(acc0, TColumns.Load(xi, tailCol), w);
+            sum0 = AvxVnni.MultiplyWideningAndAdd(sum0, ones, w);
         }
-        // Every lane of a half holds that half's Σw: subtract 128·Σw, then add the halves.
+        // Lanes 0–3 and 4–7 hold the two halves of each token's sum; every lane of a half holds that
+        // half's Σw: subtract 128·Σw, then add the halves.
         Vector256<int> acc = Avx2.Subtract(Avx2.Add(acc0, acc1), Avx2.ShiftLeftLogical(Avx2.Add(sum0, sum1), 7));
         Sse2.Store(dst, Sse2.Add(acc.GetLower(), acc.GetUpper()));
+    }
+
+    /// <summary>
+    /// Eight columns of a <see cref="PackFour"/> panel (dword j = tokens 0..3 of column j) with the bytes
+    /// reordered so that dword 4h + t = token t of columns 4h..4h+3.
+    /// </summary>
+    internal interface IFourTokenColumns
+    {
+        static abstract Vector256<byte> Load(int* x4, int* col);
+    }
+
+    /// <summary>Input dword j = tokens 0..3 of column j; output lane 4h + t = (column 4h..4h+3 of token t).</summary>
+    private static Vector256<byte> FourTokenOrder
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        get => Vector256.Create(
+            (byte)0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15,
+            16, 20, 24, 28, 17, 21, 25, 29, 18, 22, 26, 30, 19, 23, 27, 31);
+    }
+
+    /// <summary>AVX2: one gather, then <c>vpshufb</c> per 128-bit lane (which reads only the low four bits of 16..31).</summary>
+    internal struct GatheredColumns : IFourTokenColumns
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<byte> Load(int* x4, int* col) =>
+            Avx2.Shuffle(Avx2.GatherVector256(x4, Avx.LoadVector256(col), 4).AsByte(), FourTokenOrder);
+    }
+
+    /// <summary>AVX-512 VBMI: loads and inserts, then one <c>vpermb</c>.</summary>
+    internal struct PermutedColumns : IFourTokenColumns
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<byte> Load(int* x4, int* col) => Avx512Vbmi.VL.PermuteVar32x8(Columns8(x4, col), FourTokenOrder);
     }
 
     /// <summary>
@@ -225,49 +257,9 @@ internal static unsafe partial class SparseSimdKernels
     /// eight-token one (k·4 bytes: in L1 up to k ≈ 12 K), and each instruction covers eight non-zeros.
     /// Results (exact): dst[0..3].
     /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    internal static void DotFourPermuted(uint* x4, int* col, sbyte* val, int p0, int p1, int* dst)
-    {
-        // Input dword j = tokens 0..3 of column j; output lane 4h + t = (column 4h..4h+3 of token t).
-        Vector256<byte> order = Vector256.Create(
-            (byte)0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15,
-            16, 20, 24, 28, 17, 21, 25, 29, 18, 22, 26, 30, 19, 23, 27, 31);
-        Vector256<sbyte> spread = Vector256.Create(
-            (sbyte)0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3,
-            4, 5, 6, 7, 4, 5, 6, 7, 4, 5, 6, 7, 4, 5, 6, 7);
-        Vector256<byte> ones = Vector256.Create((byte)1);
-        Vector256<int> acc0 = Vector256<int>.Zero, acc1 = Vector256<int>.Zero, sum = Vector256<int>.Zero;
-        var xi = (int*)x4;
-        int* tailCol = stackalloc int[8];
-        int p = p0;
-        for (; p + 16 <= p1; p += 16)
-        {
-            Vector256<sbyte> w0 = Avx2.Shuffle(Vector256.Create(Unsafe.ReadUnaligned<long>(val + p)).AsSByte(), spread);
-            Vector256<sbyte> w1 = Avx2.Shuffle(Vector256.Create(Unsafe.ReadUnaligned<long>(val + p + 8)).AsSByte(), spread);
-            acc0 = AvxVnni.MultiplyWideningAndAdd(acc0, Avx512Vbmi.VL.PermuteVar32x8(Columns8(xi, col + p), order), w0);
-            acc1 = AvxVnni.MultiplyWideningAndAdd(acc1, Avx512Vbmi.VL.PermuteVar32x8(Columns8(xi, col + p + 8), order), w1);
-            sum = AvxVnni.MultiplyWideningAndAdd(sum, ones, w0);
-            sum = AvxVnni.MultiplyWideningAndAdd(sum, ones, w1);
-        }
-        for (; p < p1; p += 8)
-        {
-            // Eight at a time; the last group repeats its last column with weight 0.
-            int rem = Math.Min(8, p1 - p);
-            long weights = 0;
-            for (int j = 0; j < 8; j++)
-            {
-                tailCol[j] = col[p + Math.Min(j, rem - 1)];
-                if (j < rem)
-                    weights |= (long)(byte)val[p + j] << (8 * j);
-            }
-            Vector256<sbyte> w = Avx2.Shuffle(Vector256.Create(weights).AsSByte(), spread);
-            acc0 = AvxVnni.MultiplyWideningAndAdd(acc0, Avx512Vbmi.VL.PermuteVar32x8(Columns8(xi, tailCol), order), w);
-            sum = AvxVnni.MultiplyWideningAndAdd(sum, ones, w);
-        }
-        // Lanes 0–3 and 4–7 hold the two halves of each token's sum (and of Σw).
-        Vector256<int> acc = Avx2.Subtract(Avx2.Add(acc0, acc1), Avx2.ShiftLeftLogical(sum, 7));
-        Sse2.Store(dst, Sse2.Add(acc.GetLower(), acc.GetUpper()));
-    }
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static void DotFourPermuted(uint* x4, int* col, sbyte* val, int p0, int p1, int* dst) =>
+        DotFour<PermutedColumns>(x4, col, val, p0, p1, dst);
 
     /// <summary>The dwords of columns c[0..7] of a four-token panel, in one vector.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

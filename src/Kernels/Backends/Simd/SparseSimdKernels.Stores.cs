@@ -1,7 +1,3 @@
-using System.Runtime.CompilerServices;
-using System.Runtime.Intrinsics;
-using System.Runtime.Intrinsics.X86;
-
 namespace Kernels.Backends.Simd;
 
 // Stores: tiles transposed in registers and written through the epilogue.
@@ -10,43 +6,7 @@ internal static unsafe partial class SparseSimdKernels
     /// <summary>o[t] = (src[0·pitch + t], …, src[7·pitch + t]).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void TransposePitch(int* src, long pitch, Vector256<int>* o) =>
-        Transpose8x8(src, pitch, out o[0], out o[1], out o[2], out o[3], out o[4], out o[5], out o[6], out o[7]);
-
-    /// <summary>The 8×8 int32 block at src (rows pitch apart), transposed in registers: o_t = column t.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Transpose8x8(
-        int* src, long pitch, out Vector256<int> o0, out Vector256<int> o1, out Vector256<int> o2, out Vector256<int> o3,
-        out Vector256<int> o4, out Vector256<int> o5, out Vector256<int> o6, out Vector256<int> o7)
-    {
-        Vector256<int> r0 = Avx.LoadVector256(src);
-        Vector256<int> r1 = Avx.LoadVector256(src + pitch);
-        Vector256<int> r2 = Avx.LoadVector256(src + 2 * pitch);
-        Vector256<int> r3 = Avx.LoadVector256(src + 3 * pitch);
-        Vector256<int> r4 = Avx.LoadVector256(src + 4 * pitch);
-        Vector256<int> r5 = Avx.LoadVector256(src + 5 * pitch);
-        Vector256<int> r6 = Avx.LoadVector256(src + 6 * pitch);
-        Vector256<int> r7 = Avx.LoadVector256(src + 7 * pitch);
-        Vector256<int> t0 = Avx2.UnpackLow(r0, r1), t1 = Avx2.UnpackHigh(r0, r1);
-        Vector256<int> t2 = Avx2.UnpackLow(r2, r3), t3 = Avx2.UnpackHigh(r2, r3);
-        Vector256<int> t4 = Avx2.UnpackLow(r4, r5), t5 = Avx2.UnpackHigh(r4, r5);
-        Vector256<int> t6 = Avx2.UnpackLow(r6, r7), t7 = Avx2.UnpackHigh(r6, r7);
-        Vector256<int> u0 = Avx2.UnpackLow(t0.AsInt64(), t2.AsInt64()).AsInt32();
-        Vector256<int> u1 = Avx2.UnpackHigh(t0.AsInt64(), t2.AsInt64()).AsInt32();
-        Vector256<int> u2 = Avx2.UnpackLow(t1.AsInt64(), t3.AsInt64()).AsInt32();
-        Vector256<int> u3 = Avx2.UnpackHigh(t1.AsInt64(), t3.AsInt64()).AsInt32();
-        Vector256<int> u4 = Avx2.UnpackLow(t4.AsInt64(), t6.AsInt64()).AsInt32();
-        Vector256<int> u5 = Avx2.UnpackHigh(t4.AsInt64(), t6.AsInt64()).AsInt32();
-        Vector256<int> u6 = Avx2.UnpackLow(t5.AsInt64(), t7.AsInt64()).AsInt32();
-        Vector256<int> u7 = Avx2.UnpackHigh(t5.AsInt64(), t7.AsInt64()).AsInt32();
-        o0 = Avx2.Permute2x128(u0, u4, 0x20);
-        o1 = Avx2.Permute2x128(u1, u5, 0x20);
-        o2 = Avx2.Permute2x128(u2, u6, 0x20);
-        o3 = Avx2.Permute2x128(u3, u7, 0x20);
-        o4 = Avx2.Permute2x128(u0, u4, 0x31);
-        o5 = Avx2.Permute2x128(u1, u5, 0x31);
-        o6 = Avx2.Permute2x128(u2, u6, 0x31);
-        o7 = Avx2.Permute2x128(u3, u7, 0x31);
-    }
+        SimdOps.Transpose8x8((byte*)src, pitch * sizeof(int), out o[0], out o[1], out o[2], out o[3], out o[4], out o[5], out o[6], out o[7]);
 
     /// <summary>
     /// Stores an int8 tile (up to <see cref="StoreGroups"/> × <see cref="GR"/> rows of W × <paramref name="pitch"/>
@@ -80,16 +40,10 @@ internal static unsafe partial class SparseSimdKernels
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void Store8x8(int* src, int pitch, Vector256<int> k, int* d, int n)
     {
-        Transpose8x8(src, pitch, out Vector256<int> o0, out Vector256<int> o1, out Vector256<int> o2, out Vector256<int> o3,
+        SimdOps.Transpose8x8((byte*)src, (long)pitch * sizeof(int), out Vector256<int> o0, out Vector256<int> o1, out Vector256<int> o2, out Vector256<int> o3,
             out Vector256<int> o4, out Vector256<int> o5, out Vector256<int> o6, out Vector256<int> o7);
-        Avx.Store(d, Avx2.Subtract(o0, k));
-        Avx.Store(d + n, Avx2.Subtract(o1, k));
-        Avx.Store(d + 2L * n, Avx2.Subtract(o2, k));
-        Avx.Store(d + 3L * n, Avx2.Subtract(o3, k));
-        Avx.Store(d + 4L * n, Avx2.Subtract(o4, k));
-        Avx.Store(d + 5L * n, Avx2.Subtract(o5, k));
-        Avx.Store(d + 6L * n, Avx2.Subtract(o6, k));
-        Avx.Store(d + 7L * n, Avx2.Subtract(o7, k));
+        SimdOps.Store8(d, n, Avx2.Subtract(o0, k), Avx2.Subtract(o1, k), Avx2.Subtract(o2, k), Avx2.Subtract(o3, k),
+            Avx2.Subtract(o4, k), Avx2.Subtract(o5, k), Avx2.Subtract(o6, k), Avx2.Subtract(o7, k));
     }
 
     /// <summary>As <see cref="StoreInt8"/> for one group of at most <see cref="GR"/> rows of W.</summary>

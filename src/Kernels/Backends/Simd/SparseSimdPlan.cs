@@ -1,6 +1,4 @@
 using System.Runtime.InteropServices;
-using System.Runtime.Intrinsics;
-using System.Runtime.Intrinsics.X86;
 using Kernels.Simd;
 
 namespace Kernels.Backends.Simd;
@@ -298,38 +296,22 @@ internal sealed unsafe class SparseSimdPlan : IDisposable
 
     private static long CountRow(in SparseWeights w, int r, bool isFloat)
     {
-        long count = 0;
-        if (w.Format == SparseFormat.Bsr)
-        {
-            int br = w.BlockRows, bc = w.BlockColumns;
-            int b = r / br, i = r - b * br;
-            for (int p = w.RowPointers[b]; p < w.RowPointers[b + 1]; p++)
-            {
-                int c0 = w.ColumnIndices[p] * bc;
-                long block = (long)p * br * bc + (long)i * bc;
-                for (int j = 0; j < bc && c0 + j < w.Columns; j++)
-                {
-                    if (isFloat || ((sbyte*)w.Values)[block + j] != 0)
-                        count++;
-                }
-            }
-            return count;
-        }
-        int groups = (w.Columns + 3) / 4;
-        for (int g = 0; g < groups; g++)
-        {
-            long at = (long)r * groups + g;
-            byte meta = w.Meta[at];
-            int c0 = g * 4 + (meta & 3), c1 = g * 4 + ((meta >> 2) & 3);
-            if (c0 < w.Columns && (isFloat || ((sbyte*)w.Values)[2 * at] != 0))
-                count++;
-            if (c1 < w.Columns && (isFloat || ((sbyte*)w.Values)[2 * at + 1] != 0))
-                count++;
-        }
-        return count;
+        var counter = new EntryCounter { Values = (sbyte*)w.Values, IsFloat = isFloat };
+        ForEachEntry(w, r, ref counter);
+        return counter.Count;
     }
 
     private int FillRow(in SparseWeights w, int r, int at)
+    {
+        var filler = new EntryFiller { Plan = this, Values = w.Values, At = at };
+        ForEachEntry(w, r, ref filler);
+        return filler.At;
+    }
+
+    /// <summary>Each stored entry of row r of a BSR or 2:4 matrix (value index, column), in column order.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void ForEachEntry<TSink>(in SparseWeights w, int r, ref TSink sink)
+        where TSink : struct, IEntrySink
     {
         if (w.Format == SparseFormat.Bsr)
         {
@@ -340,9 +322,9 @@ internal sealed unsafe class SparseSimdPlan : IDisposable
                 int c0 = w.ColumnIndices[p] * bc;
                 long block = (long)p * br * bc + (long)i * bc;
                 for (int j = 0; j < bc && c0 + j < w.Columns; j++)
-                    at = Put(w.Values, block + j, c0 + j, at);
+                    sink.Add(block + j, c0 + j);
             }
-            return at;
+            return;
         }
         int groups = (w.Columns + 3) / 4;
         for (int g = 0; g < groups; g++)
@@ -351,11 +333,39 @@ internal sealed unsafe class SparseSimdPlan : IDisposable
             byte meta = w.Meta[v];
             int c0 = g * 4 + (meta & 3), c1 = g * 4 + ((meta >> 2) & 3);
             if (c0 < w.Columns)
-                at = Put(w.Values, 2 * v, c0, at);
+                sink.Add(2 * v, c0);
             if (c1 < w.Columns)
-                at = Put(w.Values, 2 * v + 1, c1, at);
+                sink.Add(2 * v + 1, c1);
         }
-        return at;
+    }
+
+    private interface IEntrySink
+    {
+        void Add(long from, int column);
+    }
+
+    /// <summary>Counts the entries the plan keeps (float: all; int8: the non-zero ones).</summary>
+    private struct EntryCounter : IEntrySink
+    {
+        public sbyte* Values;
+        public bool IsFloat;
+        public long Count;
+
+        public void Add(long from, int column)
+        {
+            if (IsFloat || Values[from] != 0)
+                Count++;
+        }
+    }
+
+    /// <summary>Writes the entries the plan keeps from <see cref="At"/> on.</summary>
+    private struct EntryFiller : IEntrySink
+    {
+        public SparseSimdPlan Plan;
+        public void* Values;
+        public int At;
+
+        public void Add(long from, int column) => At = Plan.Put(Values, from, column, At);
     }
 
     private int Put(void* values, long from, int column, int at)

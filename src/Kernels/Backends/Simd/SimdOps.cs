@@ -1,0 +1,204 @@
+namespace Kernels.Backends.Simd;
+
+/// <summary>
+/// The per-instruction-set operators of the SIMD kernels (the pattern of
+/// <c>System.Numerics.Tensors.TensorPrimitives</c> and of <c>IDot4</c> in the device code): a kernel
+/// is written once, generic over an operator struct, and the JIT compiles one specialized copy per
+/// struct (no boxing, no interface dispatch; the tiny operator methods inline).
+/// </summary>
+internal static unsafe class SimdOps
+{
+    /// <summary>Stores four vectors to dst, dst + Count, dst + 2·Count and dst + 3·Count.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void Store4<T>(T* dst, Vector256<T> v0, Vector256<T> v1, Vector256<T> v2, Vector256<T> v3)
+        where T : unmanaged
+    {
+        int n = Vector256<T>.Count;
+        v0.Store(dst);
+        v1.Store(dst + n);
+        v2.Store(dst + 2 * n);
+        v3.Store(dst + 3 * n);
+    }
+
+    /// <summary>Stores eight vectors <paramref name="pitch"/> elements apart.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void Store8<T>(T* dst, long pitch, Vector256<T> v0, Vector256<T> v1, Vector256<T> v2, Vector256<T> v3,
+        Vector256<T> v4, Vector256<T> v5, Vector256<T> v6, Vector256<T> v7)
+        where T : unmanaged
+    {
+        v0.Store(dst);
+        v1.Store(dst + pitch);
+        v2.Store(dst + 2 * pitch);
+        v3.Store(dst + 3 * pitch);
+        v4.Store(dst + 4 * pitch);
+        v5.Store(dst + 5 * pitch);
+        v6.Store(dst + 6 * pitch);
+        v7.Store(dst + 7 * pitch);
+    }
+
+    /// <summary>
+    /// The 8×8 dword block at src (rows <paramref name="pitch"/> bytes apart), transposed in registers:
+    /// o_t = dword column t.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void Transpose8x8(
+        byte* src, long pitch, out Vector256<int> o0, out Vector256<int> o1, out Vector256<int> o2, out Vector256<int> o3,
+        out Vector256<int> o4, out Vector256<int> o5, out Vector256<int> o6, out Vector256<int> o7)
+    {
+        Vector256<int> r0 = Avx.LoadVector256((int*)src);
+        Vector256<int> r1 = Avx.LoadVector256((int*)(src + pitch));
+        Vector256<int> r2 = Avx.LoadVector256((int*)(src + 2 * pitch));
+        Vector256<int> r3 = Avx.LoadVector256((int*)(src + 3 * pitch));
+        Vector256<int> r4 = Avx.LoadVector256((int*)(src + 4 * pitch));
+        Vector256<int> r5 = Avx.LoadVector256((int*)(src + 5 * pitch));
+        Vector256<int> r6 = Avx.LoadVector256((int*)(src + 6 * pitch));
+        Vector256<int> r7 = Avx.LoadVector256((int*)(src + 7 * pitch));
+        Vector256<int> t0 = Avx2.UnpackLow(r0, r1), t1 = Avx2.UnpackHigh(r0, r1);
+        Vector256<int> t2 = Avx2.UnpackLow(r2, r3), t3 = Avx2.UnpackHigh(r2, r3);
+        Vector256<int> t4 = Avx2.UnpackLow(r4, r5), t5 = Avx2.UnpackHigh(r4, r5);
+        Vector256<int> t6 = Avx2.UnpackLow(r6, r7), t7 = Avx2.UnpackHigh(r6, r7);
+        Vector256<int> u0 = Avx2.UnpackLow(t0.AsInt64(), t2.AsInt64()).AsInt32();
+        Vector256<int> u1 = Avx2.UnpackHigh(t0.AsInt64(), t2.AsInt64()).AsInt32();
+        Vector256<int> u2 = Avx2.UnpackLow(t1.AsInt64(), t3.AsInt64()).AsInt32();
+        Vector256<int> u3 = Avx2.UnpackHigh(t1.AsInt64(), t3.AsInt64()).AsInt32();
+        Vector256<int> u4 = Avx2.UnpackLow(t4.AsInt64(), t6.AsInt64()).AsInt32();
+        Vector256<int> u5 = Avx2.UnpackHigh(t4.AsInt64(), t6.AsInt64()).AsInt32();
+        Vector256<int> u6 = Avx2.UnpackLow(t5.AsInt64(), t7.AsInt64()).AsInt32();
+        Vector256<int> u7 = Avx2.UnpackHigh(t5.AsInt64(), t7.AsInt64()).AsInt32();
+        o0 = Avx2.Permute2x128(u0, u4, 0x20);
+        o1 = Avx2.Permute2x128(u1, u5, 0x20);
+        o2 = Avx2.Permute2x128(u2, u6, 0x20);
+        o3 = Avx2.Permute2x128(u3, u7, 0x20);
+        o4 = Avx2.Permute2x128(u0, u4, 0x31);
+        o5 = Avx2.Permute2x128(u1, u5, 0x31);
+        o6 = Avx2.Permute2x128(u2, u6, 0x31);
+        o7 = Avx2.Permute2x128(u3, u7, 0x31);
+    }
+}
+
+/// <summary>
+/// One int8 dot-product step on 256-bit int32 accumulators: acc + the dot products of the four bytes
+/// (VNNI, u8×s8) or the two int16 (AVX2, <c>vpmaddwd</c>) in each 32-bit lane of a and b.
+/// </summary>
+internal interface IInt8Dot
+{
+    /// <summary>acc + Σ over each lane's group of a·b (a is the broadcast A group, b the B group).</summary>
+    static abstract Vector256<int> Accumulate(Vector256<int> acc, Vector256<int> a, Vector256<int> b);
+}
+
+/// <summary>AVX-VNNI <c>vpdpbusd</c>: u8 a × s8 b, four per lane.</summary>
+internal struct VnniDot : IInt8Dot
+{
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<int> Accumulate(Vector256<int> acc, Vector256<int> a, Vector256<int> b) =>
+        AvxVnni.MultiplyWideningAndAdd(acc, a.AsByte(), b.AsSByte());
+}
+
+/// <summary>AVX2 <c>vpmaddwd</c> + <c>vpaddd</c>: int16 pairs.</summary>
+internal struct Avx2Dot : IInt8Dot
+{
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<int> Accumulate(Vector256<int> acc, Vector256<int> a, Vector256<int> b) =>
+        Avx2.Add(acc, Avx2.MultiplyAddAdjacent(a.AsInt16(), b.AsInt16()));
+}
+
+/// <summary>
+/// The float vector operations of one width (<typeparamref name="TVector"/>: Vector512 or Vector256 of
+/// float), so that a float kernel is written once for both widths.
+/// </summary>
+internal unsafe interface IFloatWidth<TVector>
+    where TVector : unmanaged
+{
+    /// <summary>Floats per vector.</summary>
+    static abstract int Count { get; }
+
+    /// <summary>
+    /// Whether a 4 × 4-vector block of accumulators fits the register file (AVX-512: 32 registers);
+    /// the 256-bit kernels keep their smaller blocks for AVX2-only CPUs (16 registers).
+    /// </summary>
+    static abstract bool Block4x4 { get; }
+
+    static abstract TVector Load(float* p);
+    static abstract void Store(TVector v, float* p);
+    static abstract TVector Create(float x);
+    static abstract TVector Add(TVector a, TVector b);
+    static abstract TVector Subtract(TVector a, TVector b);
+    static abstract TVector Multiply(TVector a, TVector b);
+    static abstract TVector Multiply(TVector a, float b);
+
+    /// <summary>a·b + c with one rounding (where the CPU has no FMA, the 256-bit form multiplies and adds).</summary>
+    static abstract TVector MultiplyAdd(TVector a, TVector b, TVector c);
+    static abstract TVector MaxNative(TVector a, TVector b);
+    static abstract TVector MinNative(TVector a, TVector b);
+    static abstract TVector Round(TVector x);
+    static abstract TVector LessThan(TVector a, TVector b);
+
+    /// <summary>All bits set in the lanes that are not NaN.</summary>
+    static abstract TVector NotNaN(TVector x);
+    static abstract TVector And(TVector a, TVector b);
+    static abstract TVector AndNot(TVector a, TVector b);
+    static abstract bool AllBitsSet(TVector x);
+    static abstract float Sum(TVector x);
+    static abstract float GetElement(TVector x, int i);
+
+    /// <summary>2^n for integral n in [−126, 127], by building the exponent bits.</summary>
+    static abstract TVector Pow2(TVector n);
+}
+
+/// <summary>512-bit float vectors (AVX-512F).</summary>
+internal unsafe struct Float512 : IFloatWidth<Vector512<float>>
+{
+    public static int Count => 16;
+    public static bool Block4x4 => true;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Load(float* p) => Vector512.Load(p);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static void Store(Vector512<float> v, float* p) => v.Store(p);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Create(float x) => Vector512.Create(x);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Add(Vector512<float> a, Vector512<float> b) => a + b;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Subtract(Vector512<float> a, Vector512<float> b) => a - b;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Multiply(Vector512<float> a, Vector512<float> b) => a * b;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Multiply(Vector512<float> a, float b) => a * b;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> MultiplyAdd(Vector512<float> a, Vector512<float> b, Vector512<float> c) => Vector512.FusedMultiplyAdd(a, b, c);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> MaxNative(Vector512<float> a, Vector512<float> b) => Vector512.MaxNative(a, b);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> MinNative(Vector512<float> a, Vector512<float> b) => Vector512.MinNative(a, b);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Round(Vector512<float> x) => Vector512.Round(x);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> LessThan(Vector512<float> a, Vector512<float> b) => Vector512.LessThan(a, b);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> NotNaN(Vector512<float> x) => Vector512.Equals(x, x);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> And(Vector512<float> a, Vector512<float> b) => a & b;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> AndNot(Vector512<float> a, Vector512<float> b) => Vector512.AndNot(a, b);
+    // As integers: AllBitsSet is a NaN as float.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static bool AllBitsSet(Vector512<float> x) => x.AsUInt32() == Vector512<uint>.AllBitsSet;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float Sum(Vector512<float> x) => Vector512.Sum(x);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float GetElement(Vector512<float> x, int i) => x.GetElement(i);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> Pow2(Vector512<float> n) => Vector512.ShiftLeft(Vector512.ConvertToInt32(n) + Vector512.Create(127), 23).AsSingle();
+}
+
+/// <summary>256-bit float vectors (AVX2, FMA where the CPU has it).</summary>
+internal unsafe struct Float256 : IFloatWidth<Vector256<float>>
+{
+    public static int Count => 8;
+    public static bool Block4x4 => false;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Load(float* p) => Vector256.Load(p);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static void Store(Vector256<float> v, float* p) => v.Store(p);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Create(float x) => Vector256.Create(x);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Add(Vector256<float> a, Vector256<float> b) => a + b;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Subtract(Vector256<float> a, Vector256<float> b) => a - b;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Multiply(Vector256<float> a, Vector256<float> b) => a * b;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Multiply(Vector256<float> a, float b) => a * b;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> MultiplyAdd(Vector256<float> a, Vector256<float> b, Vector256<float> c) =>
+        Fma.IsSupported ? Fma.MultiplyAdd(a, b, c) : Avx.Add(c, Avx.Multiply(a, b));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> MaxNative(Vector256<float> a, Vector256<float> b) => Vector256.MaxNative(a, b);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> MinNative(Vector256<float> a, Vector256<float> b) => Vector256.MinNative(a, b);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Round(Vector256<float> x) => Vector256.Round(x);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> LessThan(Vector256<float> a, Vector256<float> b) => Vector256.LessThan(a, b);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> NotNaN(Vector256<float> x) => Vector256.Equals(x, x);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> And(Vector256<float> a, Vector256<float> b) => a & b;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> AndNot(Vector256<float> a, Vector256<float> b) => Vector256.AndNot(a, b);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static bool AllBitsSet(Vector256<float> x) => x.AsUInt32() == Vector256<uint>.AllBitsSet;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float Sum(Vector256<float> x) => Vector256.Sum(x);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float GetElement(Vector256<float> x, int i) => x.GetElement(i);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> Pow2(Vector256<float> n) => Vector256.ShiftLeft(Vector256.ConvertToInt32(n) + Vector256.Create(127), 23).AsSingle();
+}
