@@ -186,8 +186,8 @@ internal static unsafe class Int8GemmSimd
         ArgumentNullException.ThrowIfNull(b);
         Check.Positive(batchCount, nameof(batchCount));
         int last = batchCount - 1;
-        Check.MinLength(a.Length, last * strideA + (long)m * b.K, nameof(a), "(batchCount−1)·strideA + m·k");
-        Check.MinLength(c.Length, last * strideC + (long)m * b.N, nameof(c), "(batchCount−1)·strideC + m·n");
+        Check.MinLength(a.Length, (Int128)last * strideA + (long)m * b.K, nameof(a), "(batchCount−1)·strideA + m·k");
+        Check.MinLength(c.Length, (Int128)last * strideC + (long)m * b.N, nameof(c), "(batchCount−1)·strideC + m·n");
         fixed (sbyte* pa = a)
         fixed (int* pc = c)
         {
@@ -203,9 +203,9 @@ internal static unsafe class Int8GemmSimd
         Check.GemmShape(m, n, k);
         Check.Positive(batchCount, nameof(batchCount));
         int last = batchCount - 1;
-        Check.MinLength(a.Length, last * strideA + (long)m * k, nameof(a), "(batchCount−1)·strideA + m·k");
-        Check.MinLength(b.Length, last * strideB + (long)n * k, nameof(b), "(batchCount−1)·strideB + n·k");
-        Check.MinLength(c.Length, last * strideC + (long)m * n, nameof(c), "(batchCount−1)·strideC + m·n");
+        Check.MinLength(a.Length, (Int128)last * strideA + (long)m * k, nameof(a), "(batchCount−1)·strideA + m·k");
+        Check.MinLength(b.Length, (Int128)last * strideB + (long)n * k, nameof(b), "(batchCount−1)·strideB + n·k");
+        Check.MinLength(c.Length, (Int128)last * strideC + (long)m * n, nameof(c), "(batchCount−1)·strideC + m·n");
         fixed (sbyte* pa = a)
         fixed (sbyte* pb = b)
         fixed (int* pc = c)
@@ -223,13 +223,13 @@ internal static unsafe class Int8GemmSimd
         Check.GemmShape(m, n, k);
         Check.Positive(batchCount, nameof(batchCount));
         int last = batchCount - 1;
-        Check.MinLength(a.Length, last * strideA + (long)m * k, nameof(a), "(batchCount−1)·strideA + m·k");
-        Check.MinLength(b.Length, last * strideB + (long)n * k, nameof(b), "(batchCount−1)·strideB + n·k");
-        Check.MinLength(aScale.Length, last * strideAScale + m, nameof(aScale), "(batchCount−1)·strideAScale + m");
-        Check.MinLength(bScale.Length, last * strideBScale + n, nameof(bScale), "(batchCount−1)·strideBScale + n");
+        Check.MinLength(a.Length, (Int128)last * strideA + (long)m * k, nameof(a), "(batchCount−1)·strideA + m·k");
+        Check.MinLength(b.Length, (Int128)last * strideB + (long)n * k, nameof(b), "(batchCount−1)·strideB + n·k");
+        Check.MinLength(aScale.Length, (Int128)last * strideAScale + m, nameof(aScale), "(batchCount−1)·strideAScale + m");
+        Check.MinLength(bScale.Length, (Int128)last * strideBScale + n, nameof(bScale), "(batchCount−1)·strideBScale + n");
         if (!bias.IsEmpty)
-            Check.MinLength(bias.Length, last * strideBScale + n, nameof(bias), "(batchCount−1)·strideBScale + n");
-        Check.MinLength(y.Length, last * strideY + (long)m * n, nameof(y), "(batchCount−1)·strideY + m·n");
+            Check.MinLength(bias.Length, (Int128)last * strideBScale + n, nameof(bias), "(batchCount−1)·strideBScale + n");
+        Check.MinLength(y.Length, (Int128)last * strideY + (long)m * n, nameof(y), "(batchCount−1)·strideY + m·n");
         fixed (sbyte* pa = a)
         fixed (sbyte* pb = b)
         fixed (float* pas = aScale)
