@@ -24,8 +24,8 @@ internal static class BenchCommand
         var op = new Option<string>("--op") { Description = "Operation to benchmark.", DefaultValueFactory = _ => "int8-gemm" };
         op.AcceptOnlyFromAmong("int8-gemm", "attention", "sparse-gemm");
         var backend = new Option<string>("--backend") { Description = "auto (the best usable), all (every usable backend: the default), cuda, opencl, cpu-simd or cpu." };
-        var m = new Option<int?>("--m") { Description = "Rows of A and C (default: per backend, 4096 CUDA, 1024 OpenCL and cpu-simd, 256 on the simulating CPU accelerator)." };
-        var n = new Option<int?>("--n") { Description = "Rows of B, columns of C (default: as --m)." };
+        var m = new Option<int?>("--m") { Description = "int8-gemm and sparse-gemm: rows of A (tokens) and of the output (default: per backend, 4096 CUDA, 1024 OpenCL and cpu-simd, 256 on the simulating CPU accelerator)." };
+        var n = new Option<int?>("--n") { Description = "Rows of B or of the sparse W (output features), columns of the output (default: as --m)." };
         var k = new Option<int?>("--k") { Description = "Reduction length (default: as --m)." };
         var repeat = new Option<int>("--repeat") { Description = "Timed repetitions after one warm-up; the median is reported.", DefaultValueFactory = _ => 5 };
         var kernel = new Option<string>("--kernel") { Description = "auto, reference, tiled, dp4a, tensorcore (CUDA, compute capability 8.0+) or simd.", DefaultValueFactory = _ => "auto" };
@@ -46,9 +46,9 @@ internal static class BenchCommand
         var sparseKernel = new Option<string>("--sparse-kernel") { Description = "sparse-gemm, int8 on CUDA/OpenCL/the CPU accelerator, m > 16: auto (tiled), tiled (groups of four non-zeros × four tokens per dp4a, X chunks in shared memory) or general (one thread per output on Xᵀ).", DefaultValueFactory = _ => "auto" };
         sparseKernel.AcceptOnlyFromAmong("auto", "tiled", "general");
         var sweep = new Option<bool>("--sweep") { Description = "sparse-gemm: also measure sparsities 0.5 to 0.99 and report the crossover (where sparse becomes faster than dense)." };
-        var json = new Option<bool>("--json") { Description = "One JSON object per result (int8-gemm: op, backend, device, m, n, k, median_ms, tops, verified, max_abs_error, ...; attention: op, backend, device, batch, heads, kv_heads, seq, kv_seq, head_dim, causal, median_ms, tflops, verified, max_abs_error, ...)." };
+        var json = new Option<bool>("--json") { Description = "One JSON object per result (int8-gemm: op, backend, device, m, n, k, median_ms, tops, verified, max_abs_error, ...; attention: op, backend, device, batch, heads, kv_heads, seq, kv_seq, head_dim, causal, median_ms, tflops, verified, max_abs_error, ...; sparse-gemm int8: op, backend, device, format, block, m, n, k, requested_sparsity, sparsity, non_zeros, median_ms, dense_median_ms, speedup_vs_dense, verified, sparse_kernel, ...; sparse-gemm float32: op, dtype, backend, device, format, m, n, k, sparsity, median_ms, peer_median_ms, speedup_vs_peer, verified, max_relative_error, sparse_kernel, ...)." };
 
-        var command = new Command("bench", "Benchmark int8 GEMM (or attention) on every usable backend (or one), verified against the reference.")
+        var command = new Command("bench", "Benchmark int8 GEMM, sparse GEMM (int8 or float32) or attention on every usable backend (or one), verified against the reference, next to a peer measured in the same run.")
         {
             op, backend, m, n, k, repeat, kernel, seed, noPeer, batch, heads, kvHeads, seq, kvSeq, headDim, causal,
             format, sparsity, block, dtype, sparseKernel, sweep, json,
@@ -118,7 +118,7 @@ internal static class BenchCommand
             var shape = new AttentionShape(a.Batch, a.Heads, a.KvHeads ?? a.Heads, seq, a.KvSeq ?? seq, a.HeadDim, a.Causal);
             // Validates the shape with the library's own messages before any data is made.
             Check.Attention(shape, AttentionOptions.Default, shape.QueryElements, shape.KeyElements, shape.KeyElements, default, decode: false);
-            AttentionBenchResult r = AttentionBenchmark.Run(session, shape, s.Repeat, s.Seed, s.Peer);
+            AttentionBenchResult r = CliProgress.Step($"attention on {backend.ToName()}", () => AttentionBenchmark.Run(session, shape, s.Repeat, s.Seed, s.Peer));
             results.Add(r);
             if (s.Json)
                 Console.WriteLine(JsonSerializer.Serialize(r, Program.Json));
@@ -150,7 +150,7 @@ internal static class BenchCommand
             using KernelSession session = KernelSession.Create(backend);
             int size = SparseBenchmark.DefaultSize(session.Backend);
             int m = s.M ?? size, n = s.N ?? s.M ?? size, k = s.K ?? s.M ?? size;
-            SparseFloatBenchResult r = SparseFloatBenchmark.Run(session, m, n, k, format, block, sparsity, s.Repeat, s.Seed, s.Peer);
+            SparseFloatBenchResult r = CliProgress.Step($"sparse-gemm float32 on {backend.ToName()}", () => SparseFloatBenchmark.Run(session, m, n, k, format, block, sparsity, s.Repeat, s.Seed, s.Peer));
             results.Add(r);
             if (s.Json)
                 Console.WriteLine(JsonSerializer.Serialize(r, Program.Json));
@@ -183,7 +183,7 @@ internal static class BenchCommand
             session.SparseInt8Kernel = ilgpuKernel;
             int size = SparseBenchmark.DefaultSize(session.Backend);
             int m = s.M ?? size, n = s.N ?? s.M ?? size, k = s.K ?? s.M ?? size;
-            List<SparseBenchResult> measured = SparseBenchmark.Run(session, m, n, k, format, block, sparsity, sweep, s.Repeat, s.Seed);
+            List<SparseBenchResult> measured = CliProgress.Step($"sparse-gemm int8 on {backend.ToName()}", () => SparseBenchmark.Run(session, m, n, k, format, block, sparsity, sweep, s.Repeat, s.Seed));
             results.AddRange(measured);
             if (s.Json)
             {
@@ -235,36 +235,21 @@ internal static class BenchCommand
         var results = new List<BenchResult>();
         var failures = new List<string>();
 
-        void RunOne(Backend backend, Action<int>? progress)
+        foreach (Backend backend in s.Backends)
         {
-            using KernelSession session = KernelSession.Create(backend);
-            int size = DefaultSize(session.Backend);
-            int m = s.M ?? size, n = s.N ?? s.M ?? size, k = s.K ?? s.M ?? size;
-            BenchResult r = GemmBenchmark.Run(session, m, n, k, s.Repeat, s.Kernel, s.Seed, s.Peer, progress);
+            BenchResult r = CliProgress.Bar($"int8-gemm on {backend.ToName()}", s.Repeat + 1, progress =>
+            {
+                using KernelSession session = KernelSession.Create(backend);
+                int size = DefaultSize(session.Backend);
+                int m = s.M ?? size, n = s.N ?? s.M ?? size, k = s.K ?? s.M ?? size;
+                return GemmBenchmark.Run(session, m, n, k, s.Repeat, s.Kernel, s.Seed, s.Peer, i => progress(i + 1));
+            });
             results.Add(r);
             if (s.Json)
                 Console.WriteLine(JsonSerializer.Serialize(r, Program.Json));
         }
-
-        if (s.Json)
+        if (!s.Json)
         {
-            foreach (Backend backend in s.Backends)
-                RunOne(backend, null);
-        }
-        else
-        {
-            AnsiConsole.Progress()
-                .AutoClear(true)
-                .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new ElapsedTimeColumn())
-                .Start(ctx =>
-                {
-                    foreach (Backend backend in s.Backends)
-                    {
-                        ProgressTask task = ctx.AddTask($"int8-gemm on {backend.ToName()}", maxValue: s.Repeat + 1);
-                        RunOne(backend, i => task.Value = i + 1);
-                        task.StopTask();
-                    }
-                });
             PrintTable(results);
         }
 
@@ -283,7 +268,7 @@ internal static class BenchCommand
                 r.Op, r.Backend, Markup.Escape(r.Device), r.Kernel, $"{r.M}×{r.N}×{r.K}",
                 r.MedianMs.ToString("F3"), r.Tops.ToString(r.Tops < 0.1 ? "F5" : "F2"),
                 r.PeerMedianMs is { } pm
-                    ? Markup.Escape($"{r.Peer}: {pm:F3} ms; ours {r.SpeedVsPeer:F2}× its speed packing the weights each call ({r.MedianMsPackingEachCall:F3} ms), {r.SpeedVsPeerPrepacked:F2}× with them packed once")
+                    ? Markup.Escape($"{r.Peer}: {pm:F3} ms; ours {r.SpeedVsPeer:F2}× its speed (the median beside, weights packed once); packing them each call as it does {r.MedianMsPackingEachCall:F3} ms, {r.SpeedVsPeerPackingEachCall:F2}×")
                     : Markup.Escape(r.Peer ?? "-"),
                 r.Verified ? $"[green]yes[/] ({r.Verification})" : $"[red]NO[/] (max error {r.MaxAbsError})");
         }

@@ -241,7 +241,8 @@ internal static class CostCommand
         var variants = new List<Variant>();
         foreach (GemmKernel kernel in kernels)
         {
-            EnergyMeasurement e = meter.Measure(() => session.Int8Gemm(da, db, dc, m, n, k, kernel), m);
+            EnergyMeasurement e = CliProgress.Step($"energy of int8-gemm {Lower(kernel)} {m}×{n}×{k} on {session.Backend.ToName()}",
+                () => meter.Measure(() => session.Int8Gemm(da, db, dc, m, n, k, kernel), m));
             variants.Add(new Variant($"{Lower(kernel)} {m}×{n}×{k}", session.Backend.ToName(), session.DeviceName,
                 e.JoulesPerToken, e.RelativeUncertainty, e.TokensPerSecond, EnergySource.NameOf(e.Source),
                 e.Boundary.ToString(), e.SourceDescription, FlagNames(e.Flags), Shape: $"{m}x{n}x{k}"));
@@ -256,7 +257,8 @@ internal static class CostCommand
         {
             foreach (InferencePhase phase in new[] { InferencePhase.Prefill, InferencePhase.Decode })
             {
-                ModelPhaseEnergy e = ModelEnergy.Measure(session, meter, shape, phase, batch, context, kernel, maxMacs);
+                ModelPhaseEnergy e = CliProgress.Step($"energy of {shape.Name} {phase.ToString().ToLowerInvariant()} ({Lower(kernel)}) on {session.Backend.ToName()}",
+                    () => ModelEnergy.Measure(session, meter, shape, phase, batch, context, kernel, maxMacs));
                 EnergyIssues issues = e.Gemms.Aggregate(EnergyIssues.None, (acc, g) => acc | g.Measurement.Flags);
                 EnergyMeasurement first = e.Gemms[0].Measurement;
                 string phaseName = phase.ToString().ToLowerInvariant();

@@ -21,8 +21,12 @@ internal static class Program
         // Piped or redirected output (CI logs, files) gets wide tables instead of Spectre's 80 columns.
         if (Console.IsOutputRedirected)
             AnsiConsole.Profile.Width = 200;
-        var root = new RootCommand("Kernels: int8 GEMM on CUDA, OpenCL and the CPU, measured.")
+        // A plain command named as users type it (a RootCommand takes the assembly's name, Kernels.Cli), with
+        // the help (on every subcommand) and version options a root command would add.
+        var root = new Command("kernels", "Kernels: int8 GEMM, sparse GEMM and attention on CUDA, OpenCL and the CPU, verified and measured; energy and cost per token.")
         {
+            new System.CommandLine.Help.HelpOption { Recursive = true },
+            new VersionOption(),
             DevicesCommand.Create(),
             BenchCommand.Create(),
             CostCommand.Create(),
