@@ -110,6 +110,14 @@ internal static class BenchCommand
 
     private static int RunAttention(Settings s, AttentionSettings a)
     {
+        // Every backend's shape checked before any work.
+        foreach (Backend backend in s.Backends)
+        {
+            int seq = a.Seq ?? DefaultSeq(backend);
+            var shape = new AttentionShape(a.Batch, a.Heads, a.KvHeads ?? a.Heads, seq, a.KvSeq ?? seq, a.HeadDim, a.Causal);
+            Check.Attention(shape, AttentionOptions.Default, shape.QueryElements, shape.KeyElements, shape.KeyElements, default, decode: false);
+            BenchSizes.Check(shape);
+        }
         var results = new List<AttentionBenchResult>();
         foreach (Backend backend in s.Backends)
         {
@@ -144,6 +152,7 @@ internal static class BenchCommand
 
     private static int RunSparseFloat(Settings s, SparseFormat format, (int Rows, int Columns) block, double sparsity)
     {
+        CheckSizes(s, SparseBenchmark.DefaultSize);
         var results = new List<SparseFloatBenchResult>();
         foreach (Backend backend in s.Backends)
         {
@@ -176,6 +185,7 @@ internal static class BenchCommand
 
     private static int RunSparse(Settings s, SparseFormat format, (int Rows, int Columns) block, double sparsity, bool sweep, SparseInt8Kernel ilgpuKernel)
     {
+        CheckSizes(s, SparseBenchmark.DefaultSize);
         var results = new List<SparseBenchResult>();
         foreach (Backend backend in s.Backends)
         {
@@ -230,8 +240,19 @@ internal static class BenchCommand
         return [BackendNames.Parse(value, "--backend")];
     }
 
+    /// <summary>Every backend's m, n, k (given, or its default) checked before any work.</summary>
+    private static void CheckSizes(Settings s, Func<Backend, int> defaultSize)
+    {
+        foreach (Backend backend in s.Backends)
+        {
+            int size = defaultSize(backend);
+            BenchSizes.Check(s.M ?? size, s.N ?? s.M ?? size, s.K ?? s.M ?? size);
+        }
+    }
+
     private static int Run(Settings s)
     {
+        CheckSizes(s, DefaultSize);
         var results = new List<BenchResult>();
         var failures = new List<string>();
 

@@ -1,5 +1,6 @@
 using CsCheck;
 using Kernels.Energy;
+using Kernels.Tests.Sparse;
 
 namespace Kernels.Tests.Fuzz;
 
@@ -206,6 +207,48 @@ public sealed class ApiFuzzTests
         Expect.Close(expected, result!, 1e-4, 1e-4, c.ToString());
     }
 
+    [Theory]
+    [MemberData(nameof(Backends))]
+    public void AttentionDeviceApi(Backend backend)
+    {
+        KernelSession session = Sessions.Get(backend);
+        Gen.Select(AttentionCalls, State).Sample((call, state) => RunAttentionDevice(session, call, state), iter: IterationsOn(backend), time: Seconds, threads: 1);
+    }
+
+    private static void RunAttentionDevice(KernelSession session, AttentionCall c, BufferState state)
+    {
+        var shape = new AttentionShape(c.B, c.H, c.KvH, c.Sq, c.Sk, c.D, c.Causal);
+        var options = new AttentionOptions(c.Scale, c.Window);
+        Int128 qNeeded = (Int128)c.B * c.H * c.Sq * c.D, kNeeded = (Int128)c.B * c.KvH * c.Sk * c.D;
+        var random = new Random(HashCode.Combine(c.B, c.H, c.Sq, c.Sk, c.D, state));
+        float[] q = Seeded.Floats(random, Allocation(qNeeded, c.SlackQ), -1, 1);
+        float[] k = Seeded.Floats(random, Allocation(kNeeded, c.SlackK), -1, 1);
+        float[] v = Seeded.Floats(random, k.Length, -1, 1);
+        int[] lengths = [.. Enumerable.Range(0, Math.Clamp(c.B, 1, 8)).Select(_ => Math.Clamp(c.Sk, 0, 1 << 20) + c.LengthSlack - 1)];
+        using DeviceBuffer<float> dq = session.Upload<float>(q), dk = session.Upload<float>(k), dv = session.Upload<float>(v);
+        using DeviceBuffer<int> dl = session.Upload<int>(lengths);
+        using DeviceBuffer<float> fresh = session.Upload<float>([.. Enumerable.Repeat(float.NaN, (int)Allocation(qNeeded, c.SlackQ))]);
+        DeviceBuffer<float> output = state == BufferState.Aliased ? dk : fresh;
+        if (state == BufferState.Disposed)
+            dv.Dispose();
+        float[] before = output.IsDisposed ? [] : output.ToArray();
+        bool ran = Outcome(() =>
+        {
+            if (c.Decode)
+                session.AttentionDecode(dq, dk, dv, dl, output, shape, options);
+            else
+                session.Attention(dq, dk, dv, output, shape, options);
+        }, c);
+        if (!ran)
+        {
+            Assert.Equal(before, output.ToArray());
+            return;
+        }
+        double[] expected = HostReference.Attention(q.AsSpan(0, (int)shape.QueryElements), k.AsSpan(0, (int)shape.KeyElements),
+            v.AsSpan(0, (int)shape.KeyElements), shape, options, c.Decode ? lengths.AsSpan(0, shape.Batch) : []);
+        Expect.Close(expected, output.ToArray()[..(int)shape.QueryElements], 1e-4, 1e-4, c.ToString());
+    }
+
     // ------------------------------------------------------------------------------------- sparse
 
     public sealed record SparseCall(SparseFormat Format, int Rows, int Cols, int BlockRows, int BlockCols, double Sparsity, int M, int SlackX);
@@ -255,6 +298,57 @@ public sealed class ApiFuzzTests
         if (!Outcome(() => y = session.SparseInt8Gemm(matrix!, x, c.M), c))
             return;
         Expect.Equal(HostReference.Int8Gemm(x, w, c.M, c.Rows, c.Cols), y!, c.ToString());
+    }
+
+    [Theory]
+    [MemberData(nameof(Backends))]
+    public void SparseDeviceApi(Backend backend)
+    {
+        KernelSession session = Sessions.Get(backend);
+        KernelSession foreign = Sessions.Get(backend == Backend.CpuSimd ? Backend.Cpu : Backend.CpuSimd);
+        Gen.Select(SparseCalls, State, Gen.Bool).Sample((call, state, dequant) => RunSparseDevice(session, foreign, call, state, dequant, backend == Backend.Cpu),
+            iter: IterationsOn(backend), time: Seconds, threads: 1);
+    }
+
+    private static void RunSparseDevice(KernelSession session, KernelSession foreign, SparseCall c, BufferState state, bool dequant, bool simulated)
+    {
+        if (c.Rows < 1 || c.Cols < 1 || (long)c.Rows * c.Cols > 1 << 16)
+            return; // the matrix itself is validated by the host-array property; here the device calls are
+        var random = new Random(HashCode.Combine(c.Rows, c.Cols, c.M, state));
+        sbyte[] w = SparseTestData.PrunedInt8(random, c.Rows, c.Cols, SparseFormat.Csr, c.Sparsity);
+        SparseMatrix matrix = SparseMatrix.FromDense(w, c.Rows, c.Cols, SparseFormat.Csr);
+        if (simulated && (long)c.M * c.Rows > 1 << 14)
+            return;
+        using DeviceSparseMatrix<sbyte> dw = (state == BufferState.Foreign ? foreign : session).Upload(matrix);
+        if (state == BufferState.Disposed)
+            dw.Dispose();
+        sbyte[] x = Seeded.Int8(random, Allocation((Int128)c.M * c.Cols, c.SlackX));
+        using DeviceBuffer<sbyte> dx = session.Upload<sbyte>(x);
+        long yLength = Allocation((Int128)c.M * c.Rows, c.SlackX);
+        if (!dequant)
+        {
+            using DeviceBuffer<int> dy = session.Upload<int>([.. Enumerable.Repeat(unchecked((int)0xDEADBEEF), (int)yLength)]);
+            int[] before = dy.ToArray();
+            if (!Outcome(() => session.SparseInt8Gemm(dw, dx, dy, c.M), c))
+            {
+                Assert.Equal(before, dy.ToArray());
+                return;
+            }
+            Expect.Equal(HostReference.Int8Gemm(x.AsSpan(0, c.M * c.Cols), w, c.M, c.Rows, c.Cols), dy.ToArray()[..(c.M * c.Rows)], c.ToString());
+            return;
+        }
+        float[] xScale = Seeded.Floats(random, Math.Max(1, Math.Min(c.M, 1 << 16)), 0.01f, 1), wScale = Seeded.Floats(random, c.Rows, 0.01f, 1);
+        using DeviceBuffer<float> dxs = session.Upload<float>(xScale), dws = session.Upload<float>(wScale);
+        using DeviceBuffer<float> fresh = session.Upload<float>([.. Enumerable.Repeat(float.NaN, (int)yLength)]);
+        DeviceBuffer<float> y = state == BufferState.Aliased ? dws : fresh;
+        float[] old = y.ToArray();
+        if (!Outcome(() => session.SparseInt8GemmDequant(dw, dx, dxs, dws, null, y, c.M), c))
+        {
+            Assert.Equal(old, y.ToArray());
+            return;
+        }
+        Expect.Close(HostReference.Int8GemmDequant(x.AsSpan(0, c.M * c.Cols), w, xScale, wScale, [], c.M, c.Rows, c.Cols),
+            y.ToArray()[..(c.M * c.Rows)], 5e-7, 1.2e-6, c.ToString());
     }
 
     // ----------------------------------------------------------------------------------- profiles
