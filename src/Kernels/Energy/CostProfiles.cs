@@ -141,30 +141,11 @@ public sealed class CostProfiles
         public List<RateEntry?>? ExchangeRates { get; set; }
     }
 
-    private sealed class RegionEntry
-    {
-        public string? Id { get; set; }
-        public string? Name { get; set; }
-        public string? Currency { get; set; }
-        public double? PricePerKwh { get; set; }
-        public string? PriceDate { get; set; }
-        public string? PriceSource { get; set; }
-        public double? CarbonGPerKwh { get; set; }
-        public string? CarbonDate { get; set; }
-        public string? CarbonSource { get; set; }
-        public double? Pue { get; set; }
-        public string? PueDate { get; set; }
-        public string? PueSource { get; set; }
-        public double? HardwareCostPerHour { get; set; }
-        public Confidence? Confidence { get; set; }
-    }
+    /// <summary>A region as the JSON file gives it (every field optional here; validated above).</summary>
+    private sealed record RegionEntry(
+        string? Id, string? Name, string? Currency, double? PricePerKwh, string? PriceDate, string? PriceSource, double? CarbonGPerKwh,
+        string? CarbonDate, string? CarbonSource, double? Pue, string? PueDate, string? PueSource, double? HardwareCostPerHour, Confidence? Confidence);
 
-    private sealed class RateEntry
-    {
-        public string? Currency { get; set; }
-        public double? UnitsPerUsd { get; set; }
-        public string? Date { get; set; }
-        public string? Source { get; set; }
-        public Confidence? Confidence { get; set; }
-    }
+    /// <summary>An exchange rate as the JSON file gives it.</summary>
+    private sealed record RateEntry(string? Currency, double? UnitsPerUsd, string? Date, string? Source, Confidence? Confidence);
 }
