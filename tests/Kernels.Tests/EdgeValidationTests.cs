@@ -7,13 +7,7 @@ namespace Kernels.Tests;
 /// </summary>
 public class EdgeValidationTests
 {
-    private static void Throws(string argument, Action action, params string[] fragments)
-    {
-        var ex = Assert.ThrowsAny<ArgumentException>(action);
-        Assert.Equal(argument, ex.ParamName);
-        foreach (string f in fragments)
-            Assert.Contains(f, ex.Message, StringComparison.Ordinal);
-    }
+    private static void Throws(string argument, Action action, params string[] fragments) => Expect.Throws(argument, action, fragments);
 
     [Theory]
     [InlineData(int.MaxValue, 1, "blockRows")]

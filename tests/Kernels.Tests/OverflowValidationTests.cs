@@ -8,11 +8,7 @@ public class OverflowValidationTests
 {
     public static TheoryData<Backend> Backends => new(Backend.Cpu, Backend.CpuSimd);
 
-    private static void Throws(string argument, Action action)
-    {
-        var ex = Assert.ThrowsAny<ArgumentException>(action);
-        Assert.Equal(argument, ex.ParamName);
-    }
+    private static void Throws(string argument, Action action) => Expect.Throws(argument, action);
 
     [Theory]
     [MemberData(nameof(Backends))]

@@ -120,6 +120,15 @@ internal static class Expect
         }
     }
 
+    /// <summary>An ArgumentException naming <paramref name="argument"/>, whose message holds every fragment.</summary>
+    public static void Throws(string argument, Action action, params string[] fragments)
+    {
+        var ex = Assert.ThrowsAny<ArgumentException>(action);
+        Assert.Equal(argument, ex.ParamName);
+        foreach (string f in fragments)
+            Assert.Contains(f, ex.Message, StringComparison.Ordinal);
+    }
+
     /// <summary>|actual − expected| ≤ rtol·|expected| + atol, with the worst element in the message.</summary>
     public static void Close(double[] expected, float[] actual, double rtol, double atol, string what)
     {

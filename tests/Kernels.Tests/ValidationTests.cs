@@ -5,13 +5,7 @@ public class ValidationTests
 {
     private static KernelSession Cpu => Sessions.Get(Backend.Cpu);
 
-    private static void Throws(string argument, Action action, params string[] fragments)
-    {
-        var ex = Assert.ThrowsAny<ArgumentException>(action);
-        Assert.Equal(argument, ex.ParamName);
-        foreach (string f in fragments)
-            Assert.Contains(f, ex.Message, StringComparison.Ordinal);
-    }
+    private static void Throws(string argument, Action action, params string[] fragments) => Expect.Throws(argument, action, fragments);
 
     [Theory]
     [InlineData(0, 1, 1, "m")]

@@ -52,11 +52,5 @@ internal static class SparseTestData
             : SparseMatrixF32.FromDense(dense, rows, cols, format);
 
     /// <summary>An ArgumentException naming <paramref name="argument"/>, whose message holds every fragment.</summary>
-    public static void Throws(string argument, Action action, params string[] fragments)
-    {
-        var ex = Assert.ThrowsAny<ArgumentException>(action);
-        Assert.Equal(argument, ex.ParamName);
-        foreach (string f in fragments)
-            Assert.Contains(f, ex.Message, StringComparison.Ordinal);
-    }
+    public static void Throws(string argument, Action action, params string[] fragments) => Expect.Throws(argument, action, fragments);
 }
