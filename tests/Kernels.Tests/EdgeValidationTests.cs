@@ -24,6 +24,16 @@ public class EdgeValidationTests
     }
 
     [Fact]
+    public void BsrLayoutsTooLargeForAnArrayAreRefusedBeforeAllocating()
+    {
+        // Found by the fuzzer: 65536 non-zero 1×65536 blocks (each stored whole) would hold 2^32 values.
+        var dense = new sbyte[65536 * 9];
+        for (int r = 0; r < 65536; r++)
+            dense[r * 9] = 1;
+        Expect.Throws("blockColumns", () => SparseMatrix.FromDense(dense, 65536, 9, SparseFormat.Bsr, 1, 65536), "choose smaller blocks");
+    }
+
+    [Fact]
     public void BsrBlocksLargerThanTheMatrixButWithinTheLimitArePadded()
     {
         sbyte[] dense = [1, 0, 2, 0, 0, 3, 0, 4, 5, 0, 0, 6, 7, 0, 8, 0, 0, 9, 1, 0]; // 4×5

@@ -73,34 +73,58 @@ internal static class SparseLayout
         where T : unmanaged, INumberBase<T>
     {
         int gridRows = (int)(((long)rows + br - 1) / br), gridCols = (int)(((long)cols + bc - 1) / bc);
-        var pointers = new int[gridRows + 1];
-        var indices = new List<int>();
-        var values = new List<T>();
-        var block = new T[br * bc];
+        // Every block holding a non-zero is stored whole (edge blocks zero-padded): count them first, so that
+        // a layout too large for an array is refused before anything is allocated.
+        long stored = 0;
         for (int b = 0; b < gridRows; b++)
         {
             for (int j = 0; j < gridCols; j++)
             {
-                Array.Clear(block);
-                bool any = false;
-                for (int i = 0; i < br && b * br + i < rows; i++)
-                {
-                    for (int jj = 0; jj < bc && j * bc + jj < cols; jj++)
-                    {
-                        T v = w[(b * br + i) * cols + j * bc + jj];
-                        block[i * bc + jj] = v;
-                        any |= !T.IsZero(v);
-                    }
-                }
-                if (any)
-                {
-                    indices.Add(j);
-                    values.AddRange(block);
-                }
+                if (BlockHasNonZero(w, rows, cols, br, bc, b, j))
+                    stored++;
             }
-            pointers[b + 1] = indices.Count;
         }
-        return new(SparseFormat.Bsr, rows, cols, br, bc, Pinned<int>(pointers), Pinned<int>(indices.ToArray()), Pinned<T>(values.ToArray()), Pinned<byte>([]));
+        if (stored * br * bc > Array.MaxLength)
+            throw new ArgumentException(
+                $"blockRows·blockColumns: expected the stored blocks to hold at most {Array.MaxLength} values, got {stored} non-zero blocks of {br}·{bc} = {stored * br * bc} values; choose smaller blocks.",
+                br >= bc ? "blockRows" : "blockColumns");
+
+        var pointers = new int[gridRows + 1];
+        var indices = new int[stored];
+        var values = new T[stored * br * bc];
+        int p = 0;
+        for (int b = 0; b < gridRows; b++)
+        {
+            for (int j = 0; j < gridCols; j++)
+            {
+                if (!BlockHasNonZero(w, rows, cols, br, bc, b, j))
+                    continue;
+                indices[p] = j;
+                for (int i = 0; i < br && (long)b * br + i < rows; i++)
+                {
+                    for (int jj = 0; jj < bc && (long)j * bc + jj < cols; jj++)
+                        values[(long)p * br * bc + (long)i * bc + jj] = w[(b * br + i) * cols + j * bc + jj];
+                }
+                p++;
+            }
+            pointers[b + 1] = p;
+        }
+        return new(SparseFormat.Bsr, rows, cols, br, bc, Pinned<int>(pointers), Pinned<int>(indices), Pinned<T>(values), Pinned<byte>([]));
+    }
+
+    /// <summary>Whether block (b, j) of a dense row-major matrix holds a non-zero (the part inside the matrix).</summary>
+    private static bool BlockHasNonZero<T>(ReadOnlySpan<T> w, int rows, int cols, int br, int bc, int b, int j)
+        where T : unmanaged, INumberBase<T>
+    {
+        for (int i = 0; i < br && (long)b * br + i < rows; i++)
+        {
+            for (int jj = 0; jj < bc && (long)j * bc + jj < cols; jj++)
+            {
+                if (!T.IsZero(w[(b * br + i) * cols + j * bc + jj]))
+                    return true;
+            }
+        }
+        return false;
     }
 
     private static SparseParts<T> DenseToTwoFour<T>(ReadOnlySpan<T> w, int rows, int cols)
