@@ -48,8 +48,8 @@ internal static class CostCommand
         var pue = new Option<string?>("--pue") { Description = "Override every region's PUE: a number ≥ 1 or none, hyperscale, modern-colo, china-hub, industry-avg." };
         var hardware = new Option<double?>("--hardware-cost-per-hour") { Description = "Amortized or rented hardware cost per hour, in --currency (adds the hardware part)." };
         var utilization = new Option<double>("--utilization") { Description = "Fraction of paid hours spent on this work (divides the hardware part).", DefaultValueFactory = _ => 1.0 };
-        var watts = new Option<double?>("--watts") { Description = "Power assumed where no counter is readable (default: 85 W CPU, 300 W GPU); results are labelled estimated." };
-        var minWindow = new Option<double?>("--min-window") { Description = "Extend each measured window to at least this many seconds (default: 20 counter update periods)." };
+        var watts = new Option<double?>("--watts") { Description = "Socket (CPU) or board (GPU) power assumed where no counter is readable (default: 85 W CPU socket, charged by the share of its logical CPUs in use; 300 W GPU); results are labelled estimated (docs/energy.md)." };
+        var minWindow = new Option<double?>("--min-window") { Description = "Extend each measured window to at least this many seconds (default: 1 s, or 20 counter update periods if longer)." };
         var raplRoot = new Option<string>("--rapl-root") { Description = "powercap sysfs root.", DefaultValueFactory = _ => RaplEnergySource.DefaultRoot };
         var json = new Option<bool>("--json") { Description = "One JSON object per (region, variant) instead of a table." };
         var plot = new Option<string?>("--plot") { Description = "Write a bar chart of cost per 1M tokens to this .png or .svg file (ScottPlot)." };
@@ -297,11 +297,19 @@ internal static class CostCommand
             if (r is null || r.M < 1 || !(r.MedianMs > 0))
                 throw Bad("--from-bench", $"--from-bench: line {line}: expected m ≥ 1 and median_ms > 0, got m={r?.M}, median_ms={r?.MedianMs}.");
             Backend backend = BackendNames.Parse(r.Backend, "backend");
-            double w = watts ?? EstimatedEnergySource.DefaultWatts(backend);
+            // The same model as a run here (EstimatedEnergySource.For), so both figures are comparable: on the CPU,
+            // watts per busy CPU × the CPUs the bench's calls kept busy (cpus_busy), else every CPU of the process.
+            EstimatedEnergySource estimate = EstimatedEnergySource.For(backend, watts, "bench results carry no energy");
             double seconds = r.MedianMs / 1000;
-            variants.Add(new Variant($"{r.Kernel} {r.M}×{r.N}×{r.K} ({r.Backend})", r.Backend, r.Device, w * seconds / r.M, 0.5, r.M / seconds,
+            bool byCpu = estimate.WattsPerCpuSecond is not null && r.CpusBusy is > 0;
+            double charged = byCpu ? estimate.WattsPerCpuSecond!.Value * r.CpusBusy!.Value : estimate.Watts;
+            string how = byCpu ? $"{estimate.WattsPerCpuSecond:G4} W per busy CPU × {r.CpusBusy:0.##} CPUs busy"
+                : estimate.WattsPerCpuSecond is not null ? $"{charged:G4} W (every CPU of the process; the bench line has no cpus_busy)" : $"{charged:G4} W";
+            variants.Add(new Variant($"{r.Kernel} {r.M}×{r.N}×{r.K} ({r.Backend})", r.Backend, r.Device, charged * seconds / r.M,
+                estimate.ModelRelativeUncertainty, r.M / seconds,
                 EnergySource.NameOf(EnergySourceKind.Estimated), EnergyBoundary.Modelled.ToString(),
-                $"estimated: {w:G4} W × bench median {r.MedianMs:G4} ms (bench results carry no energy)", [nameof(EnergyIssues.Estimated)], Shape: $"{r.M}x{r.N}x{r.K}"));
+                $"estimated: {estimate.Model}; here {how} × bench median {r.MedianMs:G4} ms, ±{estimate.ModelRelativeUncertainty:P0} ({estimate.Reason})",
+                [nameof(EnergyIssues.Estimated)], Shape: $"{r.M}x{r.N}x{r.K}"));
         }
         if (variants.Count == 0)
             throw Bad("--from-bench", $"--from-bench: expected at least one result line, got none in '{path}'.");
@@ -353,7 +361,7 @@ internal static class CostCommand
         }
         AnsiConsole.Write(table);
         if (rows.Any(r => r.EnergySource == "estimated"))
-            AnsiConsole.MarkupLine("[yellow]energy is ESTIMATED (no readable energy counter): configured watts × busy time, ±50 %; not a measurement.[/]");
+            AnsiConsole.MarkupLine("[yellow]energy is ESTIMATED (no readable energy counter): modelled watts × busy time (see the source line above and docs/energy.md); not a measurement.[/]");
     }
 
     /// <summary>

@@ -22,7 +22,8 @@ internal sealed record BenchResult(
     double? PeerMedianMs = null,
     double? SpeedVsPeer = null,
     double? MedianMsPackingEachCall = null,
-    double? SpeedVsPeerPackingEachCall = null);
+    double? SpeedVsPeerPackingEachCall = null,
+    double? CpusBusy = null);
 
 /// <summary>Times the int8 GEMM on device-resident buffers and verifies it against the int64 host reference.</summary>
 internal static class GemmBenchmark
@@ -78,8 +79,13 @@ internal static class GemmBenchmark
         var packingTimes = new double[repeat];
         var peerTimes = new double[repeat];
         int block = withPeer ? Math.Max(1, (repeat + 2) / 3) : repeat;
+        // Process CPU time over the timed calls of ours ÷ their wall time: how many logical CPUs the call kept
+        // busy (`kernels cost --from-bench` charges the CPU estimate by it, as a run of `cost` does).
+        TimeSpan cpuTime = TimeSpan.Zero;
+        double wallMs = 0;
         void Ours(double[] into, int begin, int end, bool report)
         {
+            TimeSpan cpu0 = Environment.CpuUsage.TotalTime;
             for (int i = begin; i < end; i++)
             {
                 long start = Stopwatch.GetTimestamp();
@@ -88,6 +94,11 @@ internal static class GemmBenchmark
                 into[i] = Stopwatch.GetElapsedTime(start).TotalMilliseconds;
                 if (report)
                     progress?.Invoke(i + 1);
+            }
+            if (report)
+            {
+                cpuTime += Environment.CpuUsage.TotalTime - cpu0;
+                wallMs += into.AsSpan(begin, end - begin).ToArray().Sum();
             }
         }
 
@@ -135,7 +146,8 @@ internal static class GemmBenchmark
             2.0 * m * n * k / (median * 1e-3) / 1e12, verified, maxError, how,
             // One median per row: speed_vs_peer is computed from median_ms (weights packed once, as an embedder
             // runs it); the per-call-packing figures, dnnl_gemm_s8s8s32's own mode, come as a pair of their own.
-            peerName, peerMedian, peerMedian / median, packingMedian, peerMedian / packingMedian);
+            peerName, peerMedian, peerMedian / median, packingMedian, peerMedian / packingMedian,
+            wallMs > 0 ? cpuTime.TotalMilliseconds / wallMs : null);
     }
 
     /// <summary>Random int8 values over the whole range; never zeros.</summary>

@@ -8,7 +8,7 @@ namespace Kernels.Tests;
 /// </summary>
 public class CliExitCodeTests
 {
-    private static (int Code, string Stdout, string Stderr) Run(params string[] args)
+    internal static (int Code, string Stdout, string Stderr) Run(params string[] args)
     {
         string configuration = AppContext.BaseDirectory.Contains($"{Path.DirectorySeparatorChar}Debug{Path.DirectorySeparatorChar}", StringComparison.Ordinal) ? "Debug" : "Release";
         string root = AppContext.BaseDirectory;

@@ -59,14 +59,23 @@ public sealed record EnergyMeasurement(
 /// <summary>How the meter shapes a window.</summary>
 public sealed record EnergyMeterOptions
 {
+    /// <summary>The shortest window the meter aims for by default, whatever the source (seconds).</summary>
+    public const double DefaultMinWindowSeconds = 1.0;
+
     /// <summary>
-    /// Extend the window by repeating the work until it lasts this long (seconds). Null (default): 20 counter
-    /// update periods of the source (2 s for NVML's counter, 20 ms for RAPL, no extension for an estimate).
+    /// Extend the window by repeating the work until it lasts this long (seconds). Null (default): the longer of
+    /// <see cref="DefaultMinWindowSeconds"/> and <see cref="ShortWindowPeriods"/> counter update periods of the
+    /// source (2 s for NVML's counter, 1 s for RAPL and for an estimate). A shorter window than that default is
+    /// flagged <see cref="EnergyIssues.ShortWindow"/>.
     /// </summary>
     public double? MinWindowSeconds { get; init; }
 
+    /// <summary>The default window for a source updating every <paramref name="updatePeriodSeconds"/>.</summary>
+    public double DefaultWindowSeconds(double updatePeriodSeconds) =>
+        Math.Max(DefaultMinWindowSeconds, ShortWindowPeriods * updatePeriodSeconds);
+
     /// <summary>The most calls of the work in one window.</summary>
-    public int MaxRepeats { get; init; } = 100_000;
+    public int MaxRepeats { get; init; } = 10_000_000;
 
     /// <summary>Run the work once before the window (compiles kernels, warms caches).</summary>
     public bool Warmup { get; init; } = true;
@@ -119,7 +128,7 @@ public sealed class EnergyMeter : IDisposable
     public EnergyMeterOptions Options { get; }
 
     /// <summary>The window length the meter aims for with this source.</summary>
-    public double TargetWindowSeconds => Options.MinWindowSeconds ?? Options.ShortWindowPeriods * Source.UpdatePeriodSeconds;
+    public double TargetWindowSeconds => Options.MinWindowSeconds ?? Options.DefaultWindowSeconds(Source.UpdatePeriodSeconds);
 
     /// <summary>
     /// Measures <paramref name="work"/>, which processes <paramref name="tokensPerCall"/> tokens per call,
@@ -204,6 +213,8 @@ public sealed class EnergyMeter : IDisposable
         if (Source.IsEstimate)
             flags |= EnergyIssues.Estimated;
         double uncertainty;
+        if (seconds < Options.DefaultWindowSeconds(Source.UpdatePeriodSeconds))
+            flags |= EnergyIssues.ShortWindow;
         if (Source.IsEstimate)
         {
             uncertainty = Source.ModelRelativeUncertainty * joules;
@@ -213,8 +224,6 @@ public sealed class EnergyMeter : IDisposable
             double watts = seconds > 0 ? joules / seconds : 0;
             // Each edge can be off by up to one update period of energy at the window's average power, plus one counter step.
             uncertainty = 2 * Source.UpdatePeriodSeconds * watts + 2 * Source.ResolutionJoules;
-            if (seconds < Options.ShortWindowPeriods * Source.UpdatePeriodSeconds)
-                flags |= EnergyIssues.ShortWindow;
             if (joules <= 0)
                 flags |= EnergyIssues.ZeroDelta;
             if (Source.PowerLimitWatts is double limit && watts > limit)

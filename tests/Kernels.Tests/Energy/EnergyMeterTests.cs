@@ -67,16 +67,51 @@ public class EnergyMeterTests
         // About 100 W, within the counter's quantum at the edges.
         Assert.InRange(m.AverageWatts, 80, 110);
         Assert.Equal(2 * 0.01 * m.AverageWatts + 2e-3, m.UncertaintyJoules, 9);
-        Assert.False(m.Flags.HasFlag(EnergyIssues.ShortWindow));
+        // 20 counter periods, but shorter than the 1 s floor that was overridden: still flagged.
+        Assert.True(m.Flags.HasFlag(EnergyIssues.ShortWindow));
     }
 
     [Fact]
-    public void The_default_window_is_twenty_counter_periods()
+    public void The_default_window_is_one_second_or_twenty_counter_periods_whatever_the_source()
     {
         using var meter = new EnergyMeter(new FakeCounter(10, 0.1));
         Assert.Equal(2.0, meter.TargetWindowSeconds, 12);
+        using var rapl = new EnergyMeter(new FakeCounter(10, 0.001));
+        Assert.Equal(1.0, rapl.TargetWindowSeconds, 12);
         using var estimate = new EnergyMeter(new EstimatedEnergySource(10));
-        Assert.Equal(0, estimate.TargetWindowSeconds);
+        Assert.Equal(1.0, estimate.TargetWindowSeconds, 12);
+        using var asked = new EnergyMeter(new EstimatedEnergySource(10), options: new() { MinWindowSeconds = 0.05 });
+        Assert.Equal(0.05, asked.TargetWindowSeconds, 12);
+    }
+
+    [Fact]
+    public void An_estimated_window_shorter_than_a_second_is_flagged()
+    {
+        using var meter = new EnergyMeter(new EstimatedEnergySource(10), options: new() { MinWindowSeconds = 0.01, Warmup = false });
+        EnergyMeasurement m = meter.Measure(() => Spin(0.002), 1);
+        Assert.True(m.Flags.HasFlag(EnergyIssues.ShortWindow), $"flags {m.Flags}");
+    }
+
+    [Fact]
+    public void The_cpu_estimate_charges_the_share_of_the_socket_in_use()
+    {
+        var topology = new CpuTopology(ProcessCpus: 8, SocketCpus: 64, Virtualized: false);
+        EstimatedEnergySource e = EstimatedEnergySource.For(Backend.CpuSimd, 320, "test", topology);
+        Assert.Equal(320.0 * 8 / 64, e.Watts, 12);
+        Assert.Contains("320 W socket (given)", e.Description, StringComparison.Ordinal);
+        Assert.Contains("÷ 64 logical CPUs = 5 W per busy CPU", e.Description, StringComparison.Ordinal);
+        Assert.Equal(5, e.WattsPerCpuSecond!.Value, 12);
+        EstimatedEnergySource byDefault = EstimatedEnergySource.For(Backend.Cpu, null, "test", new CpuTopology(2, 2, Virtualized: true));
+        Assert.Equal(EstimatedEnergySource.UnidentifiedCpuWatts, byDefault.Watts, 12);
+        Assert.Contains("CodeCarbon", byDefault.Description, StringComparison.Ordinal);
+        Assert.Contains("virtual machine", byDefault.Description, StringComparison.Ordinal);
+        // A process allowed more CPUs than the socket has (two sockets) is charged one socket at most.
+        Assert.Equal(100, EstimatedEnergySource.For(Backend.Cpu, 100, "test", new CpuTopology(16, 8, false)).Watts, 12);
+        Assert.Equal(250, EstimatedEnergySource.For(Backend.Cuda, 250, "test").Watts, 12);
+        Assert.Equal("deviceWatts", Assert.ThrowsAny<ArgumentException>(() => EstimatedEnergySource.For(Backend.Cpu, double.NaN)).ParamName);
+        CpuTopology here = CpuTopology.Read();
+        Assert.InRange(here.SocketCpus, 1, 4096);
+        Assert.Equal(Environment.ProcessorCount, here.ProcessCpus);
     }
 
     [Fact]
@@ -139,7 +174,7 @@ public class EnergyMeterTests
     public void Without_nvml_or_rapl_a_session_gets_the_labelled_estimate_and_measures_a_gemm()
     {
         KernelSession session = Sessions.Get(Backend.Cpu);
-        using EnergyMeter meter = EnergyMeter.ForSession(session, estimatedWatts: 40, raplRoot: "/nonexistent/powercap");
+        using EnergyMeter meter = EnergyMeter.ForSession(session, new EnergyMeterOptions { MinWindowSeconds = 0.05 }, estimatedWatts: 40, raplRoot: "/nonexistent/powercap");
         Assert.IsType<EstimatedEnergySource>(meter.Source);
         Assert.Contains("no powercap tree", meter.Source.Description, StringComparison.Ordinal);
 
@@ -150,7 +185,10 @@ public class EnergyMeterTests
         EnergyMeasurement e = meter.Measure(() => session.Int8Gemm(a, b, c, m, n, k), m);
         Assert.True(e.IsEstimated);
         Assert.True(e.JoulesPerToken > 0);
-        Assert.Equal(40 * e.WindowSeconds, e.WindowJoules, 3);
+        var estimate = (EstimatedEnergySource)meter.Source;
+        Assert.Equal(40.0 / CpuTopology.Read().SocketCpus, estimate.WattsPerCpuSecond!.Value, 9);
+        // Charged by CPU time: at most every logical CPU of the process busy for the whole window.
+        Assert.InRange(e.WindowJoules, 1e-9, estimate.Watts * e.WindowSeconds * 1.05 + 0.1);
     }
 
     [Fact]
@@ -172,7 +210,7 @@ public class EnergyMeterTests
     public void A_model_phase_is_measured_with_its_attention()
     {
         KernelSession session = Sessions.Get(Backend.Cpu);
-        using var meter = new EnergyMeter(new EstimatedEnergySource(10), session.Synchronize, new EnergyMeterOptions { Warmup = false });
+        using var meter = new EnergyMeter(new EstimatedEnergySource(10), session.Synchronize, new EnergyMeterOptions { Warmup = false, MinWindowSeconds = 0.02 });
         ModelPhaseEnergy e = ModelEnergy.Measure(session, meter, ModelShapes.Get("qwen2.5-7b"), InferencePhase.Decode, batch: 2, context: 64, maxMacsPerGemm: 1 << 14);
         Assert.Equal(2, e.Rows);
         Assert.Equal(4, e.Gemms.Count);
