@@ -32,7 +32,7 @@ public sealed class DeviceBuffer<T> : IDisposable
 
     internal KernelSession Session { get; }
 
-    /// <summary>Incremented by every write through <see cref="CopyFrom"/> (caches derived from the contents check it).</summary>
+    /// <summary>Incremented by every write through the <c>CopyFrom</c> methods (caches derived from the contents check it).</summary>
     internal long Version { get; private set; }
 
     internal ArrayView<T> View =>
@@ -58,6 +58,37 @@ public sealed class DeviceBuffer<T> : IDisposable
         {
             Session.ThrowIfDisposed();
             HostCopy.ToHost(Session.Stream, View.SubView(offset, destination.Length), destination);
+        }
+    }
+
+    /// <summary>
+    /// Enqueues a device-to-device copy of <paramref name="count"/> elements from <paramref name="source"/> at
+    /// <paramref name="sourceOffset"/> into this buffer at <paramref name="offset"/>, ordered after earlier calls
+    /// (e.g. one token's row of a prefill's activations, without a trip through host memory).
+    /// </summary>
+    /// <exception cref="ArgumentException">The buffers belong to different sessions, a range does not fit, or the ranges of one buffer overlap.</exception>
+    public void CopyFrom(DeviceBuffer<T> source, long sourceOffset, long offset, long count)
+    {
+        ArgumentNullException.ThrowIfNull(source);
+        ObjectDisposedException.ThrowIf(IsDisposed, this);
+        ObjectDisposedException.ThrowIf(source.IsDisposed, source);
+        if (!ReferenceEquals(source.Session, Session))
+            throw new ArgumentException("source: expected a buffer of this buffer's session, got one of another session.", nameof(source));
+        if (count < 0)
+            throw new ArgumentOutOfRangeException(nameof(count), count, $"count: expected ≥ 0, got {count}.");
+        if (sourceOffset < 0 || sourceOffset > source.Length - count)
+            throw new ArgumentOutOfRangeException(nameof(sourceOffset), $"sourceOffset: expected {count} elements at offset {sourceOffset} to fit in the source's {source.Length}; they do not.");
+        if (offset < 0 || offset > Length - count)
+            throw new ArgumentOutOfRangeException(nameof(offset), $"offset: expected {count} elements at offset {offset} to fit in a buffer of {Length}; they do not.");
+        if (ReferenceEquals(source, this) && sourceOffset < offset + count && offset < sourceOffset + count)
+            throw new ArgumentException($"source: expected a range not overlapping the destination, got [{sourceOffset}, {sourceOffset + count}) and [{offset}, {offset + count}) of one buffer.", nameof(source));
+        if (count == 0)
+            return;
+        lock (Session.SyncRoot)
+        {
+            Session.ThrowIfDisposed();
+            source.View.SubView(sourceOffset, count).CopyTo(Session.Stream, View.SubView(offset, count));
+            Version++;
         }
     }
 
