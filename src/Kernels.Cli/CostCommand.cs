@@ -265,9 +265,10 @@ internal static class CostCommand
                 variants.Add(new Variant($"{shape.Name} {phaseName} b{batch} ctx{context} {Lower(kernel)}", session.Backend.ToName(), session.DeviceName,
                     e.JoulesPerToken, e.RelativeUncertainty, e.TokensPerSecond, EnergySource.NameOf(first.Source), first.Boundary.ToString(),
                     first.SourceDescription + (e.Extrapolated ? "; weight GEMMs extrapolated from smaller proxies by m·n·k: "
-                        + string.Join(", ", e.Gemms.Where(g => g.Extrapolated).Select(g => $"{g.Gemm.Name} {g.Gemm.M}x{g.Gemm.N}x{g.Gemm.K} from {g.Measured.M}x{g.Measured.N}x{g.Measured.K}")) : ""),
+                        + string.Join(", ", e.Gemms.Append(e.HeadPart).OfType<GemmEnergy>().Where(g => g.Extrapolated).Select(g => $"{g.Gemm.Name} {g.Gemm.M}x{g.Gemm.N}x{g.Gemm.K} from {g.Measured.M}x{g.Measured.N}x{g.Measured.K}")) : ""),
                     FlagNames(issues), phaseName, e.Attention, e.Extrapolated,
-                    string.Join(" ", e.Gemms.Select(g => $"{g.Gemm.Name}:{g.Gemm.M}x{g.Gemm.N}x{g.Gemm.K}")) + $" ×{shape.Layers} layers"));
+                    string.Join(" ", e.Gemms.Select(g => $"{g.Gemm.Name}:{g.Gemm.M}x{g.Gemm.N}x{g.Gemm.K}")) + $" ×{shape.Layers} layers"
+                        + (e.HeadPart is { } head ? $" + {head.Gemm.Name}:{head.Gemm.M}x{head.Gemm.N}x{head.Gemm.K}" : "")));
             }
         }
         return variants;

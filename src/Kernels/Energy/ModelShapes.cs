@@ -8,7 +8,8 @@ namespace Kernels.Energy;
 /// <param name="KvHeads">Key/value heads (grouped-query attention).</param>
 /// <param name="FfnHidden">FFN intermediate size (SwiGLU: gate and up projections of this size, then down).</param>
 /// <param name="Source">Where the shape comes from.</param>
-public sealed record TransformerShape(string Name, int Layers, int Hidden, int Heads, int KvHeads, int FfnHidden, string Source)
+/// <param name="Vocab">Vocabulary size: the output head is a [Vocab × Hidden] GEMM per generated token (0: not counted).</param>
+public sealed record TransformerShape(string Name, int Layers, int Hidden, int Heads, int KvHeads, int FfnHidden, string Source, int Vocab = 0)
 {
     /// <summary>Hidden ÷ heads.</summary>
     public int HeadDim => Hidden / Heads;
@@ -33,8 +34,11 @@ public sealed record TransformerShape(string Name, int Layers, int Hidden, int H
     public AttentionShape AttentionShapeFor(InferencePhase phase, int batch, int context) =>
         new(batch, Heads, KvHeads, phase == InferencePhase.Prefill ? context : 1, context, HeadDim, Causal: true);
 
-    /// <summary>int8 multiply-adds per token across all layers (weight GEMMs only).</summary>
+    /// <summary>int8 multiply-adds per token across all layers (weight GEMMs only, not the output head).</summary>
     public long MacsPerToken => LayerGemms(1).Sum(g => (long)g.N * g.K) * Layers;
+
+    /// <summary>The output head for <paramref name="sequences"/> last tokens (logits are computed for the last token of each sequence only), or null when <see cref="Vocab"/> is 0.</summary>
+    public LayerGemm? OutputHead(int sequences) => Vocab > 0 ? new("output_head", sequences, Vocab, Hidden) : null;
 }
 
 /// <summary>One GEMM of a layer: C[m×n] = A[m×k]·B[n×k]ᵀ.</summary>
@@ -50,11 +54,12 @@ public static class ModelShapes
     /// <summary>The presets.</summary>
     public static IReadOnlyList<TransformerShape> All { get; } =
     [
-        new("llama-3.1-8b", 32, 4096, 32, 8, 14336, "meta-llama/Llama-3.1-8B config.json"),
-        new("llama-3.1-70b", 80, 8192, 64, 8, 28672, "meta-llama/Llama-3.1-70B config.json"),
-        new("mistral-7b", 32, 4096, 32, 8, 14336, "mistralai/Mistral-7B-v0.1 config.json"),
-        new("qwen2.5-7b", 28, 3584, 28, 4, 18944, "Qwen/Qwen2.5-7B config.json"),
-        new("qwen2.5-72b", 80, 8192, 64, 8, 29568, "Qwen/Qwen2.5-72B config.json"),
+        new("llama-3.2-1b", 16, 2048, 32, 8, 8192, "meta-llama/Llama-3.2-1B config.json", 128256),
+        new("llama-3.1-8b", 32, 4096, 32, 8, 14336, "meta-llama/Llama-3.1-8B config.json", 128256),
+        new("llama-3.1-70b", 80, 8192, 64, 8, 28672, "meta-llama/Llama-3.1-70B config.json", 128256),
+        new("mistral-7b", 32, 4096, 32, 8, 14336, "mistralai/Mistral-7B-v0.1 config.json", 32000),
+        new("qwen2.5-7b", 28, 3584, 28, 4, 18944, "Qwen/Qwen2.5-7B config.json", 152064),
+        new("qwen2.5-72b", 80, 8192, 64, 8, 29568, "Qwen/Qwen2.5-72B config.json", 152064),
     ];
 
     /// <summary>The preset named <paramref name="model"/>, or an error listing them.</summary>
@@ -111,25 +116,27 @@ public sealed record AttentionEnergy(AttentionShape Shape, AttentionShape Measur
 /// <param name="Context">Context length (prompt tokens per sequence).</param>
 /// <param name="Gemms">Each layer GEMM's energy.</param>
 /// <param name="AttentionPart">The layer's attention energy (null when it was not measured).</param>
+/// <param name="HeadPart">The output head's energy for one pass (once per pass, not per layer; null when the shape has no vocabulary).</param>
 public sealed record ModelPhaseEnergy(
     TransformerShape Shape, InferencePhase Phase, int Batch, int Context, IReadOnlyList<GemmEnergy> Gemms,
-    AttentionEnergy? AttentionPart = null)
+    AttentionEnergy? AttentionPart = null, GemmEnergy? HeadPart = null)
 {
     /// <summary>Token rows of one pass (prefill: batch × context; decode: batch).</summary>
     public int Rows => Phase == InferencePhase.Prefill ? Batch * Context : Batch;
 
     /// <summary>Joules per token over all layers: weight GEMMs plus attention when measured.</summary>
-    public double JoulesPerToken => (Gemms.Sum(g => g.Joules) + (AttentionPart?.Joules ?? 0)) * Shape.Layers / Rows;
+    public double JoulesPerToken => ((Gemms.Sum(g => g.Joules) + (AttentionPart?.Joules ?? 0)) * Shape.Layers + (HeadPart?.Joules ?? 0)) / Rows;
 
-    /// <summary>Tokens per second (kernel time only: GEMMs plus attention when measured).</summary>
-    public double TokensPerSecond => Rows / ((Gemms.Sum(g => g.Seconds) + (AttentionPart?.Seconds ?? 0)) * Shape.Layers);
+    /// <summary>Tokens per second (kernel time only: GEMMs plus attention when measured, plus the output head).</summary>
+    public double TokensPerSecond => Rows / ((Gemms.Sum(g => g.Seconds) + (AttentionPart?.Seconds ?? 0)) * Shape.Layers + (HeadPart?.Seconds ?? 0));
 
     /// <summary>Relative uncertainty: the largest of the parts'.</summary>
     public double RelativeUncertainty =>
-        Math.Max(Gemms.Max(g => g.Measurement.RelativeUncertainty), AttentionPart?.Measurement.RelativeUncertainty ?? 0);
+        Math.Max(Math.Max(Gemms.Max(g => g.Measurement.RelativeUncertainty), AttentionPart?.Measurement.RelativeUncertainty ?? 0),
+            HeadPart?.Measurement.RelativeUncertainty ?? 0);
 
     /// <summary>True when any part was extrapolated from a smaller problem.</summary>
-    public bool Extrapolated => Gemms.Any(g => g.Extrapolated) || AttentionPart?.Extrapolated == true;
+    public bool Extrapolated => Gemms.Any(g => g.Extrapolated) || AttentionPart?.Extrapolated == true || HeadPart?.Extrapolated == true;
 
     /// <summary>What the attention part is: measured (and on which shape) or not.</summary>
     public string Attention => AttentionPart is not { } a
@@ -165,20 +172,25 @@ public static class ModelEnergy
         var random = new Random(seed);
         var parts = new List<GemmEnergy>();
         foreach (LayerGemm gemm in shape.LayerGemms((int)rows))
-        {
-            LayerGemm run = Fit(gemm, maxMacsPerGemm);
-            var a = new sbyte[(long)run.M * run.K];
-            var b = new sbyte[(long)run.N * run.K];
-            random.NextBytes((byte[])(Array)a);
-            random.NextBytes((byte[])(Array)b);
-            using DeviceBuffer<sbyte> da = session.Upload<sbyte>(a);
-            using DeviceBuffer<sbyte> db = session.Upload<sbyte>(b);
-            using DeviceBuffer<int> dc = session.Allocate<int>((long)run.M * run.N);
-            EnergyMeasurement m = meter.Measure(() => session.Int8Gemm(da, db, dc, run.M, run.N, run.K, kernel), run.M);
-            double scale = (double)gemm.Macs / run.Macs;
-            parts.Add(new GemmEnergy(gemm, run, m, m.Joules * scale, m.Seconds * scale));
-        }
-        return new ModelPhaseEnergy(shape, phase, batch, context, parts, MeasureAttention(session, meter, shape, phase, batch, context, maxMacsPerGemm, random));
+            parts.Add(MeasureGemm(session, meter, gemm, kernel, maxMacsPerGemm, random));
+        AttentionEnergy attention = MeasureAttention(session, meter, shape, phase, batch, context, maxMacsPerGemm, random);
+        GemmEnergy? head = shape.OutputHead(batch) is { } h ? MeasureGemm(session, meter, h, kernel, maxMacsPerGemm, random) : null;
+        return new ModelPhaseEnergy(shape, phase, batch, context, parts, attention, head);
+    }
+
+    private static GemmEnergy MeasureGemm(KernelSession session, EnergyMeter meter, LayerGemm gemm, GemmKernel kernel, long maxMacs, Random random)
+    {
+        LayerGemm run = Fit(gemm, maxMacs);
+        var a = new sbyte[(long)run.M * run.K];
+        var b = new sbyte[(long)run.N * run.K];
+        random.NextBytes((byte[])(Array)a);
+        random.NextBytes((byte[])(Array)b);
+        using DeviceBuffer<sbyte> da = session.Upload<sbyte>(a);
+        using DeviceBuffer<sbyte> db = session.Upload<sbyte>(b);
+        using DeviceBuffer<int> dc = session.Allocate<int>((long)run.M * run.N);
+        EnergyMeasurement m = meter.Measure(() => session.Int8Gemm(da, db, dc, run.M, run.N, run.K, kernel), run.M);
+        double scale = (double)gemm.Macs / run.Macs;
+        return new GemmEnergy(gemm, run, m, m.Joules * scale, m.Seconds * scale);
     }
 
     /// <summary>
