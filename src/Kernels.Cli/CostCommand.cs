@@ -299,17 +299,18 @@ internal static class CostCommand
                 throw Bad("--from-bench", $"--from-bench: line {line}: expected m ≥ 1 and median_ms > 0, got m={r?.M}, median_ms={r?.MedianMs}.");
             Backend backend = BackendNames.Parse(r.Backend, "backend");
             // The same model as a run here (EstimatedEnergySource.For), so both figures are comparable: on the CPU,
-            // watts per busy CPU × the CPUs the bench's calls kept busy (cpus_busy), else every CPU of the process.
+            // watts per busy CPU × the process CPU time of one call (cpu_ms_per_call), else watts × the median.
             EstimatedEnergySource estimate = EstimatedEnergySource.For(backend, watts, "bench results carry no energy");
             double seconds = r.MedianMs / 1000;
-            bool byCpu = estimate.WattsPerCpuSecond is not null && r.CpusBusy is > 0;
-            double charged = byCpu ? estimate.WattsPerCpuSecond!.Value * r.CpusBusy!.Value : estimate.Watts;
-            string how = byCpu ? $"{estimate.WattsPerCpuSecond:G4} W per busy CPU × {r.CpusBusy:0.##} CPUs busy"
-                : estimate.WattsPerCpuSecond is not null ? $"{charged:G4} W (every CPU of the process; the bench line has no cpus_busy)" : $"{charged:G4} W";
-            variants.Add(new Variant($"{r.Kernel} {r.M}×{r.N}×{r.K} ({r.Backend})", r.Backend, r.Device, charged * seconds / r.M,
+            bool byCpu = estimate.WattsPerCpuSecond is not null && r.CpuMsPerCall is > 0;
+            double joules = byCpu ? estimate.WattsPerCpuSecond!.Value * r.CpuMsPerCall!.Value / 1000 : estimate.Watts * seconds;
+            string how = byCpu ? $"{estimate.WattsPerCpuSecond:G4} W per busy CPU × {r.CpuMsPerCall:G4} CPU-ms per call"
+                : estimate.WattsPerCpuSecond is not null ? $"{estimate.Watts:G4} W (every CPU of the process; the bench line has no cpu_ms_per_call) × bench median {r.MedianMs:G4} ms"
+                : $"{estimate.Watts:G4} W × bench median {r.MedianMs:G4} ms";
+            variants.Add(new Variant($"{r.Kernel} {r.M}×{r.N}×{r.K} ({r.Backend})", r.Backend, r.Device, joules / r.M,
                 estimate.ModelRelativeUncertainty, r.M / seconds,
                 EnergySource.NameOf(EnergySourceKind.Estimated), EnergyBoundary.Modelled.ToString(),
-                $"estimated: {estimate.Model}; here {how} × bench median {r.MedianMs:G4} ms, ±{estimate.ModelRelativeUncertainty:P0} ({estimate.Reason})",
+                $"estimated: {estimate.Model}; here {how}, ±{estimate.ModelRelativeUncertainty:P0} ({estimate.Reason})",
                 [nameof(EnergyIssues.Estimated)], Shape: $"{r.M}x{r.N}x{r.K}"));
         }
         if (variants.Count == 0)
