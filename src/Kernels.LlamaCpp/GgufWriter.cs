@@ -256,11 +256,25 @@ public sealed class GgufWriter
 
     /// <summary>
     /// Writes the file: header, metadata, tensor infos (offsets in declaration order), padding, then each tensor's
-    /// data (padded to <see cref="Alignment"/>), produced and written one tensor at a time.
+    /// data (padded to <see cref="Alignment"/>), produced and written one tensor at a time. A failure part-way deletes
+    /// the partial file.
     /// </summary>
     public void WriteTo(string path)
     {
         ArgumentNullException.ThrowIfNull(path);
+        try
+        {
+            WriteFile(path);
+        }
+        catch
+        {
+            File.Delete(path);
+            throw;
+        }
+    }
+
+    private void WriteFile(string path)
+    {
         using var file = new FileStream(path, FileMode.Create, FileAccess.Write, FileShare.None, 1 << 20);
         using var w = new BinaryWriter(file, Encoding.UTF8, leaveOpen: true); // BinaryWriter is little-endian.
         w.Write(0x46554747u); // "GGUF"

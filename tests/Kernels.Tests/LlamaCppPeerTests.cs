@@ -89,6 +89,13 @@ public sealed class LlamaCppPeerTests : IDisposable
         Assert.False(File.Exists(path));
         var writer = new GgufWriter();
         Expect.Throws("columns", () => writer.AddQ8_0("w", 2, 40, () => throw new InvalidOperationException()), "multiple of 32", "40");
+
+        // A tensor callback that writes the wrong number of bytes fails the write and leaves no partial file.
+        writer.AddTensor("short", GgufTensorType.F32, [4], s => s.Write(new byte[8]));
+        string partial = Path.Combine(_dir.FullName, "partial.gguf");
+        var ex = Assert.Throws<InvalidOperationException>(() => writer.WriteTo(partial));
+        Assert.Contains("expected 16 bytes", ex.Message, StringComparison.Ordinal);
+        Assert.False(File.Exists(partial));
     }
 
     /// <summary>
