@@ -105,7 +105,8 @@ public sealed class LlamaCppPeerTests : IDisposable
     /// max|x|/127 gives a relative error of about 1/127·(max/rms)/√12 ≈ 0.5–0.7 % per quantized input (max/rms ≈ 2–3 in
     /// a 32-block), and each logit passes through ~4 independent quantized inputs per layer plus the head, which add
     /// in quadrature (~1.5 % for 2 layers); f32 accumulation, f32 softmax/silu and the F32 KV cache add far less.
-    /// The measured error is printed.
+    /// Measured (seed 5, avx512 build, F32 KV, flash attention auto → enabled): 0.97 % after prefill, 0.90 % after 4
+    /// decode steps, so 3 % leaves 3× headroom; pairing RoPE the NeoX way (halves) instead gives 17.7 %.
     /// </summary>
     [Fact]
     public void LlamaCppLastTokenLogitsMatchTheFloat64Reference()
