@@ -45,6 +45,35 @@ internal static class Check
             throw new ArgumentException($"{name}: expected length ≥ {formula} = {expected}, got {actual}.", name);
     }
 
+    public static void Positive(long value, string name)
+    {
+        if (value < 1)
+            throw new ArgumentOutOfRangeException(name, value, $"{name}: expected ≥ 1, got {value}.");
+    }
+
+    /// <summary>A length check: exactly <paramref name="expected"/> (host arrays) or at least (device buffers, which may be longer).</summary>
+    public static void Length(long actual, Int128 expected, string name, string formula, bool exact)
+    {
+        if (exact)
+            ExactLength(actual, expected, name, formula);
+        else
+            MinLength(actual, expected, name, formula);
+    }
+
+    /// <summary>A normalization epsilon: finite and &gt; 0.</summary>
+    public static void Epsilon(float eps, string name)
+    {
+        if (!float.IsFinite(eps) || eps <= 0)
+            throw new ArgumentOutOfRangeException(name, eps, $"{name}: expected a finite value > 0, got {eps}.");
+    }
+
+    /// <summary>A rotary head dimension: even, 2..<see cref="RopeShape.MaxHeadDim"/>.</summary>
+    public static void HeadDim(int headDim, string name)
+    {
+        if (headDim < 2 || headDim > RopeShape.MaxHeadDim || (headDim & 1) != 0)
+            throw new ArgumentOutOfRangeException(name, headDim, $"{name}: expected an even value in 2..{RopeShape.MaxHeadDim}, got {headDim}.");
+    }
+
     public static void NonNegative(long value, string name)
     {
         if (value < 0)

@@ -40,11 +40,11 @@ public sealed partial class KernelSession : IDisposable
         _dummy = accelerator.Allocate1D<float>(1);
         _ptx = new Backends.CudaPtx.PtxModules(this);
         // The one place each op's backend is chosen: one line per backend.
-        (_gemm, _sparse, _attention) = backend switch
+        (_gemm, _sparse, _attention, _layer) = backend switch
         {
-            Backend.CpuSimd => (new Backends.Simd.SimdGemmBackend(this), new Backends.Simd.SimdSparseBackend(this), new Backends.Simd.SimdAttentionBackend(this)),
-            Backend.Cuda => (new Backends.CudaPtx.PtxGemmBackend(this, _ptx), new Backends.CudaPtx.PtxSparseBackend(this, _ptx), new Backends.Ilgpu.IlgpuAttentionBackend(this)),
-            _ => ((IGemmBackend)new Backends.Ilgpu.IlgpuGemmBackend(this), (ISparseBackend)new Backends.Ilgpu.IlgpuSparseBackend(this), (IAttentionBackend)new Backends.Ilgpu.IlgpuAttentionBackend(this)),
+            Backend.CpuSimd => (new Backends.Simd.SimdGemmBackend(this), new Backends.Simd.SimdSparseBackend(this), new Backends.Simd.SimdAttentionBackend(this), new Backends.Simd.SimdLayerBackend(this)),
+            Backend.Cuda => (new Backends.CudaPtx.PtxGemmBackend(this, _ptx), new Backends.CudaPtx.PtxSparseBackend(this, _ptx), new Backends.Ilgpu.IlgpuAttentionBackend(this), new Backends.Ilgpu.IlgpuLayerBackend(this)),
+            _ => ((IGemmBackend)new Backends.Ilgpu.IlgpuGemmBackend(this), (ISparseBackend)new Backends.Ilgpu.IlgpuSparseBackend(this), (IAttentionBackend)new Backends.Ilgpu.IlgpuAttentionBackend(this), (ILayerBackend)new Backends.Ilgpu.IlgpuLayerBackend(this)),
         };
     }
 
@@ -52,6 +52,7 @@ public sealed partial class KernelSession : IDisposable
     private readonly IGemmBackend _gemm;
     private readonly ISparseBackend _sparse;
     private readonly IAttentionBackend _attention;
+    private readonly ILayerBackend _layer;
 
     /// <summary>The session's sparse backend (uploads ask it to prepare their weights).</summary>
     internal ISparseBackend SparseBackend => _sparse;

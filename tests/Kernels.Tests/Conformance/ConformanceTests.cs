@@ -19,7 +19,7 @@ public sealed class ConformanceTests
     /// <summary>Every target a test session can be opened on.</summary>
     public static readonly string[] Targets = ["cpu-simd", "cpu", "cpu-warp4", "opencl", "cuda"];
 
-    private static KernelSession Open(string target) =>
+    internal static KernelSession Open(string target) =>
         target == "cpu-warp4" ? Sessions.Cpu(4, 3) : Sessions.Get(BackendNames.Parse(target, "target"));
 
     private static IEnumerable<GemmKernel> GemmKernelsOf(string target) => target switch
@@ -311,7 +311,7 @@ public sealed class ConformanceTests
 
     // --------------------------------------------------------------------------------------- helpers
 
-    private static T[] Poisoned<T>(long length, T value)
+    internal static T[] Poisoned<T>(long length, T value)
     {
         var data = new T[length];
         Array.Fill(data, value);

@@ -143,6 +143,24 @@ internal unsafe interface IFloatWidth<TVector>
 
     /// <summary>2^n for integral n in [−126, 127], by building the exponent bits.</summary>
     static abstract TVector Pow2(TVector n);
+
+    /// <summary>a / b, correctly rounded.</summary>
+    static abstract TVector Divide(TVector a, TVector b);
+
+    /// <summary>e^x (the runtime's vectorized exp).</summary>
+    static abstract TVector Exp(TVector x);
+
+    /// <summary><see cref="Count"/> int8 values widened to float.</summary>
+    static abstract TVector LoadInt8(sbyte* p);
+
+    /// <summary>Stores integral values in [−128, 127] as <see cref="Count"/> int8 values.</summary>
+    static abstract void StoreInt8(TVector integral, sbyte* p);
+
+    /// <summary>
+    /// Rotates adjacent pairs (a, b) of <paramref name="x"/> by the (cos, sin) pairs of <paramref name="cs"/>:
+    /// (a·cos − b·sin, a·sin + b·cos), each product rounded, then the sum (no FMA), as <c>LayerMath.RotateFirst</c>/<c>RotateSecond</c>.
+    /// </summary>
+    static abstract TVector RotatePairs(TVector x, TVector cs);
 }
 
 /// <summary>512-bit float vectors (AVX-512F).</summary>
@@ -172,6 +190,19 @@ internal unsafe struct Float512 : IFloatWidth<Vector512<float>>
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float GetElement(Vector512<float> x, int i) => x.GetElement(i);
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector512<float> Pow2(Vector512<float> n) => Vector512.ShiftLeft(Vector512.ConvertToInt32(n) + Vector512.Create(127), 23).AsSingle();
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Divide(Vector512<float> a, Vector512<float> b) => a / b;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Exp(Vector512<float> x) => Vector512.Exp(x);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> LoadInt8(sbyte* p) => Avx512F.ConvertToVector512Single(Avx512F.ConvertToVector512Int32(Vector128.Load(p)));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void StoreInt8(Vector512<float> integral, sbyte* p) => Avx512F.ConvertToVector128SByte(Vector512.ConvertToInt32(integral)).Store(p);
+
+    // Even lanes a·c + (−1)·(b·s): negating a product is exact, so this is a·c − b·s rounded as the scalar form.
+    private static readonly Vector512<float> PairSign = Vector512.Create(-1f, 1f, -1f, 1f, -1f, 1f, -1f, 1f, -1f, 1f, -1f, 1f, -1f, 1f, -1f, 1f);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> RotatePairs(Vector512<float> x, Vector512<float> cs) =>
+        (x * Avx512F.DuplicateEvenIndexed(cs)) + (Avx512F.Shuffle(x, x, 0b10_11_00_01) * Avx512F.DuplicateOddIndexed(cs) * PairSign);
 }
 
 /// <summary>256-bit float vectors (AVX2, FMA where the CPU has it).</summary>
@@ -201,4 +232,21 @@ internal unsafe struct Float256 : IFloatWidth<Vector256<float>>
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float GetElement(Vector256<float> x, int i) => x.GetElement(i);
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector256<float> Pow2(Vector256<float> n) => Vector256.ShiftLeft(Vector256.ConvertToInt32(n) + Vector256.Create(127), 23).AsSingle();
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Divide(Vector256<float> a, Vector256<float> b) => a / b;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Exp(Vector256<float> x) => Vector256.Exp(x);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> LoadInt8(sbyte* p) => Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(p));
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void StoreInt8(Vector256<float> integral, sbyte* p)
+    {
+        Vector256<int> i = Vector256.ConvertToInt32(integral);
+        Vector128<short> s = Vector128.Narrow(i.GetLower(), i.GetUpper());
+        *(long*)p = Vector128.Narrow(s, s).AsInt64().ToScalar();
+    }
+
+    // addsubps: even lanes a·c − b·s, odd lanes a·c' + b·s' (products rounded first, no FMA).
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> RotatePairs(Vector256<float> x, Vector256<float> cs) =>
+        Avx.AddSubtract(Avx.Multiply(x, Avx.DuplicateEvenIndexed(cs)), Avx.Multiply(Avx.Shuffle(x, x, 0b10_11_00_01), Avx.DuplicateOddIndexed(cs)));
 }

@@ -37,7 +37,7 @@ public sealed record QuantizedMatrix(sbyte[] Values, float[] Scales, int Rows, i
 public static class Quantization
 {
     /// <summary>The largest quantized magnitude (−128 is not used, so the range is symmetric).</summary>
-    public const int MaxQuantized = 127;
+    public const int MaxQuantized = DeviceCode.LayerMath.MaxQuantized;
 
     /// <summary>Quantizes a row-major rows×columns float32 matrix.</summary>
     /// <exception cref="ArgumentException">A size is not positive, the length does not match, or a value is not finite.</exception>
