@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Globalization;
 using System.Text.Json;
+using Kernels.Decoder;
 using Kernels.Energy;
 using Spectre.Console;
 
@@ -41,6 +42,11 @@ internal static class CostCommand
         var model = new Option<string?>("--model") { Description = $"Model-level estimate for a transformer: {string.Join(", ", ModelShapes.All.Select(s => s.Name))}." };
         var context = new Option<int>("--context") { Description = "Context (prompt) length for --model.", DefaultValueFactory = _ => 512 };
         var batch = new Option<int>("--batch") { Description = "Batch size (sequences) for --model.", DefaultValueFactory = _ => 1 };
+        var run = new Option<bool>("--run") { Description = $"With --model ({string.Join(", ", LlamaConfig.Presets.Select(p => p.Name))}): run the reference decoder end to end on synthetic weights (prefill of --context tokens, then --decode-steps greedy steps) and report it beside the per-op estimate and a peer (llama.cpp) on the same weights." };
+        var layers = new Option<int?>("--layers") { Description = "With --run: decoder layers (default: the model's)." };
+        var decodeSteps = new Option<int>("--decode-steps") { Description = "With --run: tokens generated after the prompt per measured call.", DefaultValueFactory = _ => 32 };
+        var blocks = new Option<int>("--blocks") { Description = "With --run: blocks alternating ours and the peer; medians are reported.", DefaultValueFactory = _ => 3 };
+        var peerOption = new Option<string>("--peer") { Description = "With --run: llama.cpp (through LLamaSharp, on a GGUF file with the same Q8_0 weights) or none.", DefaultValueFactory = _ => "llama.cpp" };
         var maxMacs = new Option<long?>("--max-macs") { Description = "Largest GEMM run per model part; bigger ones are measured on a halved proxy and scaled by m·n·k (flagged extrapolated). Default: unlimited on CUDA, 2^18 on the CPU accelerator." };
         var regions = new Option<string>("--regions") { Description = "Comma-separated region ids, or all.", DefaultValueFactory = _ => "all" };
         var profiles = new Option<string?>("--profiles") { Description = "JSON file with your own regions and exchange rates (see docs/energy.md)." };
@@ -56,7 +62,7 @@ internal static class CostCommand
 
         var command = new Command("cost", "Energy, cost and CO2 per 1M tokens across regions and kernel variants.")
         {
-            backend, kernel, m, n, k, fromBench, model, context, batch, maxMacs, regions, profiles, currency, pue,
+            backend, kernel, m, n, k, fromBench, model, context, batch, run, layers, decodeSteps, blocks, peerOption, maxMacs, regions, profiles, currency, pue,
             hardware, utilization, watts, minWindow, raplRoot, json, plot,
         };
         command.SetAction(result =>
@@ -106,7 +112,14 @@ internal static class CostCommand
                 using KernelSession session = KernelSession.Create(BackendNames.Parse(result.GetValue(backend)!, "--backend"));
                 using EnergyMeter meter = EnergyMeter.ForSession(session, options, w, result.GetValue(raplRoot)!);
                 List<GemmKernel> kernels = Kernels(session, result.GetValue(kernel)!);
-                if (result.GetValue(model) is string modelName)
+                if (result.GetValue(run))
+                {
+                    string name = result.GetValue(model) ?? throw Bad("--run", "--run: expected --model NAME too, got none.");
+                    var spec = new RunSpec(LlamaConfig.Get(name), result.GetValue(layers), result.GetValue(context), result.GetValue(decodeSteps),
+                        result.GetValue(blocks), result.GetValue(peerOption)!, result.GetValue(maxMacs) ?? DefaultMaxMacs(session.Backend));
+                    variants = ModelRun.Variants(session, meter, spec);
+                }
+                else if (result.GetValue(model) is string modelName)
                 {
                     TransformerShape shape = ModelShapes.Get(modelName);
                     variants = Model(session, meter, shape, kernels, result.GetValue(batch), result.GetValue(context),
@@ -223,11 +236,11 @@ internal static class CostCommand
             : throw Bad("--kernel", $"--kernel: expected all, auto, reference, tiled, dp4a or simd; got '{value}'.");
     }
 
-    private static ArgumentException Bad(string option, string message, Exception? inner = null) => new(message, option, inner);
+    internal static ArgumentException Bad(string option, string message, Exception? inner = null) => new(message, option, inner);
 
-    private static string Lower(GemmKernel kernel) => kernel.ToString().ToLowerInvariant();
+    internal static string Lower(GemmKernel kernel) => kernel.ToString().ToLowerInvariant();
 
-    private static List<string> FlagNames(EnergyIssues issues) =>
+    internal static List<string> FlagNames(EnergyIssues issues) =>
         Enum.GetValues<EnergyIssues>().Where(f => f != EnergyIssues.None && issues.HasFlag(f)).Select(f => f.ToString()).ToList();
 
     private static List<Variant> Gemm(KernelSession session, EnergyMeter meter, List<GemmKernel> kernels, int m, int n, int k)
@@ -362,6 +375,8 @@ internal static class CostCommand
                 Markup.Escape($"{Num(r.PricePerKwhNative)} {r.PriceCurrency} ({r.PriceDate})"));
         }
         AnsiConsole.Write(table);
+        foreach (string line in ModelRun.Summary(variants))
+            AnsiConsole.MarkupLine(Markup.Escape(line));
         if (rows.Any(r => r.EnergySource == "estimated"))
             AnsiConsole.MarkupLine("[yellow]energy is ESTIMATED (no readable energy counter): modelled watts × busy time (see the source line above and docs/energy.md); not a measurement.[/]");
     }

@@ -43,6 +43,8 @@ public sealed class LlamaCppPeer : IDisposable
     private readonly LLamaContext _context;
     private readonly LLamaBatch _batch = new();
     private bool _disposed;
+    private float[]? _promptLogits;
+    private int _promptLength;
 
     /// <summary>
     /// Loads <paramref name="modelPath"/> (memory-mapped) and creates a context of <paramref name="contextLength"/>
@@ -161,33 +163,80 @@ public sealed class LlamaCppPeer : IDisposable
         if (forcedTokens is not null)
             CheckTokens(forcedTokens.Take(decodeSteps).ToList(), nameof(forcedTokens));
 
-        SafeLLamaContextHandle ctx = _context.NativeHandle;
-        ctx.MemoryClear(true);
-        var seq = LLamaSeqId.Zero;
-
-        _batch.Clear();
-        for (int i = 0; i < prompt.Count; i++)
-            _batch.Add(prompt[i], i, seq, i == prompt.Count - 1);
         long t0 = Stopwatch.GetTimestamp();
-        Decode(ctx);
-        float[] prefillLogits = ctx.GetLogitsIth(_batch.TokenCount - 1).ToArray();
+        float[] prefillLogits = PrefillChecked(prompt);
         double prefillSeconds = Stopwatch.GetElapsedTime(t0).TotalSeconds;
-
         var decodeSeconds = new double[decodeSteps];
         var tokens = new int[decodeSteps];
         float[] logits = prefillLogits;
         for (int s = 0; s < decodeSteps; s++)
         {
-            int token = forcedTokens?[s] ?? ArgMax(logits);
-            tokens[s] = token;
-            _batch.Clear();
-            _batch.Add(token, prompt.Count + s, seq, true);
+            tokens[s] = forcedTokens?[s] ?? ArgMax(logits);
             long t = Stopwatch.GetTimestamp();
-            Decode(ctx);
-            logits = ctx.GetLogitsIth(0).ToArray();
+            logits = Step(tokens[s], prompt.Count + s);
             decodeSeconds[s] = Stopwatch.GetElapsedTime(t).TotalSeconds;
         }
         return new LlamaCppRun(prompt.Count, prefillSeconds, prefillLogits, decodeSeconds, tokens, logits);
+    }
+
+    /// <summary>Clears the KV cache and runs <paramref name="prompt"/> as one batch; returns its last token's logits (kept for <see cref="DecodeFrom"/>).</summary>
+    /// <exception cref="ArgumentException">The prompt is empty, longer than the context, or holds a token outside the vocabulary.</exception>
+    public float[] Prefill(IReadOnlyList<int> prompt)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        ArgumentNullException.ThrowIfNull(prompt);
+        if (prompt.Count == 0 || prompt.Count > ContextLength)
+            throw new ArgumentException($"prompt: expected 1..{ContextLength} tokens, got {prompt.Count}.", nameof(prompt));
+        CheckTokens(prompt, nameof(prompt));
+        return PrefillChecked(prompt);
+    }
+
+    /// <summary>
+    /// Drops the cache after the prompt of the last <see cref="Prefill"/> and decodes <paramref name="steps"/> tokens
+    /// greedily from its logits (as an engine re-generating from the same prompt does); returns the tokens.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">No prefill ran yet.</exception>
+    /// <exception cref="ArgumentException">The steps do not fit the context.</exception>
+    public int[] DecodeFrom(int steps)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        ArgumentOutOfRangeException.ThrowIfNegative(steps);
+        if (_promptLogits is null)
+            throw new InvalidOperationException("DecodeFrom: expected a Prefill first, got none.");
+        if (_promptLength + steps > ContextLength)
+            throw new ArgumentException($"steps: expected ≤ {ContextLength - _promptLength} (the context after the prompt), got {steps}.", nameof(steps));
+        _context.NativeHandle.MemorySequenceRemove(LLamaSeqId.Zero, (LLamaPos)_promptLength, (LLamaPos)(-1));
+        var tokens = new int[steps];
+        float[] logits = _promptLogits;
+        for (int s = 0; s < steps; s++)
+        {
+            tokens[s] = ArgMax(logits);
+            logits = Step(tokens[s], _promptLength + s);
+        }
+        return tokens;
+    }
+
+    private float[] PrefillChecked(IReadOnlyList<int> prompt)
+    {
+        SafeLLamaContextHandle ctx = _context.NativeHandle;
+        ctx.MemoryClear(true);
+        _batch.Clear();
+        for (int i = 0; i < prompt.Count; i++)
+            _batch.Add(prompt[i], i, LLamaSeqId.Zero, i == prompt.Count - 1);
+        Decode(ctx);
+        _promptLogits = ctx.GetLogitsIth(_batch.TokenCount - 1).ToArray();
+        _promptLength = prompt.Count;
+        return _promptLogits;
+    }
+
+    /// <summary>One single-token step at <paramref name="position"/>: decoded, synchronized, logits copied.</summary>
+    private float[] Step(int token, int position)
+    {
+        SafeLLamaContextHandle ctx = _context.NativeHandle;
+        _batch.Clear();
+        _batch.Add(token, position, LLamaSeqId.Zero, true);
+        Decode(ctx);
+        return ctx.GetLogitsIth(0).ToArray();
     }
 
     /// <summary>The index of the largest value (the first on ties).</summary>
