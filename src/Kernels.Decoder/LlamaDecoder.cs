@@ -101,11 +101,19 @@ public sealed class LlamaDecoder : IDisposable
         Position = position;
     }
 
-    /// <summary>Runs the prompt (in chunks of <see cref="MaxChunk"/>) and returns the last token's logits.</summary>
+    /// <summary>Runs the prompt (in chunks of <see cref="MaxChunk"/>) after the tokens already cached and returns the last token's logits.</summary>
+    /// <exception cref="ArgumentException">No tokens, more than the cache has room for, or an id outside the vocabulary (checked before anything runs).</exception>
     public float[] Prefill(ReadOnlySpan<int> tokens)
     {
         if (tokens.IsEmpty)
             throw new ArgumentException("tokens: expected at least one token, got none.", nameof(tokens));
+        if (tokens.Length > ContextLength - Position)
+            throw new ArgumentException($"tokens: expected at most {ContextLength - Position} (the room left in a KV cache of {ContextLength} holding {Position}), got {tokens.Length}.", nameof(tokens));
+        for (int i = 0; i < tokens.Length; i++)
+        {
+            if ((uint)tokens[i] >= (uint)Config.Vocab)
+                throw new ArgumentException($"tokens: expected ids in [0, {Config.Vocab}), got {tokens[i]} at index {i}.", nameof(tokens));
+        }
         for (int i = 0; i < tokens.Length; i += MaxChunk)
             Forward(tokens.Slice(i, Math.Min(MaxChunk, tokens.Length - i)), logits: i + MaxChunk >= tokens.Length);
         return _logits.ToArray();

@@ -8,11 +8,13 @@ namespace Kernels.Tests.Decoder;
 /// activation quantization. Per layer: RMSNorm (eps = NormEps) → q/k/v → RoPE on adjacent pairs (theta = RopeTheta,
 /// no scaling) → causal grouped-query attention (query head h reads KV head h / (Heads / KvHeads), scale 1/√HeadDim)
 /// → attn_output → residual → RMSNorm → silu(gate)·up → ffn_down → residual; then the final RMSNorm and the untied head.
+/// With <c>quantizeActivations</c>, every projection's input row is first rounded as Kernels.Decoder does (per token,
+/// <c>scale = max|x|/127</c>, <c>q = round_half_even(x/scale)</c>, the library's one rule), in double.
 /// </summary>
 public static class Float64Llama
 {
     /// <summary>The last token's logits (Vocab values) after running <paramref name="tokens"/> from position 0.</summary>
-    public static double[] Logits(SyntheticWeights w, int[] tokens)
+    public static double[] Logits(SyntheticWeights w, int[] tokens, bool quantizeActivations = false)
     {
         ArgumentNullException.ThrowIfNull(w);
         ArgumentNullException.ThrowIfNull(tokens);
@@ -21,6 +23,7 @@ public static class Float64Llama
         LlamaConfig c = w.Config;
         c.Validate();
         int n = tokens.Length, d = c.HeadDim, group = c.Heads / c.KvHeads;
+        double[] In(double[] row) => quantizeActivations ? QuantizeRow(row) : row;
 
         Int8Weight embedding = w.Embedding();
         var x = new double[n][];
@@ -46,7 +49,7 @@ public static class Float64Llama
             var v = new double[n][];
             for (int t = 0; t < n; t++)
             {
-                double[] h = RmsNorm(x[t], lw.AttnNorm, c.NormEps);
+                double[] h = In(RmsNorm(x[t], lw.AttnNorm, c.NormEps));
                 q[t] = MatVec(lw.Q, h);
                 k[t] = MatVec(lw.K, h);
                 v[t] = MatVec(lw.V, h);
@@ -80,21 +83,37 @@ public static class Float64Llama
                             attention[head * d + i] += p * v[s][kvHead * d + i];
                     }
                 }
-                double[] o = MatVec(lw.O, attention);
+                double[] o = MatVec(lw.O, In(attention));
                 for (int i = 0; i < c.Hidden; i++)
                     x[t][i] += o[i];
 
-                double[] h2 = RmsNorm(x[t], lw.FfnNorm, c.NormEps);
+                double[] h2 = In(RmsNorm(x[t], lw.FfnNorm, c.NormEps));
                 double[] gate = MatVec(lw.Gate, h2);
                 double[] up = MatVec(lw.Up, h2);
                 for (int i = 0; i < gate.Length; i++)
                     gate[i] = gate[i] / (1 + Math.Exp(-gate[i])) * up[i];
-                double[] down = MatVec(lw.Down, gate);
+                double[] down = MatVec(lw.Down, In(gate));
                 for (int i = 0; i < c.Hidden; i++)
                     x[t][i] += down[i];
             }
         }
-        return MatVec(w.Output(), RmsNorm(x[n - 1], w.OutputNorm(), c.NormEps));
+        return MatVec(w.Output(), In(RmsNorm(x[n - 1], w.OutputNorm(), c.NormEps)));
+    }
+
+    /// <summary>One row rounded to int8 with one scale and back: <c>round_half_even(x/scale)·scale</c>, <c>scale = max|x|/127</c>.</summary>
+    public static double[] QuantizeRow(double[] x)
+    {
+        ArgumentNullException.ThrowIfNull(x);
+        double max = 0;
+        foreach (double value in x)
+            max = Math.Max(max, Math.Abs(value));
+        var y = new double[x.Length];
+        if (max == 0)
+            return y;
+        double scale = max / Quantization.MaxQuantized;
+        for (int i = 0; i < x.Length; i++)
+            y[i] = Math.Clamp(Math.Round(x[i] / scale, MidpointRounding.ToEven), -Quantization.MaxQuantized, Quantization.MaxQuantized) * scale;
+        return y;
     }
 
     /// <summary>x / √(mean(x²) + eps) · weight.</summary>
