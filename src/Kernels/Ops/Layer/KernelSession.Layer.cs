@@ -22,9 +22,7 @@ public sealed partial class KernelSession
         lock (_sync)
         {
             ThrowIfDisposed();
-            Check.Buffer(x, this, nameof(x));
-            Check.Buffer(weight, this, nameof(weight));
-            Check.Buffer(y, this, nameof(y));
+            Check.Buffers<float>(this, (x, nameof(x)), (weight, nameof(weight)), (y, nameof(y)));
             Check.NotAliased(y, nameof(y), x, nameof(x));
             Check.NotAliased(y, nameof(y), weight, nameof(weight));
             ValidateRmsNorm(x.Length, weight.Length, rows, n, eps, exact: false);
@@ -44,10 +42,8 @@ public sealed partial class KernelSession
         lock (_sync)
         {
             ThrowIfDisposed();
-            Check.Buffer(x, this, nameof(x));
-            Check.Buffer(weight, this, nameof(weight));
-            Check.Buffer(q, this, nameof(q));
-            Check.Buffer(scale, this, nameof(scale));
+            Check.Buffers<float>(this, (x, nameof(x)), (weight, nameof(weight)), (scale, nameof(scale)));
+            Check.Buffers<sbyte>(this, (q, nameof(q)));
             Check.NotAliased(scale, nameof(scale), x, nameof(x));
             Check.NotAliased(scale, nameof(scale), weight, nameof(weight));
             ValidateRmsNorm(x.Length, weight.Length, rows, n, eps, exact: false);
@@ -88,9 +84,8 @@ public sealed partial class KernelSession
         lock (_sync)
         {
             ThrowIfDisposed();
-            Check.Buffer(x, this, nameof(x));
-            Check.Buffer(q, this, nameof(q));
-            Check.Buffer(scale, this, nameof(scale));
+            Check.Buffers<float>(this, (x, nameof(x)), (scale, nameof(scale)));
+            Check.Buffers<sbyte>(this, (q, nameof(q)));
             Check.NotAliased(scale, nameof(scale), x, nameof(x));
             ValidateQuantizeRows(x.Length, rows, n, heads, exact: false);
             ValidateQuantized(q.Length, scale.Length, rows, n, "n", exact: false);
@@ -119,8 +114,7 @@ public sealed partial class KernelSession
         lock (_sync)
         {
             ThrowIfDisposed();
-            Check.Buffer(gateUp, this, nameof(gateUp));
-            Check.Buffer(y, this, nameof(y));
+            Check.Buffers<float>(this, (gateUp, nameof(gateUp)), (y, nameof(y)));
             Check.NotAliased(y, nameof(y), gateUp, nameof(gateUp));
             ValidateSwiGlu(gateUp.Length, rows, f, exact: false);
             Check.MinLength(y.Length, (Int128)rows * f, nameof(y), "rows·f");
@@ -135,9 +129,8 @@ public sealed partial class KernelSession
         lock (_sync)
         {
             ThrowIfDisposed();
-            Check.Buffer(gateUp, this, nameof(gateUp));
-            Check.Buffer(q, this, nameof(q));
-            Check.Buffer(scale, this, nameof(scale));
+            Check.Buffers<float>(this, (gateUp, nameof(gateUp)), (scale, nameof(scale)));
+            Check.Buffers<sbyte>(this, (q, nameof(q)));
             Check.NotAliased(scale, nameof(scale), gateUp, nameof(gateUp));
             ValidateSwiGlu(gateUp.Length, rows, f, exact: false);
             ValidateQuantized(q.Length, scale.Length, rows, f, "f", exact: false);
@@ -173,8 +166,7 @@ public sealed partial class KernelSession
         lock (_sync)
         {
             ThrowIfDisposed();
-            Check.Buffer(x, this, nameof(x));
-            Check.Buffer(y, this, nameof(y));
+            Check.Buffers<float>(this, (x, nameof(x)), (y, nameof(y)));
             Check.NotAliased(x, nameof(x), y, nameof(y));
             Check.Positive(count, nameof(count));
             Check.MinLength(x.Length, count, nameof(x), "count");
@@ -206,9 +198,8 @@ public sealed partial class KernelSession
         lock (_sync)
         {
             ThrowIfDisposed();
-            Check.Buffer(table, this, nameof(table));
-            Check.Buffer(rowScale, this, nameof(rowScale));
-            Check.Buffer(y, this, nameof(y));
+            Check.Buffers<sbyte>(this, (table, nameof(table)));
+            Check.Buffers<float>(this, (rowScale, nameof(rowScale)), (y, nameof(y)));
             Check.NotAliased(y, nameof(y), rowScale, nameof(rowScale));
             ValidateEmbed(table.Length, rowScale.Length, tokens, vocab, n, exact: false);
             Check.MinLength(y.Length, (Int128)tokens.Length * n, nameof(y), "tokens.Length·n");
@@ -256,11 +247,7 @@ public sealed partial class KernelSession
         {
             ThrowIfDisposed();
             ArgumentNullException.ThrowIfNull(ropeTable);
-            Check.Buffer(qkv, this, nameof(qkv));
-            Check.Buffer(ropeTable.Buffer, this, nameof(ropeTable));
-            Check.Buffer(q, this, nameof(q));
-            Check.Buffer(kCache, this, nameof(kCache));
-            Check.Buffer(vCache, this, nameof(vCache));
+            Check.Buffers<float>(this, (qkv, nameof(qkv)), (ropeTable.Buffer, nameof(ropeTable)), (q, nameof(q)), (kCache, nameof(kCache)), (vCache, nameof(vCache)));
             foreach ((DeviceBuffer<float> output, string name) in new[] { (q, nameof(q)), (kCache, nameof(kCache)), (vCache, nameof(vCache)) })
             {
                 Check.NotAliased(output, name, qkv, nameof(qkv));
@@ -270,17 +257,7 @@ public sealed partial class KernelSession
             Check.NotAliased(vCache, nameof(vCache), q, nameof(q));
             Check.NotAliased(vCache, nameof(vCache), kCache, nameof(kCache));
             ValidateRope(shape, ropeTable, qkv.Length, q.Length, kCache.Length, vCache.Length, exact: false);
-            var p = new RopeParams
-            {
-                Batch = shape.Batch,
-                Tokens = shape.Tokens,
-                Heads = shape.Heads,
-                KvHeads = shape.KvHeads,
-                HeadDim = shape.HeadDim,
-                Capacity = shape.Capacity,
-                Start = shape.Start,
-                Pairs = (long)(shape.QkvElements / 2),
-            };
+            var p = new RopeParams(shape.Batch, shape.Tokens, shape.Heads, shape.KvHeads, shape.HeadDim, shape.Capacity, shape.Start);
             _layer.Rope(new RopeIo { Qkv = qkv.View, Table = ropeTable.Buffer.View, Q = q.View, KCache = kCache.View, VCache = vCache.View }, p);
         }
     }
