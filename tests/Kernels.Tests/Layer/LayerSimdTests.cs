@@ -131,3 +131,57 @@ public sealed unsafe class LayerSimdTests
         });
     }
 }
+
+/// <summary>The decode step's calls on cpu-simd allocate nothing on the managed heap once warm (one token, serial paths).</summary>
+public sealed class LayerDecodeAllocationTests
+{
+    [Fact]
+    public void DecodeCallsOnCpuSimdAllocateNothing()
+    {
+        using KernelSession s = KernelSession.Create(Backend.CpuSimd); // its own: no lock contention with other tests
+        const int N = 4096, Heads = 32, KvHeads = 8, D = 128, Ffn = 11008, Vocab = 16;
+        using DeviceBuffer<float> h = s.Upload<float>(new float[N]), w = s.Upload<float>(Enumerable.Repeat(1f, N).ToArray());
+        using DeviceBuffer<sbyte> act = s.Allocate<sbyte>(Ffn);
+        using DeviceBuffer<float> actScale = s.Allocate<float>(1), other = s.Upload<float>(new float[N]);
+        using DeviceBuffer<float> gateUp = s.Upload<float>(new float[2 * Ffn]);
+        using DeviceBuffer<float> qkv = s.Upload<float>(new float[(Heads + 2 * KvHeads) * D]), q = s.Allocate<float>(Heads * D);
+        using DeviceBuffer<float> k = s.Allocate<float>(KvHeads * 64 * D), v = s.Allocate<float>(KvHeads * 64 * D);
+        using DeviceBuffer<sbyte> table = s.Upload<sbyte>(new sbyte[Vocab * N]);
+        using DeviceBuffer<float> tableScale = s.Upload<float>(new float[Vocab]);
+        using RopeTable rope = s.CreateRopeTable(64, D, 10000);
+        var shape = new RopeShape(1, 1, Heads, KvHeads, D, 64, 9);
+        int[] token = [3];
+
+        void Step()
+        {
+            s.EmbedInt8(table, tableScale, token, h, Vocab, N);
+            s.RmsNormQuantize(h, w, act, actScale, 1, N, 1e-5f);
+            s.RopeKvCache(qkv, rope, q, k, v, shape);
+            s.QuantizeRows(q, act, actScale, 1, Heads * D, Heads);
+            s.SwiGluQuantize(gateUp, act, actScale, 1, Ffn);
+            s.RmsNorm(h, w, other, 1, N, 1e-5f);
+            s.SwiGlu(gateUp, k, 1, Ffn);
+            s.Add(h, other, N);
+        }
+        Step();
+        var each = new List<string>();
+        foreach ((string name, Action call) in new (string, Action)[]
+        {
+            ("embed", () => s.EmbedInt8(table, tableScale, token, h, Vocab, N)),
+            ("rmsq", () => s.RmsNormQuantize(h, w, act, actScale, 1, N, 1e-5f)),
+            ("rope", () => s.RopeKvCache(qkv, rope, q, k, v, shape)),
+            ("qrows", () => s.QuantizeRows(q, act, actScale, 1, Heads * D, Heads)),
+            ("add", () => s.Add(h, other, N)),
+            ("sync", () => s.Synchronize()),
+        })
+        {
+            call();
+            long b0 = GC.GetAllocatedBytesForCurrentThread();
+            call();
+            each.Add($"{name} {GC.GetAllocatedBytesForCurrentThread() - b0}");
+        }
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        Step();
+        Assert.True(GC.GetAllocatedBytesForCurrentThread() - before == 0, string.Join(", ", each));
+    }
+}

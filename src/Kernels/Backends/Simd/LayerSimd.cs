@@ -75,6 +75,13 @@ internal static unsafe class LayerSimd
             RowRange(job, 0, job.Rows, width);
             return;
         }
+        RowsInParallel(job, threads, width);
+    }
+
+    // The parallel paths are methods of their own: a lambda's captures are allocated on entry to the
+    // method that declares them, and the serial paths (decode) allocate nothing.
+    private static void RowsInParallel(RowJob job, int threads, int width)
+    {
         int chunk = (job.Rows + (threads * 4) - 1) / (threads * 4);
         SimdParallel.For((job.Rows + chunk - 1) / chunk, threads, c => RowRange(job, c * chunk, Math.Min(job.Rows, (c + 1) * chunk), width));
     }
@@ -311,9 +318,12 @@ internal static unsafe class LayerSimd
             AddRange(x, y, count, width);
             return;
         }
-        SimdParallel.For((int)chunks, Environment.ProcessorCount, c =>
-            AddRange(x + (c * Chunk), y + (c * Chunk), Math.Min(Chunk, count - (c * Chunk)), width));
+        AddInParallel(x, y, count, (int)chunks, Chunk, width);
     }
+
+    private static void AddInParallel(float* x, float* y, long count, int chunks, long chunk, int width) =>
+        SimdParallel.For(chunks, Environment.ProcessorCount, c =>
+            AddRange(x + (c * chunk), y + (c * chunk), Math.Min(chunk, count - (c * chunk)), width));
 
     private static void AddRange(float* x, float* y, long count, int width)
     {
@@ -437,8 +447,11 @@ internal static unsafe class LayerSimd
                 RopeToken(qkv, table, q, kCache, vCache, p, i, width);
             return;
         }
-        SimdParallel.For(tokens, Environment.ProcessorCount, i => RopeToken(qkv, table, q, kCache, vCache, p, i, width));
+        RopeInParallel(qkv, table, q, kCache, vCache, p, tokens, width);
     }
+
+    private static void RopeInParallel(float* qkv, float* table, float* q, float* kCache, float* vCache, RopeParams p, int tokens, int width) =>
+        SimdParallel.For(tokens, Environment.ProcessorCount, i => RopeToken(qkv, table, q, kCache, vCache, p, i, width));
 
     private static void RopeToken(float* qkv, float* table, float* q, float* kCache, float* vCache, in RopeParams p, int token, int width)
     {

@@ -47,7 +47,7 @@ public sealed partial class KernelSession
             Check.NotAliased(scale, nameof(scale), x, nameof(x));
             Check.NotAliased(scale, nameof(scale), weight, nameof(weight));
             ValidateRmsNorm(x.Length, weight.Length, rows, n, eps, exact: false);
-            ValidateQuantized(q.Length, scale.Length, rows, n, "n", exact: false);
+            ValidateQuantized(q.Length, scale.Length, rows, n, "rows·n", exact: false);
             _layer.Rows(RmsInput(x, weight, n), QuantizedRows(q, scale), rows, n, eps);
         }
     }
@@ -88,7 +88,7 @@ public sealed partial class KernelSession
             Check.Buffers<sbyte>(this, (q, nameof(q)));
             Check.NotAliased(scale, nameof(scale), x, nameof(x));
             ValidateQuantizeRows(x.Length, rows, n, heads, exact: false);
-            ValidateQuantized(q.Length, scale.Length, rows, n, "n", exact: false);
+            ValidateQuantized(q.Length, scale.Length, rows, n, "rows·n", exact: false);
             _layer.Rows(new HeadsInput { X = x.View, Rows = rows, HeadDim = n / heads }, QuantizedRows(q, scale), rows, n, 0f);
         }
     }
@@ -133,7 +133,7 @@ public sealed partial class KernelSession
             Check.Buffers<sbyte>(this, (q, nameof(q)));
             Check.NotAliased(scale, nameof(scale), gateUp, nameof(gateUp));
             ValidateSwiGlu(gateUp.Length, rows, f, exact: false);
-            ValidateQuantized(q.Length, scale.Length, rows, f, "f", exact: false);
+            ValidateQuantized(q.Length, scale.Length, rows, f, "rows·f", exact: false);
             _layer.Rows(new SwiGluInput { GateUp = gateUp.View, F = f }, QuantizedRows(q, scale), rows, f, 0f);
         }
     }
@@ -248,11 +248,12 @@ public sealed partial class KernelSession
             ThrowIfDisposed();
             ArgumentNullException.ThrowIfNull(ropeTable);
             Check.Buffers<float>(this, (qkv, nameof(qkv)), (ropeTable.Buffer, nameof(ropeTable)), (q, nameof(q)), (kCache, nameof(kCache)), (vCache, nameof(vCache)));
-            foreach ((DeviceBuffer<float> output, string name) in new[] { (q, nameof(q)), (kCache, nameof(kCache)), (vCache, nameof(vCache)) })
-            {
-                Check.NotAliased(output, name, qkv, nameof(qkv));
-                Check.NotAliased(output, name, ropeTable.Buffer, nameof(ropeTable));
-            }
+            Check.NotAliased(q, nameof(q), qkv, nameof(qkv));
+            Check.NotAliased(q, nameof(q), ropeTable.Buffer, nameof(ropeTable));
+            Check.NotAliased(kCache, nameof(kCache), qkv, nameof(qkv));
+            Check.NotAliased(kCache, nameof(kCache), ropeTable.Buffer, nameof(ropeTable));
+            Check.NotAliased(vCache, nameof(vCache), qkv, nameof(qkv));
+            Check.NotAliased(vCache, nameof(vCache), ropeTable.Buffer, nameof(ropeTable));
             Check.NotAliased(kCache, nameof(kCache), q, nameof(q));
             Check.NotAliased(vCache, nameof(vCache), q, nameof(q));
             Check.NotAliased(vCache, nameof(vCache), kCache, nameof(kCache));
@@ -304,9 +305,9 @@ public sealed partial class KernelSession
         Check.Length(gateUpLength, (Int128)rows * 2 * f, "gateUp", "rows·2f", exact);
     }
 
-    private static void ValidateQuantized(long qLength, long scaleLength, int rows, int n, string nName, bool exact)
+    private static void ValidateQuantized(long qLength, long scaleLength, int rows, int n, string qFormula, bool exact)
     {
-        Check.Length(qLength, (Int128)rows * n, "q", $"rows·{nName}", exact);
+        Check.Length(qLength, (Int128)rows * n, "q", qFormula, exact);
         Check.Length(scaleLength, rows, "scale", "rows", exact);
     }
 
@@ -341,8 +342,7 @@ public sealed partial class KernelSession
             throw new ArgumentException($"ropeTable: expected a table for shape.HeadDim = {shape.HeadDim}, got one for {ropeTable.HeadDim}.", nameof(ropeTable));
         if ((long)shape.Start + shape.Tokens > ropeTable.MaxPositions)
             throw new ArgumentException($"ropeTable: expected positions up to Start + Tokens − 1 = {(long)shape.Start + shape.Tokens - 1}, got a table of {ropeTable.MaxPositions} positions.", nameof(ropeTable));
-        Int128[] limits = [shape.QkvElements, shape.QueryElements, shape.CacheElements];
-        if (limits.Max() > long.MaxValue)
+        if (shape.QkvElements > long.MaxValue || shape.QueryElements > long.MaxValue || shape.CacheElements > long.MaxValue)
             throw new ArgumentException($"shape: expected element counts below 2⁶³, got qkv {shape.QkvElements}, q {shape.QueryElements}, caches {shape.CacheElements}.", nameof(shape));
         Check.Length(qkvLength, shape.QkvElements, "qkv", "Batch·Tokens·(Heads + 2·KvHeads)·HeadDim", exact);
         Check.Length((long)qLength, shape.QueryElements, "q", "Batch·Heads·Tokens·HeadDim", exact);
