@@ -160,31 +160,38 @@ public struct RowOutput
 }
 
 /// <summary>Positions and sizes of one RoPE + KV-cache write.</summary>
-public struct RopeParams
+/// <param name="batch">Sequences.</param>
+/// <param name="tokens">New tokens per sequence.</param>
+/// <param name="heads">Query heads.</param>
+/// <param name="kvHeads">Key/value heads.</param>
+/// <param name="headDim">Features per head (even).</param>
+/// <param name="capacity">Positions per sequence in the caches.</param>
+/// <param name="start">Position of the first new token.</param>
+public struct RopeParams(int batch, int tokens, int heads, int kvHeads, int headDim, int capacity, int start)
 {
     /// <summary>Sequences.</summary>
-    public int Batch;
+    public int Batch = batch;
 
     /// <summary>New tokens per sequence.</summary>
-    public int Tokens;
+    public int Tokens = tokens;
 
     /// <summary>Query heads.</summary>
-    public int Heads;
+    public int Heads = heads;
 
     /// <summary>Key/value heads.</summary>
-    public int KvHeads;
+    public int KvHeads = kvHeads;
 
     /// <summary>Features per head (even).</summary>
-    public int HeadDim;
+    public int HeadDim = headDim;
 
     /// <summary>Positions per sequence in the caches.</summary>
-    public int Capacity;
+    public int Capacity = capacity;
 
     /// <summary>Position of the first new token.</summary>
-    public int Start;
+    public int Start = start;
 
     /// <summary>Pairs to process: Batch·Tokens·(Heads + 2·KvHeads)·HeadDim/2.</summary>
-    public long Pairs;
+    public long Pairs = (long)batch * tokens * (heads + (2L * kvHeads)) * (headDim / 2);
 }
 
 /// <summary>The buffers of one RoPE + KV-cache write.</summary>

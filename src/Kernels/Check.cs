@@ -97,6 +97,14 @@ internal static class Check
         return (int)count;
     }
 
+    /// <summary><see cref="Buffer{T}"/> for each named buffer, in order.</summary>
+    public static void Buffers<T>(KernelSession session, params ReadOnlySpan<(DeviceBuffer<T>? Buffer, string Name)> buffers)
+        where T : unmanaged
+    {
+        foreach ((DeviceBuffer<T>? buffer, string name) in buffers)
+            Buffer(buffer, session, name);
+    }
+
     public static void Buffer<T>(DeviceBuffer<T>? buffer, KernelSession session, string name)
         where T : unmanaged
     {

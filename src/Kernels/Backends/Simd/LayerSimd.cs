@@ -75,6 +75,13 @@ internal static unsafe class LayerSimd
             RowRange(job, 0, job.Rows, width);
             return;
         }
+        RowsInParallel(job, threads, width);
+    }
+
+    // The parallel paths are methods of their own: a lambda's captures are allocated on entry to the
+    // method that declares them, and the serial paths (decode) allocate nothing.
+    private static void RowsInParallel(RowJob job, int threads, int width)
+    {
         int chunk = (job.Rows + (threads * 4) - 1) / (threads * 4);
         SimdParallel.For((job.Rows + chunk - 1) / chunk, threads, c => RowRange(job, c * chunk, Math.Min(job.Rows, (c + 1) * chunk), width));
     }
@@ -84,10 +91,33 @@ internal static unsafe class LayerSimd
 
     private static void RowRange(in RowJob job, int first, int end, int width)
     {
+        var op = new RowsOp(job, first, end);
+        OnWidth(ref op, width);
+    }
+
+    /// <summary>Runs <paramref name="op"/> at a width: 16 and 8 on vectors, anything else with the scalar rules.</summary>
+    private static void OnWidth<TOp>(ref TOp op, int width)
+        where TOp : struct, IWidthOp
+    {
         if (width == 16)
-            RowRange<Vector512<float>, Float512>(job, first, end, vector: true);
+            op.Run<Vector512<float>, Float512>(vector: true);
         else
-            RowRange<Vector256<float>, Float256>(job, first, end, vector: width == 8);
+            op.Run<Vector256<float>, Float256>(vector: width == 8);
+    }
+
+    /// <summary>An op run at the vector width chosen by <see cref="OnWidth"/> (its arguments are the struct's fields).</summary>
+    private interface IWidthOp
+    {
+        void Run<TVector, TWidth>(bool vector)
+            where TVector : unmanaged
+            where TWidth : struct, IFloatWidth<TVector>;
+    }
+
+    private readonly struct RowsOp(RowJob job, int first, int end) : IWidthOp
+    {
+        public void Run<TVector, TWidth>(bool vector)
+            where TVector : unmanaged
+            where TWidth : struct, IFloatWidth<TVector> => RowRange<TVector, TWidth>(job, first, end, vector);
     }
 
     private static void RowRange<TVector, TWidth>(in RowJob job, int first, int end, bool vector)
@@ -143,25 +173,70 @@ internal static unsafe class LayerSimd
         return (float*)Unsafe.AsPointer(ref t_row[0]);
     }
 
+    /// <summary>Σx² of a row: per-lane float32 sums, then the lanes, then the scalar tail.</summary>
     private static float SumOfSquares<TVector, TWidth>(float* x, int n, bool vector)
         where TVector : unmanaged
+        where TWidth : struct, IFloatWidth<TVector> =>
+        Reduce<TVector, TWidth, SumOfSquaresReduce>(x, n, vector);
+
+    /// <summary>max |y| of a row (0 for an empty or all-zero row).</summary>
+    private static float MaxAbs<TVector, TWidth>(float* y, int n, bool vector)
+        where TVector : unmanaged
+        where TWidth : struct, IFloatWidth<TVector> =>
+        Reduce<TVector, TWidth, MaxAbsReduce>(y, n, vector);
+
+    private static float Reduce<TVector, TWidth, TReduce>(float* x, int n, bool vector)
+        where TVector : unmanaged
         where TWidth : struct, IFloatWidth<TVector>
+        where TReduce : struct, IReduce
     {
         int c = 0;
-        float sum = 0f;
+        float result = 0f;
         if (vector)
         {
             TVector acc = TWidth.Create(0f);
             for (; c + TWidth.Count <= n; c += TWidth.Count)
-            {
-                TVector v = TWidth.Load(x + c);
-                acc = TWidth.Add(acc, TWidth.Multiply(v, v));
-            }
-            sum = TWidth.Sum(acc);
+                acc = TReduce.Vector<TVector, TWidth>(acc, TWidth.Load(x + c));
+            for (int i = 0; i < TWidth.Count; i++)
+                result = TReduce.Combine(result, TWidth.GetElement(acc, i));
         }
         for (; c < n; c++)
-            sum += x[c] * x[c];
-        return sum;
+            result = TReduce.Scalar(result, x[c]);
+        return result;
+    }
+
+    /// <summary>A row reduction from 0: the vector step, the combination of two partial results, the scalar step.</summary>
+    private interface IReduce
+    {
+        static abstract TVector Vector<TVector, TWidth>(TVector acc, TVector x)
+            where TVector : unmanaged
+            where TWidth : struct, IFloatWidth<TVector>;
+
+        static abstract float Combine(float a, float b);
+
+        static abstract float Scalar(float acc, float x);
+    }
+
+    private readonly struct SumOfSquaresReduce : IReduce
+    {
+        public static TVector Vector<TVector, TWidth>(TVector acc, TVector x)
+            where TVector : unmanaged
+            where TWidth : struct, IFloatWidth<TVector> => TWidth.Add(acc, TWidth.Multiply(x, x));
+
+        public static float Combine(float a, float b) => a + b;
+
+        public static float Scalar(float acc, float x) => acc + (x * x);
+    }
+
+    private readonly struct MaxAbsReduce : IReduce
+    {
+        public static TVector Vector<TVector, TWidth>(TVector acc, TVector x)
+            where TVector : unmanaged
+            where TWidth : struct, IFloatWidth<TVector> => TWidth.MaxNative(acc, TWidth.AndNot(x, TWidth.Create(-0f)));
+
+        public static float Combine(float a, float b) => Math.Max(a, b);
+
+        public static float Scalar(float acc, float x) => Math.Max(acc, Math.Abs(x));
     }
 
     private static void RmsNormRow<TVector, TWidth>(float* x, float* weight, float factor, float* y, int n, bool vector)
@@ -212,26 +287,6 @@ internal static unsafe class LayerSimd
         where TWidth : struct, IFloatWidth<TVector> =>
         TWidth.Multiply(TWidth.Divide(g, TWidth.Add(TWidth.Create(1f), TWidth.Exp(TWidth.Subtract(TWidth.Create(0f), g)))), u);
 
-    private static float MaxAbs<TVector, TWidth>(float* y, int n, bool vector)
-        where TVector : unmanaged
-        where TWidth : struct, IFloatWidth<TVector>
-    {
-        int c = 0;
-        float max = 0f;
-        if (vector)
-        {
-            TVector sign = TWidth.Create(-0f);
-            TVector acc = TWidth.Create(0f);
-            for (; c + TWidth.Count <= n; c += TWidth.Count)
-                acc = TWidth.MaxNative(acc, TWidth.AndNot(TWidth.Load(y + c), sign));
-            for (int i = 0; i < TWidth.Count; i++)
-                max = Math.Max(max, TWidth.GetElement(acc, i));
-        }
-        for (; c < n; c++)
-            max = Math.Max(max, Math.Abs(y[c]));
-        return max;
-    }
-
     /// <summary>The rule of <see cref="LayerMath.Quantize"/> per vector: correctly rounded division, round half to even, clamp.</summary>
     private static void QuantizeRow<TVector, TWidth>(float* y, int n, float scale, sbyte* q, bool vector)
         where TVector : unmanaged
@@ -263,43 +318,105 @@ internal static unsafe class LayerSimd
             AddRange(x, y, count, width);
             return;
         }
-        SimdParallel.For((int)chunks, Environment.ProcessorCount, c =>
-            AddRange(x + (c * Chunk), y + (c * Chunk), Math.Min(Chunk, count - (c * Chunk)), width));
+        AddInParallel(x, y, count, (int)chunks, Chunk, width);
     }
+
+    private static void AddInParallel(float* x, float* y, long count, int chunks, long chunk, int width) =>
+        SimdParallel.For(chunks, Environment.ProcessorCount, c =>
+            AddRange(x + (c * chunk), y + (c * chunk), Math.Min(chunk, count - (c * chunk)), width));
 
     private static void AddRange(float* x, float* y, long count, int width)
     {
-        if (width == 16)
-            AddRange<Vector512<float>, Float512>(x, y, count, vector: true);
-        else
-            AddRange<Vector256<float>, Float256>(x, y, count, vector: width == 8);
+        var op = new AddOp(x, y, count);
+        OnWidth(ref op, width);
+    }
+
+    private readonly struct AddOp(float* x, float* y, long count) : IWidthOp
+    {
+        public void Run<TVector, TWidth>(bool vector)
+            where TVector : unmanaged
+            where TWidth : struct, IFloatWidth<TVector> => AddRange<TVector, TWidth>(x, y, count, vector);
     }
 
     private static void AddRange<TVector, TWidth>(float* x, float* y, long count, bool vector)
         where TVector : unmanaged
+        where TWidth : struct, IFloatWidth<TVector> =>
+        Map<TVector, TWidth, AddMap>(x, y, x, count, vector);
+
+    /// <summary>y = f(a, b) element-wise (or pair-wise): whole vectors, then the scalar form of f on the rest.</summary>
+    private static void Map<TVector, TWidth, TMap>(float* a, float* b, float* y, long count, bool vector)
+        where TVector : unmanaged
         where TWidth : struct, IFloatWidth<TVector>
+        where TMap : struct, IMap
     {
         long c = 0;
         if (vector)
         {
             for (; c + TWidth.Count <= count; c += TWidth.Count)
-                TWidth.Store(TWidth.Add(TWidth.Load(x + c), TWidth.Load(y + c)), x + c);
+                TWidth.Store(TMap.Vector<TVector, TWidth>(TWidth.Load(a + c), TWidth.Load(b + c)), y + c);
         }
-        for (; c < count; c++)
-            x[c] += y[c];
+        for (; c < count; c += TMap.Step)
+            TMap.Scalar(a + c, b + c, y + c);
+    }
+
+    /// <summary>A function of two float streams, as a vector form and a scalar form over <see cref="Step"/> elements.</summary>
+    private interface IMap
+    {
+        static abstract int Step { get; }
+
+        static abstract TVector Vector<TVector, TWidth>(TVector a, TVector b)
+            where TVector : unmanaged
+            where TWidth : struct, IFloatWidth<TVector>;
+
+        static abstract void Scalar(float* a, float* b, float* y);
+    }
+
+    /// <summary>a + b.</summary>
+    private readonly struct AddMap : IMap
+    {
+        public static int Step => 1;
+
+        public static TVector Vector<TVector, TWidth>(TVector a, TVector b)
+            where TVector : unmanaged
+            where TWidth : struct, IFloatWidth<TVector> => TWidth.Add(a, b);
+
+        public static void Scalar(float* a, float* b, float* y) => *y = *a + *b;
+    }
+
+    /// <summary>The RoPE rotation of the pairs of a by the (cos, sin) pairs of b (<see cref="LayerMath.RotateFirst"/>, <see cref="LayerMath.RotateSecond"/>).</summary>
+    private readonly struct RotateMap : IMap
+    {
+        public static int Step => 2;
+
+        public static TVector Vector<TVector, TWidth>(TVector a, TVector b)
+            where TVector : unmanaged
+            where TWidth : struct, IFloatWidth<TVector> => TWidth.RotatePairs(a, b);
+
+        public static void Scalar(float* a, float* b, float* y)
+        {
+            y[0] = LayerMath.RotateFirst(a[0], a[1], b[0], b[1]);
+            y[1] = LayerMath.RotateSecond(a[0], a[1], b[0], b[1]);
+        }
     }
 
     /// <summary>y[r, :] = table[tokens[r], :] · rowScale[tokens[r]] (ids validated by the caller).</summary>
     public static void Embed(sbyte* table, float* rowScale, int* tokens, int count, float* y, int n, int width)
     {
-        width = Math.Min(width, DetectedWidth);
-        for (int r = 0; r < count; r++)
+        var op = new EmbedOp(table, rowScale, tokens, count, y, n);
+        OnWidth(ref op, Math.Min(width, DetectedWidth));
+    }
+
+    private readonly struct EmbedOp(sbyte* table, float* rowScale, int* tokens, int count, float* y, int n) : IWidthOp
+    {
+        public void Run<TVector, TWidth>(bool vector)
+            where TVector : unmanaged
+            where TWidth : struct, IFloatWidth<TVector>
         {
-            long id = tokens[r];
-            if (width == 16)
-                ScaleRow<Vector512<float>, Float512>(table + (id * n), rowScale[id], y + ((long)r * n), n, vector: true);
-            else
-                ScaleRow<Vector256<float>, Float256>(table + (id * n), rowScale[id], y + ((long)r * n), n, vector: width == 8);
+            for (int r = 0; r < count; r++)
+            {
+                long id = tokens[r];
+                ScaleRow<TVector, TWidth>(table + (id * n), rowScale[id], y + ((long)r * n), n, vector);
+            }
         }
     }
 
@@ -330,47 +447,40 @@ internal static unsafe class LayerSimd
                 RopeToken(qkv, table, q, kCache, vCache, p, i, width);
             return;
         }
-        SimdParallel.For(tokens, Environment.ProcessorCount, i => RopeToken(qkv, table, q, kCache, vCache, p, i, width));
+        RopeInParallel(qkv, table, q, kCache, vCache, p, tokens, width);
     }
 
+    private static void RopeInParallel(float* qkv, float* table, float* q, float* kCache, float* vCache, RopeParams p, int tokens, int width) =>
+        SimdParallel.For(tokens, Environment.ProcessorCount, i => RopeToken(qkv, table, q, kCache, vCache, p, i, width));
+
     private static void RopeToken(float* qkv, float* table, float* q, float* kCache, float* vCache, in RopeParams p, int token, int width)
+    {
+        var op = new RopeTokenOp(qkv, table, q, kCache, vCache, p, token);
+        OnWidth(ref op, width);
+    }
+
+    private readonly struct RopeTokenOp(float* qkv, float* table, float* q, float* kCache, float* vCache, RopeParams p, int token) : IWidthOp
+    {
+        public void Run<TVector, TWidth>(bool vector)
+            where TVector : unmanaged
+            where TWidth : struct, IFloatWidth<TVector> => RopeToken<TVector, TWidth>(qkv, table, q, kCache, vCache, p, token, vector);
+    }
+
+    private static void RopeToken<TVector, TWidth>(float* qkv, float* table, float* q, float* kCache, float* vCache, in RopeParams p, int token, bool vector)
+        where TVector : unmanaged
+        where TWidth : struct, IFloatWidth<TVector>
     {
         int b = token / p.Tokens, t = token - (b * p.Tokens), d = p.HeadDim;
         int position = p.Start + t;
         float* cs = table + ((long)position * d);
         float* src = qkv + ((long)token * (p.Heads + (2 * p.KvHeads)) * d);
         for (int h = 0; h < p.Heads; h++)
-            Rotate(src + ((long)h * d), cs, q + (((((long)b * p.Heads) + h) * p.Tokens + t) * d), d, width);
+            Map<TVector, TWidth, RotateMap>(src + ((long)h * d), cs, q + (((((long)b * p.Heads) + h) * p.Tokens + t) * d), d, vector);
         for (int h = 0; h < p.KvHeads; h++)
         {
             long cache = ((((long)b * p.KvHeads) + h) * p.Capacity + position) * d;
-            Rotate(src + ((long)(p.Heads + h) * d), cs, kCache + cache, d, width);
+            Map<TVector, TWidth, RotateMap>(src + ((long)(p.Heads + h) * d), cs, kCache + cache, d, vector);
             new ReadOnlySpan<float>(src + ((long)(p.Heads + p.KvHeads + h) * d), d).CopyTo(new Span<float>(vCache + cache, d));
-        }
-    }
-
-    private static void Rotate(float* x, float* cs, float* y, int d, int width)
-    {
-        if (width == 16)
-            Rotate<Vector512<float>, Float512>(x, cs, y, d, vector: true);
-        else
-            Rotate<Vector256<float>, Float256>(x, cs, y, d, vector: width == 8);
-    }
-
-    private static void Rotate<TVector, TWidth>(float* x, float* cs, float* y, int d, bool vector)
-        where TVector : unmanaged
-        where TWidth : struct, IFloatWidth<TVector>
-    {
-        int c = 0;
-        if (vector)
-        {
-            for (; c + TWidth.Count <= d; c += TWidth.Count)
-                TWidth.Store(TWidth.RotatePairs(TWidth.Load(x + c), TWidth.Load(cs + c)), y + c);
-        }
-        for (; c < d; c += 2)
-        {
-            y[c] = LayerMath.RotateFirst(x[c], x[c + 1], cs[c], cs[c + 1]);
-            y[c + 1] = LayerMath.RotateSecond(x[c], x[c + 1], cs[c], cs[c + 1]);
         }
     }
 }

@@ -22,9 +22,7 @@ public sealed partial class KernelSession
         lock (_sync)
         {
             ThrowIfDisposed();
-            Check.Buffer(x, this, nameof(x));
-            Check.Buffer(weight, this, nameof(weight));
-            Check.Buffer(y, this, nameof(y));
+            Check.Buffers<float>(this, (x, nameof(x)), (weight, nameof(weight)), (y, nameof(y)));
             Check.NotAliased(y, nameof(y), x, nameof(x));
             Check.NotAliased(y, nameof(y), weight, nameof(weight));
             ValidateRmsNorm(x.Length, weight.Length, rows, n, eps, exact: false);
@@ -44,14 +42,12 @@ public sealed partial class KernelSession
         lock (_sync)
         {
             ThrowIfDisposed();
-            Check.Buffer(x, this, nameof(x));
-            Check.Buffer(weight, this, nameof(weight));
-            Check.Buffer(q, this, nameof(q));
-            Check.Buffer(scale, this, nameof(scale));
+            Check.Buffers<float>(this, (x, nameof(x)), (weight, nameof(weight)), (scale, nameof(scale)));
+            Check.Buffers<sbyte>(this, (q, nameof(q)));
             Check.NotAliased(scale, nameof(scale), x, nameof(x));
             Check.NotAliased(scale, nameof(scale), weight, nameof(weight));
             ValidateRmsNorm(x.Length, weight.Length, rows, n, eps, exact: false);
-            ValidateQuantized(q.Length, scale.Length, rows, n, "n", exact: false);
+            ValidateQuantized(q.Length, scale.Length, rows, n, "rows·n", exact: false);
             _layer.Rows(RmsInput(x, weight, n), QuantizedRows(q, scale), rows, n, eps);
         }
     }
@@ -88,12 +84,11 @@ public sealed partial class KernelSession
         lock (_sync)
         {
             ThrowIfDisposed();
-            Check.Buffer(x, this, nameof(x));
-            Check.Buffer(q, this, nameof(q));
-            Check.Buffer(scale, this, nameof(scale));
+            Check.Buffers<float>(this, (x, nameof(x)), (scale, nameof(scale)));
+            Check.Buffers<sbyte>(this, (q, nameof(q)));
             Check.NotAliased(scale, nameof(scale), x, nameof(x));
             ValidateQuantizeRows(x.Length, rows, n, heads, exact: false);
-            ValidateQuantized(q.Length, scale.Length, rows, n, "n", exact: false);
+            ValidateQuantized(q.Length, scale.Length, rows, n, "rows·n", exact: false);
             _layer.Rows(new HeadsInput { X = x.View, Rows = rows, HeadDim = n / heads }, QuantizedRows(q, scale), rows, n, 0f);
         }
     }
@@ -119,8 +114,7 @@ public sealed partial class KernelSession
         lock (_sync)
         {
             ThrowIfDisposed();
-            Check.Buffer(gateUp, this, nameof(gateUp));
-            Check.Buffer(y, this, nameof(y));
+            Check.Buffers<float>(this, (gateUp, nameof(gateUp)), (y, nameof(y)));
             Check.NotAliased(y, nameof(y), gateUp, nameof(gateUp));
             ValidateSwiGlu(gateUp.Length, rows, f, exact: false);
             Check.MinLength(y.Length, (Int128)rows * f, nameof(y), "rows·f");
@@ -135,12 +129,11 @@ public sealed partial class KernelSession
         lock (_sync)
         {
             ThrowIfDisposed();
-            Check.Buffer(gateUp, this, nameof(gateUp));
-            Check.Buffer(q, this, nameof(q));
-            Check.Buffer(scale, this, nameof(scale));
+            Check.Buffers<float>(this, (gateUp, nameof(gateUp)), (scale, nameof(scale)));
+            Check.Buffers<sbyte>(this, (q, nameof(q)));
             Check.NotAliased(scale, nameof(scale), gateUp, nameof(gateUp));
             ValidateSwiGlu(gateUp.Length, rows, f, exact: false);
-            ValidateQuantized(q.Length, scale.Length, rows, f, "f", exact: false);
+            ValidateQuantized(q.Length, scale.Length, rows, f, "rows·f", exact: false);
             _layer.Rows(new SwiGluInput { GateUp = gateUp.View, F = f }, QuantizedRows(q, scale), rows, f, 0f);
         }
     }
@@ -173,8 +166,7 @@ public sealed partial class KernelSession
         lock (_sync)
         {
             ThrowIfDisposed();
-            Check.Buffer(x, this, nameof(x));
-            Check.Buffer(y, this, nameof(y));
+            Check.Buffers<float>(this, (x, nameof(x)), (y, nameof(y)));
             Check.NotAliased(x, nameof(x), y, nameof(y));
             Check.Positive(count, nameof(count));
             Check.MinLength(x.Length, count, nameof(x), "count");
@@ -206,9 +198,8 @@ public sealed partial class KernelSession
         lock (_sync)
         {
             ThrowIfDisposed();
-            Check.Buffer(table, this, nameof(table));
-            Check.Buffer(rowScale, this, nameof(rowScale));
-            Check.Buffer(y, this, nameof(y));
+            Check.Buffers<sbyte>(this, (table, nameof(table)));
+            Check.Buffers<float>(this, (rowScale, nameof(rowScale)), (y, nameof(y)));
             Check.NotAliased(y, nameof(y), rowScale, nameof(rowScale));
             ValidateEmbed(table.Length, rowScale.Length, tokens, vocab, n, exact: false);
             Check.MinLength(y.Length, (Int128)tokens.Length * n, nameof(y), "tokens.Length·n");
@@ -256,31 +247,18 @@ public sealed partial class KernelSession
         {
             ThrowIfDisposed();
             ArgumentNullException.ThrowIfNull(ropeTable);
-            Check.Buffer(qkv, this, nameof(qkv));
-            Check.Buffer(ropeTable.Buffer, this, nameof(ropeTable));
-            Check.Buffer(q, this, nameof(q));
-            Check.Buffer(kCache, this, nameof(kCache));
-            Check.Buffer(vCache, this, nameof(vCache));
-            foreach ((DeviceBuffer<float> output, string name) in new[] { (q, nameof(q)), (kCache, nameof(kCache)), (vCache, nameof(vCache)) })
-            {
-                Check.NotAliased(output, name, qkv, nameof(qkv));
-                Check.NotAliased(output, name, ropeTable.Buffer, nameof(ropeTable));
-            }
+            Check.Buffers<float>(this, (qkv, nameof(qkv)), (ropeTable.Buffer, nameof(ropeTable)), (q, nameof(q)), (kCache, nameof(kCache)), (vCache, nameof(vCache)));
+            Check.NotAliased(q, nameof(q), qkv, nameof(qkv));
+            Check.NotAliased(q, nameof(q), ropeTable.Buffer, nameof(ropeTable));
+            Check.NotAliased(kCache, nameof(kCache), qkv, nameof(qkv));
+            Check.NotAliased(kCache, nameof(kCache), ropeTable.Buffer, nameof(ropeTable));
+            Check.NotAliased(vCache, nameof(vCache), qkv, nameof(qkv));
+            Check.NotAliased(vCache, nameof(vCache), ropeTable.Buffer, nameof(ropeTable));
             Check.NotAliased(kCache, nameof(kCache), q, nameof(q));
             Check.NotAliased(vCache, nameof(vCache), q, nameof(q));
             Check.NotAliased(vCache, nameof(vCache), kCache, nameof(kCache));
             ValidateRope(shape, ropeTable, qkv.Length, q.Length, kCache.Length, vCache.Length, exact: false);
-            var p = new RopeParams
-            {
-                Batch = shape.Batch,
-                Tokens = shape.Tokens,
-                Heads = shape.Heads,
-                KvHeads = shape.KvHeads,
-                HeadDim = shape.HeadDim,
-                Capacity = shape.Capacity,
-                Start = shape.Start,
-                Pairs = (long)(shape.QkvElements / 2),
-            };
+            var p = new RopeParams(shape.Batch, shape.Tokens, shape.Heads, shape.KvHeads, shape.HeadDim, shape.Capacity, shape.Start);
             _layer.Rope(new RopeIo { Qkv = qkv.View, Table = ropeTable.Buffer.View, Q = q.View, KCache = kCache.View, VCache = vCache.View }, p);
         }
     }
@@ -327,9 +305,9 @@ public sealed partial class KernelSession
         Check.Length(gateUpLength, (Int128)rows * 2 * f, "gateUp", "rows·2f", exact);
     }
 
-    private static void ValidateQuantized(long qLength, long scaleLength, int rows, int n, string nName, bool exact)
+    private static void ValidateQuantized(long qLength, long scaleLength, int rows, int n, string qFormula, bool exact)
     {
-        Check.Length(qLength, (Int128)rows * n, "q", $"rows·{nName}", exact);
+        Check.Length(qLength, (Int128)rows * n, "q", qFormula, exact);
         Check.Length(scaleLength, rows, "scale", "rows", exact);
     }
 
@@ -364,8 +342,7 @@ public sealed partial class KernelSession
             throw new ArgumentException($"ropeTable: expected a table for shape.HeadDim = {shape.HeadDim}, got one for {ropeTable.HeadDim}.", nameof(ropeTable));
         if ((long)shape.Start + shape.Tokens > ropeTable.MaxPositions)
             throw new ArgumentException($"ropeTable: expected positions up to Start + Tokens − 1 = {(long)shape.Start + shape.Tokens - 1}, got a table of {ropeTable.MaxPositions} positions.", nameof(ropeTable));
-        Int128[] limits = [shape.QkvElements, shape.QueryElements, shape.CacheElements];
-        if (limits.Max() > long.MaxValue)
+        if (shape.QkvElements > long.MaxValue || shape.QueryElements > long.MaxValue || shape.CacheElements > long.MaxValue)
             throw new ArgumentException($"shape: expected element counts below 2⁶³, got qkv {shape.QkvElements}, q {shape.QueryElements}, caches {shape.CacheElements}.", nameof(shape));
         Check.Length(qkvLength, shape.QkvElements, "qkv", "Batch·Tokens·(Heads + 2·KvHeads)·HeadDim", exact);
         Check.Length((long)qLength, shape.QueryElements, "q", "Batch·Heads·Tokens·HeadDim", exact);
