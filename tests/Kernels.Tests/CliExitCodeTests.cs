@@ -36,6 +36,11 @@ public class CliExitCodeTests
     [InlineData("bench", "--backend", "nosuch")]
     [InlineData("nosuch")]
     [InlineData("cost", "--profiles", "/nonexistent/profiles.json")]
+    [InlineData("cost", "--run")]
+    [InlineData("cost", "--model", "llama-3.1-70b", "--run")]
+    [InlineData("cost", "--model", "tiny", "--run", "--layers", "0")]
+    [InlineData("cost", "--model", "tiny", "--run", "--decode-steps", "0")]
+    [InlineData("cost", "--model", "tiny", "--run", "--peer", "vllm")]
     [InlineData("cost", "--backend", "cpu-simd", "--m", "16", "--plot", "/nonexistent/folder/cost.png")]
     public void BadArgumentsExitTwoWithOneLineAndNoStackTrace(params string[] args)
     {

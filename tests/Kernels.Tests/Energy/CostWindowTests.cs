@@ -43,4 +43,25 @@ public class CostWindowTests
             File.Delete(path);
         }
     }
+
+    [Fact]
+    public void A_model_run_reports_ours_end_to_end_the_peer_and_the_per_op_estimate()
+    {
+        (int code, string stdout, string stderr) = CliExitCodeTests.Run(
+            "cost", "--backend", "cpu-simd", "--model", "tiny", "--run", "--context", "8", "--decode-steps", "2", "--blocks", "1", "--regions", "de", "--json");
+        Assert.True(code == 0, $"exit {code}: {stderr}");
+        var rows = stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries).Where(l => l.StartsWith('{')).Select(l => JsonDocument.Parse(l).RootElement).ToList();
+        string[] variants = rows.Select(r => r.GetProperty("variant").GetString()!).ToArray();
+        foreach (string expected in new[] { "prefill end-to-end kernels (cpu-simd)", "decode end-to-end kernels (cpu-simd)", "prefill end-to-end llama.cpp",
+            "decode end-to-end llama.cpp", "prefill per-op estimate", "decode per-op estimate" })
+            Assert.Contains(variants, v => v.EndsWith(expected, StringComparison.Ordinal));
+        Assert.All(rows, r =>
+        {
+            Assert.True(r.GetProperty("joules_per_token").GetDouble() > 0);
+            Assert.True(r.GetProperty("tokens_per_second").GetDouble() > 0);
+            Assert.True(r.GetProperty("cost_per_million_tokens").GetDouble() > 0);
+            Assert.Equal("estimated", r.GetProperty("energy_source").GetString());
+        });
+        Assert.Contains("block 1/1", stderr, StringComparison.Ordinal);
+    }
 }
