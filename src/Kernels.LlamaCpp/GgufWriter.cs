@@ -121,26 +121,21 @@ public sealed class GgufWriter
     }
 
     /// <summary>Adds an array of float32.</summary>
-    public void AddFloat32Array(string key, IReadOnlyList<float> values)
-    {
-        ArgumentNullException.ThrowIfNull(values);
-        float[] copy = [.. values];
-        AddArray(key, GgufValueType.Float32, copy.Length, w =>
-        {
-            foreach (float v in copy)
-                w.Write(v);
-        });
-    }
+    public void AddFloat32Array(string key, IReadOnlyList<float> values) =>
+        AddValues(key, GgufValueType.Float32, values, (w, v) => w.Write(v));
 
     /// <summary>Adds an array of int32.</summary>
-    public void AddInt32Array(string key, IReadOnlyList<int> values)
+    public void AddInt32Array(string key, IReadOnlyList<int> values) =>
+        AddValues(key, GgufValueType.Int32, values, (w, v) => w.Write(v));
+
+    private void AddValues<T>(string key, GgufValueType type, IReadOnlyList<T> values, Action<BinaryWriter, T> write)
     {
         ArgumentNullException.ThrowIfNull(values);
-        int[] copy = [.. values];
-        AddArray(key, GgufValueType.Int32, copy.Length, w =>
+        T[] copy = [.. values];
+        AddArray(key, type, copy.Length, w =>
         {
-            foreach (int v in copy)
-                w.Write(v);
+            foreach (T v in copy)
+                write(w, v);
         });
     }
 
