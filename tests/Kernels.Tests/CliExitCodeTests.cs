@@ -8,7 +8,11 @@ namespace Kernels.Tests;
 /// </summary>
 public class CliExitCodeTests
 {
-    internal static (int Code, string Stdout, string Stderr) Run(params string[] args)
+    internal static (int Code, string Stdout, string Stderr) Run(params string[] args) =>
+        RunWith(new Dictionary<string, string>(), args);
+
+    /// <summary>As <see cref="Run"/>, with extra environment variables for the child process.</summary>
+    internal static (int Code, string Stdout, string Stderr) RunWith(IReadOnlyDictionary<string, string> environment, params string[] args)
     {
         string configuration = AppContext.BaseDirectory.Contains($"{Path.DirectorySeparatorChar}Debug{Path.DirectorySeparatorChar}", StringComparison.Ordinal) ? "Debug" : "Release";
         string root = AppContext.BaseDirectory;
@@ -21,6 +25,8 @@ public class CliExitCodeTests
         foreach (string a in args)
             start.ArgumentList.Add(a);
         start.Environment["KERNELS_BACKEND"] = "cpu-simd";
+        foreach ((string name, string value) in environment)
+            start.Environment[name] = value;
         using Process process = Process.Start(start)!;
         Task<string> stdout = process.StandardOutput.ReadToEndAsync(TestContext.Current.CancellationToken);
         string stderr = process.StandardError.ReadToEnd();

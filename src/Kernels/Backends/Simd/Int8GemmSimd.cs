@@ -1,3 +1,4 @@
+using Kernels.Backends.Simd.Jit;
 using Kernels.Simd;
 
 namespace Kernels.Backends.Simd;
@@ -11,7 +12,9 @@ namespace Kernels.Backends.Simd;
 /// B is packed into panels of <see cref="NR"/> columns and A into micro-panels of <see cref="MR"/> rows,
 /// k grouped by four bytes (AVX-VNNI, A stored as A+128 in u8, corrected by 128·Σ_k B[n,k]) or by two
 /// int16 (AVX2, exact s8→s16 widening and <c>vpmaddwd</c>), zero-padded in k. A register-blocked
-/// 6×16 micro-kernel computes each tile; ragged edges in m and n are cut at the store. Work is split
+/// 6×16 micro-kernel computes each tile (at <see cref="SimdLevel.Avx512Vnni"/>: a generated
+/// <c>vpdpbusd zmm</c> kernel of up to 6×64, four panels at once, <see cref="VnniJit"/>); ragged edges in
+/// m and n are cut at the store. Work is split
 /// over (batch, row block, column block) tiles on up to <see cref="Environment.ProcessorCount"/>
 /// threads; packing memory is pooled.
 /// </remarks>
@@ -293,6 +296,7 @@ internal static unsafe class Int8GemmSimd
         private SimdEpilogue _ep;
         private SimdLevel _level;
         private bool _vnni;
+        private VnniJit.KernelSet? _jit;
 
         private int _groups;
         private long _panelBytes;
@@ -333,6 +337,9 @@ internal static unsafe class Int8GemmSimd
             _ep = ep;
             _level = level;
             _vnni = level >= SimdLevel.AvxVnni;
+            // The generated kernels read the same packing as AVX-VNNI; should they be unavailable, the
+            // intrinsics kernel runs instead (same results).
+            _jit = level >= SimdLevel.Avx512Vnni ? VnniJit.TryGet(out _) : null;
             _sharedB = strideB == 0 || batch == 1;
             _pre = null;
             long ops = (long)m * n * k * batch;
@@ -386,6 +393,7 @@ internal static unsafe class Int8GemmSimd
             _packedB = null;
             _corr = null;
             _pre = null;
+            _jit = null;
         }
 
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
@@ -412,6 +420,8 @@ internal static unsafe class Int8GemmSimd
             if (_threads > 1 && (long)_batch * _mBlocks < 2 * _threads)
                 _nBlocks = Math.Min(_panelsN, (2 * _threads + _batch * _mBlocks - 1) / (_batch * _mBlocks));
             _ncPanels = (_panelsN + _nBlocks - 1) / _nBlocks;
+            if (_jit != null)
+                _ncPanels = (_ncPanels + VnniKernelGenerator.MaxPanels - 1) / VnniKernelGenerator.MaxPanels * VnniKernelGenerator.MaxPanels;
             _nBlocks = (_panelsN + _ncPanels - 1) / _ncPanels;
 
             if (_pre != null)
@@ -495,6 +505,11 @@ internal static unsafe class Int8GemmSimd
 
             int p0 = nb * _ncPanels;
             int p1 = Math.Min(_panelsN, p0 + _ncPanels);
+            if (_jit != null)
+            {
+                ComputeGenerated(_jit, ap, aPanelBytes, mPanels, i0, bp, p0, p1, bt, corr);
+                return;
+            }
             int* tile = stackalloc int[MR * NR];
             for (int p = p0; p < p1; p++)
             {
@@ -509,6 +524,35 @@ internal static unsafe class Int8GemmSimd
                         MicroKernels.Avx2(ap + ip * aPanelBytes, panel, _groups, tile);
                     int row0 = i0 + ip * MR;
                     Store(tile, bt, row0, Math.Min(MR, _m - row0), col0, cols, corr + col0);
+                }
+            }
+        }
+
+        /// <summary>
+        /// Panels p0..p1 against the block's A micro-panels with the generated kernels: up to four panels
+        /// (64 columns) per call, the tile cut to the rows left; each panel's 6×16 block is stored as the
+        /// intrinsics path stores its tile.
+        /// </summary>
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        private void ComputeGenerated(VnniJit.KernelSet jit, byte* ap, long aPanelBytes, int mPanels, int i0, byte* bp,
+            int p0, int p1, int bt, int* corr)
+        {
+            const int Panels = VnniKernelGenerator.MaxPanels;
+            int* tile = stackalloc int[Panels * MR * NR];
+            for (int p = p0; p < p1; p += Panels)
+            {
+                int panels = Math.Min(Panels, p1 - p);
+                byte* panel = bp + p * _panelBytes;
+                for (int ip = 0; ip < mPanels; ip++)
+                {
+                    int row0 = i0 + ip * MR;
+                    int rows = Math.Min(MR, _m - row0);
+                    jit.Get(rows, panels)(ap + ip * aPanelBytes, panel, _groups, _panelBytes, tile);
+                    for (int j = 0; j < panels; j++)
+                    {
+                        int col0 = (p + j) * NR;
+                        Store(tile + j * MR * NR, bt, row0, rows, col0, Math.Min(NR, _n - col0), corr + col0);
+                    }
                 }
             }
         }

@@ -14,27 +14,61 @@ public enum SimdLevel
 
     /// <summary>
     /// AVX-VNNI: VEX-encoded 256-bit <c>vpdpbusd</c> (u8×s8 dot products of four) with the +128 offset
-    /// trick. The widest level: .NET 10 exposes no managed intrinsic for the 512-bit EVEX form (no
-    /// <c>Avx512Vnni</c> class; <c>Avx10v1.V512</c> has no VNNI methods), so there is no AVX-512 path.
+    /// trick. The widest level of managed intrinsics: .NET 10 exposes none for the 512-bit EVEX form (no
+    /// <c>Avx512Vnni</c> class; <c>Avx10v1.V512</c> has no VNNI methods).
     /// </summary>
     AvxVnni = 2,
+
+    /// <summary>
+    /// AVX-512 VNNI through generated code: the dense int8 GEMM runs micro-kernels of 512-bit
+    /// <c>vpdpbusd zmm</c> assembled at run time (Iced) into executable pages, on Linux x64 with
+    /// AVX-512F/BW/VL and AVX512_VNNI; the same packing and +128 correction as <see cref="AvxVnni"/>,
+    /// which every other kernel runs at this level. <see cref="CpuSimd.JitVariable"/> = 0 or
+    /// <see cref="CpuSimd.GeneratedCode"/> = false turns it off.
+    /// </summary>
+    Avx512Vnni = 3,
 }
 
 /// <summary>What the processor and the runtime support, and what the library is allowed to use.</summary>
 public static class CpuSimd
 {
-    /// <summary>The environment variable that caps <see cref="Effective"/>: scalar, avx2 or avx-vnni.</summary>
+    /// <summary>The environment variable that caps <see cref="Effective"/>: scalar, avx2, avx-vnni or avx512-vnni.</summary>
     public const string MaxLevelVariable = "KERNELS_SIMD_MAX";
 
-    /// <summary>The highest level that both the processor and the .NET runtime support.</summary>
+    /// <summary>
+    /// The environment variable that turns generated code off: 0 (or false, off) caps <see cref="Effective"/>
+    /// at <see cref="SimdLevel.AvxVnni"/>; unset, blank, 1 (true, on) leaves it on.
+    /// </summary>
+    public const string JitVariable = "KERNELS_JIT";
+
+    private static volatile bool _generatedCode = true;
+
+    /// <summary>
+    /// The highest level that the processor, the .NET runtime and the operating system support
+    /// (<see cref="SimdLevel.Avx512Vnni"/>: Linux x64 with AVX-512F/BW/VL enabled in the runtime and
+    /// AVX512_VNNI in CPUID).
+    /// </summary>
     public static SimdLevel Detected { get; } = Detect();
 
     /// <summary>
-    /// <see cref="Detected"/> capped by <see cref="MaxLevelVariable"/> (read on every access).
+    /// Whether generated code (<see cref="SimdLevel.Avx512Vnni"/>) may run in this process (default true);
+    /// false caps <see cref="Effective"/> at <see cref="SimdLevel.AvxVnni"/>, as <see cref="JitVariable"/> = 0 does.
+    /// Weights packed while it was on must be packed again after turning it off.
     /// </summary>
-    /// <exception cref="ArgumentException">The variable holds something other than the four level names.</exception>
+    public static bool GeneratedCode
+    {
+        get => _generatedCode;
+        set => _generatedCode = value;
+    }
+
+    /// <summary>
+    /// <see cref="Detected"/> capped by <see cref="MaxLevelVariable"/>, <see cref="JitVariable"/> and
+    /// <see cref="GeneratedCode"/> (read on every access).
+    /// </summary>
+    /// <exception cref="ArgumentException">A variable holds something other than the values it takes.</exception>
     public static SimdLevel Effective =>
-        Min(Detected, ParseCap(Environment.GetEnvironmentVariable(MaxLevelVariable)) ?? SimdLevel.AvxVnni);
+        Min(Min(Detected, ParseCap(Environment.GetEnvironmentVariable(MaxLevelVariable)) ?? SimdLevel.Avx512Vnni),
+            _generatedCode && ParseJit(Environment.GetEnvironmentVariable(JitVariable)) ? SimdLevel.Avx512Vnni : SimdLevel.AvxVnni);
 
     /// <summary>
     /// The level a call runs at: <see cref="Effective"/> further capped by <paramref name="cap"/>
@@ -43,12 +77,12 @@ public static class CpuSimd
     public static SimdLevel Resolve(SimdLevel? cap) => cap is { } c ? Min(Effective, c) : Effective;
 
     /// <summary>Parses a level name as <see cref="MaxLevelVariable"/> spells it (case-insensitive).</summary>
-    /// <exception cref="ArgumentException">Not one of scalar, avx2, avx-vnni.</exception>
+    /// <exception cref="ArgumentException">Not one of scalar, avx2, avx-vnni, avx512-vnni.</exception>
     public static SimdLevel Parse(string name)
     {
         ArgumentNullException.ThrowIfNull(name);
         return TryParse(name) ?? throw new ArgumentException(
-            $"{MaxLevelVariable}: expected one of scalar, avx2, avx-vnni, got '{name}'.", nameof(name));
+            $"{MaxLevelVariable}: expected one of scalar, avx2, avx-vnni, avx512-vnni, got '{name}'.", nameof(name));
     }
 
     /// <summary>The name of a level as <see cref="MaxLevelVariable"/> spells it.</summary>
@@ -57,6 +91,7 @@ public static class CpuSimd
         SimdLevel.Scalar => "scalar",
         SimdLevel.Avx2 => "avx2",
         SimdLevel.AvxVnni => "avx-vnni",
+        SimdLevel.Avx512Vnni => "avx512-vnni",
         _ => throw new ArgumentOutOfRangeException(nameof(level), level, $"level: expected a SimdLevel, got {(int)level}."),
     };
 
@@ -68,7 +103,7 @@ public static class CpuSimd
             return null;
 #pragma warning disable CA2208 // The bad value comes from the environment: name the variable, not the parameter.
         return TryParse(value) ?? throw new ArgumentException(
-            $"{MaxLevelVariable}: expected one of scalar, avx2, avx-vnni, got '{value}'.", MaxLevelVariable);
+            $"{MaxLevelVariable}: expected one of scalar, avx2, avx-vnni, avx512-vnni, got '{value}'.", MaxLevelVariable);
 #pragma warning restore CA2208
     }
 
@@ -77,13 +112,35 @@ public static class CpuSimd
         "scalar" => SimdLevel.Scalar,
         "avx2" => SimdLevel.Avx2,
         "avx-vnni" => SimdLevel.AvxVnni,
+        "avx512-vnni" => SimdLevel.Avx512Vnni,
         _ => null,
     };
+
+    /// <summary>Whether a value of <see cref="JitVariable"/> leaves generated code on (null or blank: on).</summary>
+    /// <exception cref="ArgumentException">Not one of 0, 1, false, true, off, on; the exception names the variable.</exception>
+    internal static bool ParseJit(string? value)
+    {
+        if (string.IsNullOrWhiteSpace(value))
+            return true;
+        switch (value.Trim().ToLowerInvariant())
+        {
+            case "1" or "true" or "on":
+                return true;
+            case "0" or "false" or "off":
+                return false;
+            default:
+#pragma warning disable CA2208 // The bad value comes from the environment: name the variable, not the parameter.
+                throw new ArgumentException($"{JitVariable}: expected 0 or 1 (false/true, off/on), got '{value}'.", JitVariable);
+#pragma warning restore CA2208
+        }
+    }
 
     private static SimdLevel Min(SimdLevel a, SimdLevel b) => a <= b ? a : b;
 
     private static SimdLevel Detect()
     {
+        if (AvxVnni.IsSupported && Avx2.IsSupported && Backends.Simd.Jit.VnniJit.CanRun)
+            return SimdLevel.Avx512Vnni;
         if (AvxVnni.IsSupported && Avx2.IsSupported)
             return SimdLevel.AvxVnni;
         if (Avx2.IsSupported)

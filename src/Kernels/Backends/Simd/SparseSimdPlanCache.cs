@@ -15,7 +15,7 @@ namespace Kernels.Backends.Simd;
 internal sealed class SparseSimdPlanCache : IDisposable
 {
     private readonly Lock _sync = new();
-    private readonly SparseSimdPlan?[] _plans = new SparseSimdPlan?[(int)SimdLevel.AvxVnni + 1];
+    private readonly SparseSimdPlan?[] _plans = new SparseSimdPlan?[(int)SimdLevel.Avx512Vnni + 1];
     private bool _disposed;
 
     ~SparseSimdPlanCache() => Free();
