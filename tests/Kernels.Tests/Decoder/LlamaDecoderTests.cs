@@ -4,22 +4,25 @@ namespace Kernels.Tests.Decoder;
 
 /// <summary>
 /// The reference decoder (issue 16) against a float64 forward pass of the same network, on every backend, on the
-/// "small" shape (hidden 256, 8/2 heads, FFN 384, 2 layers). Bounds on the relative L2 error of the logits:
+/// "small" shape (hidden 256, 8/2 heads, FFN 384, 2 layers), five models per case. Bounds on the relative L2 error
+/// of the logits:
 /// <list type="bullet">
-/// <item>Against the float64 pass that rounds every projection's input to int8 the same way: ≤ 1e-2. Without a
-/// rounding that goes the other way the error is float32 arithmetic only (measured 3e-8 … 2e-7 over 24 seeds on
-/// cpu-simd and OpenCL). An activation whose quotient sits within float32 error of a rounding midpoint can round the
-/// other way in the float64 pass (float32 and float64 quotients differ): one int8 step moves the logits by
-/// ≈ (3/127)/√n of a projection, amplified by the later layers — 0.94 % was seen on the 64-wide "tiny" shape
-/// (1 seed in 12); the 256-wide shape halves that. 1e-2 admits a few such roundings; any real error (RoPE pairing
-/// the other way: 17 %, a mask or cache slip: more) is far above it.</item>
-/// <item>Against the float64 pass without activation rounding: ≤ 5e-2. Each per-token int8 rounding of a
+/// <item>Against the float64 pass that rounds every projection's input to int8 the same way: median of the ten
+/// (prefill, decode) × five models ≤ 1e-4, each ≤ 5e-2. Int8 activation rounding makes the network discontinuous:
+/// an activation whose quotient lies within float32 error of a rounding midpoint rounds one way here and the other
+/// way in the float64 pass, and on these random-weight models one such rounding moved the logits by 0.94 % (tiny
+/// shape) and 1.62 % (small shape, seed 600237958 — identical on cpu-simd, the CPU accelerator and OpenCL, so not a
+/// backend's error). That happened in about 1 model in 30; every other model agreed to 3e-8 … 2e-7 (float32
+/// arithmetic). The median is therefore the tight check (a real error — RoPE pairing the other way: 17 %, a mask or
+/// cache slip: more — moves every model), the per-model bound admits a few roundings.</item>
+/// <item>Against the float64 pass without activation rounding: each ≤ 5e-2. Each per-token int8 rounding of a
 /// projection's input costs ≈ (max/rms)/127/√12 ≈ 0.5–0.7 %; eleven of them (five per layer and the head) add up to
 /// ≈ 2.3 % (measured 1.3–2.2 %).</item>
 /// <item>Decode after prefill against prefill of the longer sequence, and chunked against whole prefill: ≤ 1e-4 (the
 /// same rows through other GEMM shapes and decode attention; measured 0 or ≈ 1e-7).</item>
 /// </list>
-/// Argmax: ours may pick another token only when the reference logit of ours is within 1e-3·rms of the top one.
+/// Argmax (models that agree to 1e-4): ours may pick another token only when the reference logit of ours is within
+/// 1e-3·rms of the top one.
 /// </summary>
 public class LlamaDecoderTests
 {
@@ -57,25 +60,37 @@ public class LlamaDecoderTests
         KernelSession session = Sessions.Get(backend);
         Seeded.Run((random, seed) =>
         {
-            var weights = new SyntheticWeights(LlamaConfig.Small, (ulong)seed);
-            int[] tokens = Tokens(random, 13, LlamaConfig.Small.Vocab);
-            using var decoder = new LlamaDecoder(session, weights, contextLength: 19);
-            float[] prefill = decoder.Prefill(tokens.AsSpan(0, 11));
-            double[] quantized = Float64Llama.Logits(weights, tokens[..11], quantizeActivations: true);
-            double[] exact = Float64Llama.Logits(weights, tokens[..11]);
-            double errQ = RelativeL2(quantized, prefill), err = RelativeL2(exact, prefill);
-            Assert.True(errQ <= 1e-2, $"prefill vs float64 with int8 activations: relative L2 {errQ:G3}");
-            Assert.True(err <= 5e-2, $"prefill vs float64: relative L2 {err:G3}");
-            SameArgMax(quantized, prefill, "prefill");
+            var quantizedErrors = new List<double>();
+            var report = new List<string>();
+            for (int model = 0; model < 5; model++)
+            {
+                ulong weightSeed = (ulong)random.NextInt64();
+                var weights = new SyntheticWeights(LlamaConfig.Small, weightSeed);
+                int[] tokens = Tokens(random, 13, LlamaConfig.Small.Vocab);
+                using var decoder = new LlamaDecoder(session, weights, contextLength: 19);
+                float[] prefill = decoder.Prefill(tokens.AsSpan(0, 11));
+                double[] quantized = Float64Llama.Logits(weights, tokens[..11], quantizeActivations: true);
+                double[] exact = Float64Llama.Logits(weights, tokens[..11]);
+                // Two decode steps after the prefill: positions 11 and 12.
+                decoder.Decode(tokens[11]);
+                float[] decode = decoder.Decode(tokens[12]);
+                Assert.Equal(13, decoder.Position);
+                double[] decodeReference = Float64Llama.Logits(weights, tokens, quantizeActivations: true);
 
-            // Two decode steps after the prefill: positions 11 and 12.
-            decoder.Decode(tokens[11]);
-            float[] decode = decoder.Decode(tokens[12]);
-            double[] reference = Float64Llama.Logits(weights, tokens, quantizeActivations: true);
-            double errD = RelativeL2(reference, decode);
-            Assert.True(errD <= 1e-2, $"decode vs float64 with int8 activations: relative L2 {errD:G3}");
-            SameArgMax(reference, decode, "decode");
-            Assert.Equal(13, decoder.Position);
+                double errQ = RelativeL2(quantized, prefill), errD = RelativeL2(decodeReference, decode), err = RelativeL2(exact, prefill);
+                string what = $"model {model} (weights seed {weightSeed})";
+                report.Add($"{what}: {errQ:G3} / {errD:G3} / {err:G3}");
+                Assert.True(err <= 5e-2, $"{what}: prefill vs float64: relative L2 {err:G3}");
+                Assert.True(errQ <= 5e-2 && errD <= 5e-2, $"{what}: vs float64 with int8 activations: prefill {errQ:G3}, decode {errD:G3}");
+                if (errQ <= 1e-4)
+                    SameArgMax(quantized, prefill, $"{what} prefill");
+                if (errD <= 1e-4)
+                    SameArgMax(decodeReference, decode, $"{what} decode");
+                quantizedErrors.Add(errQ);
+                quantizedErrors.Add(errD);
+            }
+            double median = quantizedErrors.Order().ElementAt(quantizedErrors.Count / 2);
+            Assert.True(median <= 1e-4, $"median relative L2 vs float64 with int8 activations {median:G3} (prefill / decode / exact per model: {string.Join("; ", report)})");
         });
     }
 
