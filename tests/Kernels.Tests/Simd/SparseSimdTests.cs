@@ -179,6 +179,8 @@ public class SparseSimdTests
     {
         if (CpuSimd.Effective < level)
             Assert.Skip($"{level.ToName()}: this machine (or {CpuSimd.MaxLevelVariable}) allows only {CpuSimd.Effective.ToName()}");
+        if (CpuSimd.Resolve(level) != level)
+            Assert.Skip($"{level.ToName()}: this processor has AVX-512 VNNI but not the 256-bit AVX-VNNI the intrinsics use; the cap runs {CpuSimd.Resolve(level).ToName()}, tested as that");
     }
 
     private static long[] Reference(sbyte[] x, sbyte[] w, int m, int n, int k)

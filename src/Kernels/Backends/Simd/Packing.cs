@@ -14,6 +14,16 @@ internal static unsafe class Packing
     private const int GroupBytesB = NR * 4;
 
     /// <summary>
+    /// acc + the sum of each lane's four s8 bytes: <c>vpdpbusd</c> with ones where AVX-VNNI exists, else the AVX2
+    /// pair <c>vpmaddubsw</c> (pairs, |sum| ≤ 256, exact in int16) + <c>vpmaddwd</c> with ones (the same sums).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<int> QuadSums(Vector256<int> acc, Vector256<byte> ones, Vector256<sbyte> v) =>
+        AvxVnni.IsSupported
+            ? AvxVnni.MultiplyWideningAndAdd(acc, ones, v)
+            : Avx2.Add(acc, Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(ones, v), Vector256.Create((short)1)));
+
+    /// <summary>
     /// One VNNI B panel: byte <c>g·64 + c·4 + t</c> = B[col0 + c, 4g + t] (s8), and
     /// <c>corr[c] = 128·Σ_k B[col0 + c, k]</c>, the offset the u8 view of A (A+128) adds.
     /// </summary>
@@ -22,7 +32,7 @@ internal static unsafe class Packing
     {
         int full = k >> 2;
         int done = 0;
-        bool vectorSums = AvxVnni.IsSupported && col0 + NR <= n;
+        bool vectorSums = Avx2.IsSupported && col0 + NR <= n;
         if (Avx2.IsSupported && col0 + NR <= n)
         {
             // Whole panel: 8×8 dword transposes move eight groups of eight columns per step.
@@ -45,7 +55,7 @@ internal static unsafe class Packing
         if (vectorSums)
         {
             // Column sums from the packed panel itself (L1-hot): vpdpbusd of ones (u8) with the s8 groups
-            // adds each column's four bytes exactly; the zero padding adds nothing.
+            // adds each column's four bytes exactly (QuadSums); the zero padding adds nothing.
             Vector256<byte> ones = Vector256.Create((byte)1);
             Vector256<int> s0 = Vector256<int>.Zero, s1 = Vector256<int>.Zero;
             Vector256<int> s2 = Vector256<int>.Zero, s3 = Vector256<int>.Zero;
@@ -53,16 +63,16 @@ internal static unsafe class Packing
             for (; g + 2 <= groups; g += 2)
             {
                 byte* p = dst + (long)g * GroupBytesB;
-                s0 = AvxVnni.MultiplyWideningAndAdd(s0, ones, Avx.LoadVector256((sbyte*)p));
-                s1 = AvxVnni.MultiplyWideningAndAdd(s1, ones, Avx.LoadVector256((sbyte*)p + 32));
-                s2 = AvxVnni.MultiplyWideningAndAdd(s2, ones, Avx.LoadVector256((sbyte*)p + 64));
-                s3 = AvxVnni.MultiplyWideningAndAdd(s3, ones, Avx.LoadVector256((sbyte*)p + 96));
+                s0 = QuadSums(s0, ones, Avx.LoadVector256((sbyte*)p));
+                s1 = QuadSums(s1, ones, Avx.LoadVector256((sbyte*)p + 32));
+                s2 = QuadSums(s2, ones, Avx.LoadVector256((sbyte*)p + 64));
+                s3 = QuadSums(s3, ones, Avx.LoadVector256((sbyte*)p + 96));
             }
             if (g < groups)
             {
                 byte* p = dst + (long)g * GroupBytesB;
-                s0 = AvxVnni.MultiplyWideningAndAdd(s0, ones, Avx.LoadVector256((sbyte*)p));
-                s1 = AvxVnni.MultiplyWideningAndAdd(s1, ones, Avx.LoadVector256((sbyte*)p + 32));
+                s0 = QuadSums(s0, ones, Avx.LoadVector256((sbyte*)p));
+                s1 = QuadSums(s1, ones, Avx.LoadVector256((sbyte*)p + 32));
             }
             Avx.Store(corr, Avx2.ShiftLeftLogical(Avx2.Add(s0, s2), 7));
             Avx.Store(corr + 8, Avx2.ShiftLeftLogical(Avx2.Add(s1, s3), 7));

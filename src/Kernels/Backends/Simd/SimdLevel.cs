@@ -67,14 +67,28 @@ public static class CpuSimd
     /// </summary>
     /// <exception cref="ArgumentException">A variable holds something other than the values it takes.</exception>
     public static SimdLevel Effective =>
-        Min(Min(Detected, ParseCap(Environment.GetEnvironmentVariable(MaxLevelVariable)) ?? SimdLevel.Avx512Vnni),
-            _generatedCode && ParseJit(Environment.GetEnvironmentVariable(JitVariable)) ? SimdLevel.Avx512Vnni : SimdLevel.AvxVnni);
+        Runnable(Min(Min(Detected, ParseCap(Environment.GetEnvironmentVariable(MaxLevelVariable)) ?? SimdLevel.Avx512Vnni),
+            _generatedCode && ParseJit(Environment.GetEnvironmentVariable(JitVariable)) ? SimdLevel.Avx512Vnni : SimdLevel.AvxVnni));
 
     /// <summary>
     /// The level a call runs at: <see cref="Effective"/> further capped by <paramref name="cap"/>
     /// (null: no cap). Tests pass each level as the cap to force each code path in one process.
     /// </summary>
-    public static SimdLevel Resolve(SimdLevel? cap) => cap is { } c ? Min(Effective, c) : Effective;
+    public static SimdLevel Resolve(SimdLevel? cap) => cap is { } c ? Runnable(Min(Effective, c)) : Effective;
+
+    /// <summary>
+    /// Whether code at <paramref name="level"/> may use the 256-bit AVX-VNNI intrinsics (<c>AvxVnni</c>). The
+    /// levels are ordered, but one gap is real: AVX-512 servers before Sapphire Rapids (Cascade Lake, Ice
+    /// Lake) and some virtual machines report AVX512_VNNI without AVX-VNNI, so they run the generated
+    /// <see cref="SimdLevel.Avx512Vnni"/> kernels while every intrinsics kernel keyed on "≥ AVX-VNNI" (sparse
+    /// int8) must take its AVX2 form. Every such decision asks this, not the level alone.
+    /// </summary>
+    internal static bool HasVnniIntrinsics(this SimdLevel level) => level >= SimdLevel.AvxVnni && AvxVnni.IsSupported;
+
+    /// <summary>A level this process can run: AVX-VNNI (a cap, or generated code turned off) on a processor
+    /// without the 256-bit AVX-VNNI instructions becomes AVX2.</summary>
+    private static SimdLevel Runnable(SimdLevel level) =>
+        level == SimdLevel.AvxVnni && !AvxVnni.IsSupported ? SimdLevel.Avx2 : level;
 
     /// <summary>Parses a level name as <see cref="MaxLevelVariable"/> spells it (case-insensitive).</summary>
     /// <exception cref="ArgumentException">Not one of scalar, avx2, avx-vnni, avx512-vnni.</exception>
@@ -139,7 +153,8 @@ public static class CpuSimd
 
     private static SimdLevel Detect()
     {
-        if (AvxVnni.IsSupported && Avx2.IsSupported && Backends.Simd.Jit.VnniJit.CanRun)
+        // Generated code needs AVX-512F/BW/VL and AVX512_VNNI, not AVX-VNNI (see HasVnniIntrinsics).
+        if (Avx2.IsSupported && Backends.Simd.Jit.VnniJit.CanRun)
             return SimdLevel.Avx512Vnni;
         if (AvxVnni.IsSupported && Avx2.IsSupported)
             return SimdLevel.AvxVnni;

@@ -136,8 +136,8 @@ internal static unsafe class SparseSimd
         ArgumentNullException.ThrowIfNull(plan);
         string kernel = plan.Level == SimdLevel.Scalar ? "scalar"
             : plan.Dense is not null ? "dense fallback (cost model: dense is faster here)"
-            : m <= SmallMInt8Here(overrides) && plan.Level >= SimdLevel.AvxVnni ? (SmallEight(overrides) ? $"small-m {(m > 8 ? 16 : m > 4 ? 8 : 4)}-token panels (vpermb)" : "small-m gathers")
-            : plan.Level >= SimdLevel.AvxVnni ? (plan.UseQuads ? "aligned quads" : "interleave of four non-zeros" + (plan.Col16 != null ? ", 16-bit columns" : ""))
+            : m <= SmallMInt8Here(overrides) && plan.Level.HasVnniIntrinsics() ? (SmallEight(overrides) ? $"small-m {(m > 8 ? 16 : m > 4 ? 8 : 4)}-token panels (vpermb)" : "small-m gathers")
+            : plan.Level.HasVnniIntrinsics() ? (plan.UseQuads ? "aligned quads" : "interleave of four non-zeros" + (plan.Col16 != null ? ", 16-bit columns" : ""))
             : "int16 pairs";
         return $"cpu-simd {plan.Level.ToName()}: {kernel}";
     }
@@ -159,8 +159,8 @@ internal static unsafe class SparseSimd
             Int8GemmSimd.Gemm(x, dense, m, 1, 0, output, plan.Level);
             return;
         }
-        Kind kind = m <= SmallMInt8Here(overrides) && plan.Level >= SimdLevel.AvxVnni ? Kind.SmallInt8
-            : plan.Level >= SimdLevel.AvxVnni ? (plan.UseQuads ? Kind.QuadVnni : Kind.Vnni)
+        Kind kind = m <= SmallMInt8Here(overrides) && plan.Level.HasVnniIntrinsics() ? Kind.SmallInt8
+            : plan.Level.HasVnniIntrinsics() ? (plan.UseQuads ? Kind.QuadVnni : Kind.Vnni)
             : Kind.Avx2;
         Run(plan, kind, x, null, m, output, null, null, overrides);
     }

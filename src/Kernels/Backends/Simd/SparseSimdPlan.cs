@@ -158,7 +158,7 @@ internal sealed unsafe class SparseSimdPlan : IDisposable
             RowPtr[rows] = at;
         }
 
-        if (!IsFloat && Level >= SimdLevel.AvxVnni && !(perCall && w.Format == SparseFormat.Csr))
+        if (!IsFloat && Level.HasVnniIntrinsics() && !(perCall && w.Format == SparseFormat.Csr))
         {
             BuildQuads();
             if (!UseQuads && Dense is null && Columns <= 65536 && Nnz > 0)
