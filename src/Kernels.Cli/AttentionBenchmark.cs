@@ -23,7 +23,9 @@ internal sealed record AttentionBenchResult(
     string Verification,
     string? Peer = null,
     double? PeerTflops = null,
-    double? RatioToPeer = null);
+    double? RatioToPeer = null,
+    double? PeerMedianMs = null,
+    IReadOnlyList<PeerResult>? Peers = null);
 
 /// <summary>Times fused attention and checks it against the float64 reference.</summary>
 internal static class AttentionBenchmark
@@ -49,42 +51,109 @@ internal static class AttentionBenchmark
         float[] v = RandomFloats(random, shape.KeyElements);
 
         float[] output = session.Attention(q, k, v, shape); // warm-up (compiles the kernels)
-        var times = new double[repeat];
-        for (int i = 0; i < repeat; i++)
-        {
-            long start = Stopwatch.GetTimestamp();
-            output = session.Attention(q, k, v, shape);
-            times[i] = Stopwatch.GetElapsedTime(start).TotalMilliseconds;
-        }
-
-        (double maxError, string how) = Verify(q, k, v, output, shape, random);
-        double median = GemmBenchmark.Median(times);
         double flops = 4.0 * shape.Batch * shape.Heads * shape.QueryLength * shape.KeyLength * shape.HeadDim
             * (shape.Causal && shape.QueryLength == shape.KeyLength ? 0.5 : 1.0);
+
+        // ONNX Runtime's MultiHeadAttention on the same data, in its own layout ([B, S, H·D], converted once
+        // here, outside the timings), when the shape is one it computes: as many KV heads as query heads, and
+        // for causal attention S = Sk (its unidirectional mask is then the library's).
+        bool simdPeers = peer && session.Backend == Backend.CpuSimd;
+        var notes = new List<string>();
+        OrtAttention? ort = null;
+        float[]? ortQ = null, ortK = null, ortV = null, ortOut = null;
+        if (simdPeers)
+        {
+            if (!OnnxRuntimePeer.IsAvailable(out string reason))
+                notes.Add($"ONNX Runtime not available: {reason}");
+            else if (shape.KvHeads != shape.Heads)
+                notes.Add("ONNX Runtime MultiHeadAttention: needs as many KV heads as query heads");
+            else if (shape.Causal && shape.QueryLength != shape.KeyLength)
+                notes.Add("ONNX Runtime MultiHeadAttention: causal only for seq = kv seq here");
+            else
+            {
+                ort = new OrtAttention(shape.Batch, shape.Heads, shape.QueryLength, shape.KeyLength, shape.HeadDim, shape.Causal);
+                ortQ = OrtAttention.ToSequenceMajor(q, shape.Batch, shape.Heads, shape.QueryLength, shape.HeadDim);
+                ortK = OrtAttention.ToSequenceMajor(k, shape.Batch, shape.Heads, shape.KeyLength, shape.HeadDim);
+                ortV = OrtAttention.ToSequenceMajor(v, shape.Batch, shape.Heads, shape.KeyLength, shape.HeadDim);
+                ortOut = new float[ort.QueryElements];
+                ort.Run(ortQ, ortK, ortV, ortOut); // warm-up
+            }
+        }
+        using OrtAttention? ortSession = ort;
+
+        // Ours and ORT alternate in blocks with pauses between them (ORT's threads spin after a call).
+        var times = new double[repeat];
+        var ortTimes = new double[repeat];
+        int block = ortSession is null ? repeat : Math.Max(1, (repeat + 2) / 3);
+        for (int begin = 0; begin < repeat; begin += block)
+        {
+            int end = Math.Min(repeat, begin + block);
+            if (ortSession is not null)
+                Thread.Sleep(GemmBenchmark.BlockPause);
+            for (int i = begin; i < end; i++)
+            {
+                long start = Stopwatch.GetTimestamp();
+                output = session.Attention(q, k, v, shape);
+                times[i] = Stopwatch.GetElapsedTime(start).TotalMilliseconds;
+            }
+            if (ortSession is null)
+                continue;
+            Thread.Sleep(GemmBenchmark.BlockPause);
+            for (int i = begin; i < end; i++)
+            {
+                long start = Stopwatch.GetTimestamp();
+                ortSession.Run(ortQ, ortK, ortV, ortOut);
+                ortTimes[i] = Stopwatch.GetElapsedTime(start).TotalMilliseconds;
+            }
+        }
+
+        (double maxError, string how) = Verify(q, k, v, output, shape, new Random(seed + 1));
+        double median = GemmBenchmark.Median(times);
         double tflops = flops / (median * 1e-3) / 1e12;
 
-        string? peerName = null;
-        double? peerTflops = null;
-        if (peer && session.Backend == Backend.CpuSimd)
+        var peers = new List<PeerResult>();
+        if (ortSession is not null)
+        {
+            float[] headMajor = OrtAttention.FromSequenceMajor(ortOut, shape.Batch, shape.Heads, shape.QueryLength, shape.HeadDim);
+            (double ortError, string ortHow) = Verify(q, k, v, headMajor, shape, new Random(seed + 1));
+            double pm = GemmBenchmark.Median(ortTimes);
+            peers.Add(new PeerResult("onnxruntime",
+                $"ONNX Runtime {OnnxRuntimePeer.Version} com.microsoft MultiHeadAttention, 3-D inputs ({ortSession.Threads} threads)",
+                pm, pm / median, Verified: ortError <= Tolerance,
+                Note: $"max error {ortError:G2} against the float64 reference ({ortHow})"));
+        }
+        if (simdPeers)
         {
             if (OneDnn.IsAvailable(out string reason))
             {
-                Thread.Sleep(300); // let our worker threads go idle first
-                peerTflops = SgemmTflops(1024, repeat);
-                peerName = $"oneDNN dnnl_sgemm 1024³ ({OneDnn.LibraryName})";
+                Thread.Sleep(GemmBenchmark.BlockPause); // let the other threads go idle first
+                (double sgemmMs, double sgemmTflops) = Sgemm(1024, repeat);
+                peers.Add(new PeerResult("onednn", $"oneDNN dnnl_sgemm 1024³ ({OneDnn.LibraryName}): a float32 rate yardstick, not attention",
+                    sgemmMs, tflops / sgemmTflops, SameOp: false));
             }
             else
             {
-                peerName = $"oneDNN not available: {reason}";
+                notes.Add($"oneDNN not available: {reason}");
             }
         }
+        foreach (string note in notes)
+        {
+            bool oneDnn = note.StartsWith("oneDNN", StringComparison.Ordinal);
+            peers.Add(new PeerResult(oneDnn ? "onednn" : "onnxruntime", oneDnn ? "oneDNN" : "ONNX Runtime", null, null, Note: note));
+        }
 
+        // The single peer fields (kept for older readers) describe the first peer that ran: ONNX Runtime's
+        // attention where it ran, else the oneDNN sgemm rate; every peer is in `peers`.
+        PeerResult? first = peers.FirstOrDefault(p => p.MedianMs is not null);
+        double? peerTflops = first is null ? null : first.SameOp ? flops / (first.MedianMs!.Value * 1e-3) / 1e12 : tflops / first.Ratio;
+        string? peerName = first?.Detail ?? (notes.Count > 0 ? string.Join("; ", notes) : null);
         return new AttentionBenchResult("attention", session.Backend.ToName(), session.DeviceName,
             shape.Batch, shape.Heads, shape.KvHeads, shape.QueryLength, shape.KeyLength, shape.HeadDim, shape.Causal,
-            repeat, median, tflops, maxError <= Tolerance, maxError, how, peerName, peerTflops, tflops / peerTflops);
+            repeat, median, tflops, maxError <= Tolerance, maxError, how, peerName, peerTflops, tflops / peerTflops,
+            first?.SameOp == true ? first.MedianMs : null, peers.Count > 0 ? peers : null);
     }
 
-    private static double SgemmTflops(int n, int repeat)
+    private static (double MedianMs, double Tflops) Sgemm(int n, int repeat)
     {
         var random = new Random(7);
         float[] a = RandomFloats(random, (long)n * n), b = RandomFloats(random, (long)n * n);
@@ -97,7 +166,8 @@ internal static class AttentionBenchmark
             OneDnn.Sgemm(a, b, c, n, n, n);
             times[i] = Stopwatch.GetElapsedTime(start).TotalMilliseconds;
         }
-        return 2.0 * n * n * n / (GemmBenchmark.Median(times) * 1e-3) / 1e12;
+        double median = GemmBenchmark.Median(times);
+        return (median, 2.0 * n * n * n / (median * 1e-3) / 1e12);
     }
 
     private static float[] RandomFloats(Random random, long length)

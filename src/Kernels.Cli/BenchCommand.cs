@@ -30,7 +30,7 @@ internal static class BenchCommand
         var repeat = new Option<int>("--repeat") { Description = "Timed repetitions after one warm-up; the median is reported.", DefaultValueFactory = _ => 5 };
         var kernel = new Option<string>("--kernel") { Description = "auto, reference, tiled, dp4a, tensorcore (CUDA, compute capability 8.0+) or simd.", DefaultValueFactory = _ => "auto" };
         var seed = new Option<int>("--seed") { Description = "Seed of the random inputs.", DefaultValueFactory = _ => 1234 };
-        var noPeer = new Option<bool>("--no-peer") { Description = "Skip the peer library (oneDNN on cpu-simd) that otherwise runs in the same process on the same data." };
+        var noPeer = new Option<bool>("--no-peer") { Description = "Skip the peer libraries (cpu-simd: oneDNN where installed and ONNX Runtime for int8-gemm; ONNX Runtime MultiHeadAttention and the oneDNN sgemm rate for attention) that otherwise run in the same process on the same data." };
         var batch = new Option<int>("--batch") { Description = "attention: sequences.", DefaultValueFactory = _ => 1 };
         var heads = new Option<int>("--heads") { Description = "attention: query heads.", DefaultValueFactory = _ => 8 };
         var kvHeads = new Option<int?>("--kv-heads") { Description = "attention: key/value heads (default: as --heads)." };
@@ -46,7 +46,7 @@ internal static class BenchCommand
         var sparseKernel = new Option<string>("--sparse-kernel") { Description = "sparse-gemm, int8 on CUDA/OpenCL/the CPU accelerator, m > 16: auto (tiled), tiled (groups of four non-zeros × four tokens per dp4a, X chunks in shared memory) or general (one thread per output on Xᵀ).", DefaultValueFactory = _ => "auto" };
         sparseKernel.AcceptOnlyFromAmong("auto", "tiled", "general");
         var sweep = new Option<bool>("--sweep") { Description = "sparse-gemm: also measure sparsities 0.5 to 0.99 and report the crossover (where sparse becomes faster than dense)." };
-        var json = new Option<bool>("--json") { Description = "One JSON object per result (int8-gemm: op, backend, device, m, n, k, median_ms, tops, verified, max_abs_error, ...; attention: op, backend, device, batch, heads, kv_heads, seq, kv_seq, head_dim, causal, median_ms, tflops, verified, max_abs_error, ...; sparse-gemm int8: op, backend, device, format, block, m, n, k, requested_sparsity, sparsity, non_zeros, median_ms, dense_median_ms, speedup_vs_dense, verified, sparse_kernel, ...; sparse-gemm float32: op, dtype, backend, device, format, m, n, k, sparsity, median_ms, peer_median_ms, speedup_vs_peer, verified, max_relative_error, sparse_kernel, ...)." };
+        var json = new Option<bool>("--json") { Description = "One JSON object per result (int8-gemm: op, backend, device, m, n, k, median_ms, tops, verified, max_abs_error, peers: [{name, detail, median_ms, ratio (our speed ÷ its speed), same_op, verified, note}], ...; attention: op, backend, device, batch, heads, kv_heads, seq, kv_seq, head_dim, causal, median_ms, tflops, verified, max_abs_error, peers, ...; sparse-gemm int8: op, backend, device, format, block, m, n, k, requested_sparsity, sparsity, non_zeros, median_ms, dense_median_ms, speedup_vs_dense, verified, sparse_kernel, ...; sparse-gemm float32: op, dtype, backend, device, format, m, n, k, sparsity, median_ms, peer_median_ms, speedup_vs_peer, verified, max_relative_error, sparse_kernel, ...)." };
 
         var command = new Command("bench", "Benchmark int8 GEMM, sparse GEMM (int8 or float32) or attention on every usable backend (or one), verified against the reference, next to a peer measured in the same run.")
         {
@@ -139,7 +139,7 @@ internal static class BenchCommand
                 table.AddRow(r.Op, r.Backend, Markup.Escape(r.Device),
                     $"{r.Batch}×{r.Heads}/{r.KvHeads}×{r.Seq}×{r.KvSeq}×{r.HeadDim}", r.Causal ? "yes" : "no",
                     r.MedianMs.ToString("F3"), r.Tflops.ToString("F4"),
-                    r.PeerTflops is { } pt ? Markup.Escape($"{r.Peer}: {pt:F4} TFLOPS; ours {r.RatioToPeer:F2}× its rate") : Markup.Escape(r.Peer ?? "-"),
+                    Markup.Escape(AttentionPeerText(r)),
                     r.Verified ? $"[green]yes[/] ({r.Verification}, max error {r.MaxAbsError:G2})" : $"[red]NO[/] (max error {r.MaxAbsError})");
             }
             AnsiConsole.Write(table);
@@ -288,11 +288,42 @@ internal static class BenchCommand
             table.AddRow(
                 r.Op, r.Backend, Markup.Escape(r.Device), r.Kernel, $"{r.M}×{r.N}×{r.K}",
                 r.MedianMs.ToString("F3"), r.Tops.ToString(r.Tops < 0.1 ? "F5" : "F2"),
-                r.PeerMedianMs is { } pm
-                    ? Markup.Escape($"{r.Peer}: {pm:F3} ms; ours {r.SpeedVsPeer:F2}× its speed (the median beside, weights packed once); packing them each call as it does {r.MedianMsPackingEachCall:F3} ms, {r.SpeedVsPeerPackingEachCall:F2}×")
-                    : Markup.Escape(r.Peer ?? "-"),
+                Markup.Escape(PeerText(r)),
                 r.Verified ? $"[green]yes[/] ({r.Verification})" : $"[red]NO[/] (max error {r.MaxAbsError})");
         }
         AnsiConsole.Write(table);
+    }
+
+    /// <summary>Every peer of an attention result: its median (or rate) and our speed relative to it, or why it did not run.</summary>
+    private static string AttentionPeerText(AttentionBenchResult r)
+    {
+        if (r.Peers is not { Count: > 0 } peers)
+            return r.PeerTflops is { } pt ? $"{r.Peer}: {pt:F4} TFLOPS; ours {r.RatioToPeer:F2}× its rate" : r.Peer ?? "-";
+        return string.Join("\n", peers.Select(p => p.MedianMs is not { } pm
+            ? p.Note ?? p.Detail
+            : p.SameOp
+                ? $"{p.Detail}: {pm:F3} ms; ours {p.Ratio:F2}× its speed" + (p.Verified == false ? $" (NOT VERIFIED: {p.Note})" : "")
+                : $"{p.Detail}: {pm:F3} ms; ours {p.Ratio:F2}× its rate"));
+    }
+
+    /// <summary>Every peer of an int8-gemm result: its median and our speed relative to it, or why it did not run.</summary>
+    private static string PeerText(BenchResult r)
+    {
+        if (r.Peers is not { Count: > 0 } peers)
+            return r.Peer ?? "-";
+        var lines = new List<string>();
+        foreach (PeerResult p in peers)
+        {
+            if (p.MedianMs is not { } pm)
+            {
+                lines.Add(p.Note ?? p.Detail);
+                continue;
+            }
+            string line = $"{p.Detail}: {pm:F3} ms; ours {p.Ratio:F2}× its speed" + (p.Verified == false ? " (OUTPUT DIFFERS)" : "");
+            if (p.Name == "onednn" && r.MedianMsPackingEachCall is { } packing)
+                line += $"; ours packing the weights each call as it does {packing:F3} ms, {pm / packing:F2}×";
+            lines.Add(line);
+        }
+        return string.Join("\n", lines);
     }
 }

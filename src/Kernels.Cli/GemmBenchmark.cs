@@ -23,7 +23,23 @@ internal sealed record BenchResult(
     double? SpeedVsPeer = null,
     double? MedianMsPackingEachCall = null,
     double? SpeedVsPeerPackingEachCall = null,
-    double? CpuMsPerCall = null);
+    double? CpuMsPerCall = null,
+    IReadOnlyList<PeerResult>? Peers = null);
+
+/// <summary>
+/// One peer library measured in the same run on the same data (<c>peers</c> in the JSON): its name
+/// (onednn, onnxruntime), what exactly ran, its median, and <c>ratio</c> = our speed over its speed
+/// (its median over ours when <c>same_op</c>; otherwise a rate ratio against a yardstick op), whether its
+/// output was verified (int8: bit-identical to ours), or why it did not run (<c>note</c>, no median).
+/// </summary>
+internal sealed record PeerResult(
+    string Name,
+    string Detail,
+    double? MedianMs,
+    double? Ratio,
+    bool SameOp = true,
+    bool? Verified = null,
+    string? Note = null);
 
 /// <summary>Times the int8 GEMM on device-resident buffers and verifies it against the int64 host reference.</summary>
 internal static class GemmBenchmark
@@ -51,33 +67,51 @@ internal static class GemmBenchmark
         session.Synchronize();
         progress?.Invoke(0);
 
-        // The peer, when there is one for this backend, runs in the same process on the same data.
+        // The peers, when there are any for this backend, run in the same process on the same data: oneDNN
+        // (repacks the weights in every call: its BLAS-like API has no other mode) and ONNX Runtime (u8s8
+        // MatMulInteger, weights a constant initializer packed once when its session is created, here,
+        // outside the timings).
         bool withPeer = peer && session.ResolveKernel(kernel) == GemmKernel.Simd;
-        string? peerName = null;
-        int[]? peerC = null;
+        var notes = new List<string>();
+        int[]? oneDnnC = null, ortC = null;
+        OrtInt8Gemm? ort = null;
+        string? oneDnnName = null, ortName = null;
         if (withPeer)
         {
             if (OneDnn.IsAvailable(out string reason))
             {
-                peerName = $"oneDNN dnnl_gemm_s8s8s32 ({OneDnn.LibraryName})";
-                peerC = new int[(long)m * n];
-                OneDnn.GemmS8S8S32(a, b, peerC, m, n, k);
+                oneDnnName = $"oneDNN dnnl_gemm_s8s8s32 ({OneDnn.LibraryName})";
+                oneDnnC = new int[(long)m * n];
+                OneDnn.GemmS8S8S32(a, b, oneDnnC, m, n, k);
             }
             else
             {
-                peerName = $"oneDNN not available: {reason}";
-                withPeer = false;
+                notes.Add($"oneDNN not available: {reason}");
             }
+            if (OnnxRuntimePeer.IsAvailable(out string ortReason))
+            {
+                ort = new OrtInt8Gemm(b, n, k);
+                ortName = $"ONNX Runtime {OnnxRuntimePeer.Version} MatMulInteger u8s8, weights prepacked ({ort.Threads} threads)";
+                ortC = new int[(long)m * n];
+                ort.Run(a, ortC, m);
+            }
+            else
+            {
+                notes.Add($"ONNX Runtime not available: {ortReason}");
+            }
+            withPeer = oneDnnC is not null || ortC is not null;
         }
+        using OrtInt8Gemm? ortSession = ort;
 
-        // Ours and the peer alternate in blocks (not call by call): a peer's OpenMP threads keep spinning
-        // for a while after each call and would slow down whatever runs next, and so would ours. A pause
-        // between blocks lets the other side's threads go idle. With a peer, ours is timed twice: as an
+        // Ours and the peers alternate in blocks (not call by call): a peer's threads (OpenMP, ORT's pool)
+        // keep spinning for a while after each call and would slow down whatever runs next, and so would ours.
+        // A pause between blocks lets the other side's threads go idle. With a peer, ours is timed twice: as an
         // embedder runs it (weights in a device buffer, packed once) and packing the weights in every
-        // call, as dnnl_gemm_s8s8s32 does: the ratio to the peer uses the latter.
+        // call, as dnnl_gemm_s8s8s32 does.
         var times = new double[repeat];
         var packingTimes = new double[repeat];
-        var peerTimes = new double[repeat];
+        var oneDnnTimes = new double[repeat];
+        var ortTimes = new double[repeat];
         int block = withPeer ? Math.Max(1, (repeat + 2) / 3) : repeat;
         // Process CPU time per timed call of ours (all threads, user + system): `kernels cost --from-bench` charges
         // the CPU estimate by it, as a run of `cost` does. Time spent preempted by other processes is not in it.
@@ -122,24 +156,60 @@ internal static class GemmBenchmark
             {
                 session.ReuseSimdPackedWeights = true;
             }
-            Thread.Sleep(BlockPause);
-            for (int i = begin; i < end; i++)
+            if (oneDnnC is not null)
             {
-                long start = Stopwatch.GetTimestamp();
-                OneDnn.GemmS8S8S32(a, b, peerC, m, n, k);
-                peerTimes[i] = Stopwatch.GetElapsedTime(start).TotalMilliseconds;
+                Thread.Sleep(BlockPause);
+                for (int i = begin; i < end; i++)
+                {
+                    long start = Stopwatch.GetTimestamp();
+                    OneDnn.GemmS8S8S32(a, b, oneDnnC, m, n, k);
+                    oneDnnTimes[i] = Stopwatch.GetElapsedTime(start).TotalMilliseconds;
+                }
+            }
+            if (ortSession is not null)
+            {
+                Thread.Sleep(BlockPause);
+                for (int i = begin; i < end; i++)
+                {
+                    long start = Stopwatch.GetTimestamp();
+                    ortSession.Run(a, ortC!, m);
+                    ortTimes[i] = Stopwatch.GetElapsedTime(start).TotalMilliseconds;
+                }
             }
         }
 
         int[] c = dc.ToArray();
         (bool verified, double maxError, string how) = Verify(a, b, c, m, n, k, random);
-        if (peerC is not null && !peerC.AsSpan().SequenceEqual(c))
+        double median = Median(times);
+        var peers = new List<PeerResult>();
+        if (oneDnnC is not null)
+        {
+            bool same = oneDnnC.AsSpan().SequenceEqual(c);
+            double pm = Median(oneDnnTimes);
+            peers.Add(new PeerResult("onednn", oneDnnName!, pm, pm / median, Verified: same));
+        }
+        if (ortC is not null)
+        {
+            bool same = ortC.AsSpan().SequenceEqual(c);
+            double pm = Median(ortTimes);
+            peers.Add(new PeerResult("onnxruntime", ortName!, pm, pm / median, Verified: same));
+        }
+        foreach (PeerResult p in peers.Where(p => p.Verified == false))
         {
             verified = false;
-            how += "; differs from the peer";
+            how += $"; differs from {p.Name}";
         }
-        double median = Median(times);
-        double? peerMedian = withPeer ? Median(peerTimes) : null;
+        foreach (string note in notes)
+        {
+            bool oneDnn = note.StartsWith("oneDNN", StringComparison.Ordinal);
+            peers.Add(new PeerResult(oneDnn ? "onednn" : "onnxruntime", oneDnn ? "oneDNN" : "ONNX Runtime", null, null, Note: note));
+        }
+
+        // The single peer fields (kept for older readers) describe the first peer that ran: oneDNN where it is
+        // installed, else ONNX Runtime; every peer is in `peers`.
+        PeerResult? first = peers.FirstOrDefault(p => p.MedianMs is not null);
+        string? peerName = first?.Detail ?? (notes.Count > 0 ? string.Join("; ", notes) : null);
+        double? peerMedian = first?.MedianMs;
         double? packingMedian = withPeer ? Median(packingTimes) : null;
         return new BenchResult("int8-gemm", session.Backend.ToName(), session.DeviceName,
             session.ResolveKernel(kernel).ToString().ToLowerInvariant(), m, n, k, repeat, median,
@@ -147,7 +217,8 @@ internal static class GemmBenchmark
             // One median per row: speed_vs_peer is computed from median_ms (weights packed once, as an embedder
             // runs it); the per-call-packing figures, dnnl_gemm_s8s8s32's own mode, come as a pair of their own.
             peerName, peerMedian, peerMedian / median, packingMedian, peerMedian / packingMedian,
-            cpuCalls > 0 ? cpuTime.TotalMilliseconds / cpuCalls : null);
+            cpuCalls > 0 ? cpuTime.TotalMilliseconds / cpuCalls : null,
+            peers.Count > 0 ? peers : null);
     }
 
     /// <summary>Random int8 values over the whole range; never zeros.</summary>
