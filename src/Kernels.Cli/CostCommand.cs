@@ -310,28 +310,38 @@ internal static class CostCommand
             }
             if (r is null || r.M < 1 || !(r.MedianMs > 0))
                 throw Bad("--from-bench", $"--from-bench: line {line}: expected m ≥ 1 and median_ms > 0, got m={r?.M}, median_ms={r?.MedianMs}.");
-            Backend backend = BackendNames.Parse(r.Backend, "backend");
-            // The same model as a run here (EstimatedEnergySource.For), so both figures are comparable: on the CPU,
-            // watts per busy CPU × the process CPU time of one call (cpu_ms_per_call), else watts × the median.
-            EstimatedEnergySource estimate = EstimatedEnergySource.For(backend, watts, "bench results carry no energy");
-            double seconds = r.MedianMs / 1000;
-            bool byCpu = estimate.WattsPerCpuSecond is not null && r.CpuMsPerCall is > 0;
-            double joules = byCpu ? estimate.WattsPerCpuSecond!.Value * r.CpuMsPerCall!.Value / 1000 : estimate.Watts * seconds;
-            string how = byCpu ? $"{estimate.WattsPerCpuSecond:G4} W per busy CPU × {r.CpuMsPerCall:G4} CPU-ms per call"
-                : estimate.WattsPerCpuSecond is not null ? $"{estimate.Watts:G4} W (every CPU of the process; the bench line has no cpu_ms_per_call) × bench median {r.MedianMs:G4} ms"
-                : $"{estimate.Watts:G4} W × bench median {r.MedianMs:G4} ms";
-            variants.Add(new Variant($"{r.Kernel} {r.M}×{r.N}×{r.K} ({r.Backend})", r.Backend, r.Device, joules / r.M,
-                estimate.ModelRelativeUncertainty, r.M / seconds,
-                EnergySource.NameOf(EnergySourceKind.Estimated), EnergyBoundary.Modelled.ToString(),
-                $"estimated: {estimate.Model}; here {how}, ±{estimate.ModelRelativeUncertainty:P0} ({estimate.Reason})",
-                [nameof(EnergyIssues.Estimated)], Shape: $"{r.M}x{r.N}x{r.K}"));
+            variants.Add(EstimateFromBench(r, watts));
         }
         if (variants.Count == 0)
             throw Bad("--from-bench", $"--from-bench: expected at least one result line, got none in '{path}'.");
         return variants;
     }
 
-    private static List<CostRow> Rows(List<Variant> variants, List<RegionProfile> regions, ExchangeRates rates, string currency,
+    /// <summary>
+    /// The energy estimate of one int8 GEMM bench result (a token = one activation row, m): the same model as a run
+    /// here (<see cref="EstimatedEnergySource.For"/>), so both figures are comparable: on the CPU, watts per busy CPU ×
+    /// the process CPU time of one call (cpu_ms_per_call), else watts × the median. Used by <c>cost --from-bench</c>
+    /// and by <c>kernels report</c>.
+    /// </summary>
+    internal static Variant EstimateFromBench(BenchResult r, double? watts)
+    {
+        ArgumentNullException.ThrowIfNull(r);
+        Backend backend = BackendNames.Parse(r.Backend, "backend");
+        EstimatedEnergySource estimate = EstimatedEnergySource.For(backend, watts, "bench results carry no energy");
+        double seconds = r.MedianMs / 1000;
+        bool byCpu = estimate.WattsPerCpuSecond is not null && r.CpuMsPerCall is > 0;
+        double joules = byCpu ? estimate.WattsPerCpuSecond!.Value * r.CpuMsPerCall!.Value / 1000 : estimate.Watts * seconds;
+        string how = byCpu ? $"{estimate.WattsPerCpuSecond:G4} W per busy CPU × {r.CpuMsPerCall:G4} CPU-ms per call"
+            : estimate.WattsPerCpuSecond is not null ? $"{estimate.Watts:G4} W (every CPU of the process; the bench line has no cpu_ms_per_call) × bench median {r.MedianMs:G4} ms"
+            : $"{estimate.Watts:G4} W × bench median {r.MedianMs:G4} ms";
+        return new Variant($"{r.Kernel} {r.M}×{r.N}×{r.K} ({r.Backend})", r.Backend, r.Device, joules / r.M,
+            estimate.ModelRelativeUncertainty, r.M / seconds,
+            EnergySource.NameOf(EnergySourceKind.Estimated), EnergyBoundary.Modelled.ToString(),
+            $"estimated: {estimate.Model}; here {how}, ±{estimate.ModelRelativeUncertainty:P0} ({estimate.Reason})",
+            [nameof(EnergyIssues.Estimated)], Shape: $"{r.M}x{r.N}x{r.K}");
+    }
+
+    internal static List<CostRow> Rows(List<Variant> variants, List<RegionProfile> regions, ExchangeRates rates, string currency,
         double? pue, double? hardware, double utilization)
     {
         var rows = new List<CostRow>();
@@ -383,6 +393,7 @@ internal static class CostCommand
 
     /// <summary>
     /// A horizontal bar chart of total cost per 1M tokens, one bar per (region, variant), coloured by variant,
+    /// each with an error bar of ± the energy part × the energy figure's relative uncertainty (an estimate is ±50 %),
     /// drawn with ScottPlot and saved as PNG or SVG (by the file's extension).
     /// </summary>
     internal static void Plot(List<CostRow> rows, string currency, string path)
@@ -395,7 +406,9 @@ internal static class CostCommand
             Position = i,
             Value = r.CostPerMillionTokens,
             FillColor = palette.GetColor(variants.IndexOf(r.Variant)),
-            Label = Num(r.CostPerMillionTokens),
+            // The energy part carries the energy figure's uncertainty (±50 % for an estimate); the hardware part is given.
+            Error = r.EnergyCostPerMillionTokens * r.Uncertainty,
+            Label = r.Uncertainty > 0 ? $"{Num(r.CostPerMillionTokens)} ±{Num(r.EnergyCostPerMillionTokens * r.Uncertainty)}" : Num(r.CostPerMillionTokens),
         }).ToList();
         ScottPlot.Plottables.BarPlot barPlot = plot.Add.Bars(bars);
         barPlot.Horizontal = true;
@@ -405,7 +418,7 @@ internal static class CostCommand
             rows.Select(r => $"{r.Region} · {r.Variant}").ToArray());
         plot.Axes.Margins(left: 0, right: 0.15);
         string sources = string.Join(", ", rows.Select(r => r.EnergySource).Distinct());
-        plot.Title($"Cost per 1M tokens ({currency}); energy: {sources}");
+        plot.Title($"Cost per 1M tokens ({currency}); energy: {sources}; error bars: the energy figure's uncertainty");
         plot.XLabel($"{currency} per 1M tokens");
         int height = Math.Max(240, 60 + rows.Count * 26);
         if (path.EndsWith(".png", StringComparison.OrdinalIgnoreCase))

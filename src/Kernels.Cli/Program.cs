@@ -32,6 +32,7 @@ internal static class Program
             CostCommand.Create(),
             PtxCommand.Create(),
             JitCommand.Create(),
+            Report.ReportCommand.Create(),
         };
         // Exit codes (README, docs/reliability.md): 0 success; 1 a result that failed verification, or a
         // failure while running; 2 a bad command line, argument or value, before any work. Never a stack trace.
