@@ -46,8 +46,10 @@ internal static class ReportCommand
             string stamp = DateTime.UtcNow.ToString("yyyy-MM-dd-HHmm", CultureInfo.InvariantCulture);
             if (result.GetValue(compare) is { Length: 2 } pair)
             {
+                // Both folders are read before the output folder is made: nothing is written when either is not a report.
+                ReportWriter.Folder first = ReportWriter.Read(pair[0]), second = ReportWriter.Read(pair[1]);
                 string folder = Prepare(result.GetValue(output) ?? $"kernels-compare-{stamp}");
-                string path = ReportCompare.Write(pair[0], pair[1], folder);
+                string path = ReportCompare.Write(pair[0], first, pair[1], second, folder);
                 Console.WriteLine(path);
                 return 0;
             }

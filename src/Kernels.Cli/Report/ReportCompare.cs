@@ -12,10 +12,10 @@ internal static class ReportCompare
     public const string CompareFile = "compare.md";
     public const string ComparePlot = "compare.png";
 
-    /// <summary>Writes compare.md and compare.png into <paramref name="output"/>; returns compare.md's path.</summary>
-    public static string Write(string a, string b, string output)
+    /// <summary>Writes compare.md and compare.png for the folders <paramref name="a"/> and <paramref name="b"/> (read as
+    /// <paramref name="fa"/>, <paramref name="fb"/>) into <paramref name="output"/>; returns compare.md's path.</summary>
+    public static string Write(string a, ReportWriter.Folder fa, string b, ReportWriter.Folder fb, string output)
     {
-        ReportWriter.Folder fa = ReportWriter.Read(a), fb = ReportWriter.Read(b);
         string nameA = Path.GetFileName(Path.GetFullPath(a).TrimEnd(Path.DirectorySeparatorChar));
         string nameB = Path.GetFileName(Path.GetFullPath(b).TrimEnd(Path.DirectorySeparatorChar));
         var md = new StringBuilder();
