@@ -304,9 +304,10 @@ public class SparseGemmTests
     [Fact]
     public void ConvenienceCallsUploadEachMatrixOnce()
     {
-        using var session = KernelSession.Create(Backend.Cpu);
         Seeded.Run((random, seed) =>
         {
+            // A session per run: the counts below start from an empty cache (KERNELS_TEST_REPEAT runs the body again).
+            using var session = KernelSession.Create(Backend.Cpu);
             int n = 5, k = 8, m = 2;
             sbyte[] dense = SparseTestData.PrunedInt8(random, n, k, SparseFormat.Csr, 0.5);
             SparseMatrix w = SparseMatrix.FromDense(dense, n, k, SparseFormat.Csr);
