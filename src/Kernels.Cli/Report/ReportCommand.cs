@@ -21,7 +21,7 @@ internal static class ReportCommand
     public static Command Create()
     {
         var output = new Option<string?>("--out") { Description = "Folder to write (created; must not exist or be empty). Default: kernels-report-<UTC date and time>, or kernels-compare-<…> with --compare." };
-        var quick = new Option<bool>("--quick") { Description = "Half the default sizes and 3 repetitions instead of 5." };
+        var quick = new Option<bool>("--quick") { Description = "Half the default sizes and 5 repetitions instead of 15." };
         var backend = new Option<string>("--backend") { Description = "all (every usable backend: the default) or a comma-separated list of cuda, opencl, cpu-simd, cpu.", DefaultValueFactory = _ => "all" };
         var noPeer = new Option<bool>("--no-peer") { Description = "Skip the peer libraries (oneDNN on cpu-simd, and any other the bench runners load) that otherwise run in the same process on the same data." };
         var seed = new Option<int>("--seed") { Description = "Seed of the random inputs.", DefaultValueFactory = _ => 1234 };

@@ -33,13 +33,13 @@ internal static class ReportSuite
             return new Sizes(Gemm: 32, DecodeNk: 64, Sparse: 32, Heads: 2, HeadDim: 16, Seq: 16, DecodeKv: 32, Repeat: 2);
         Sizes full = backend switch
         {
-            Backend.Cuda => new Sizes(4096, 8192, 4096, 16, 64, 4096, 8192, 5),
-            Backend.OpenCL => new Sizes(512, 2048, 512, 8, 64, 256, 1024, 5),
-            Backend.CpuSimd => new Sizes(1024, 4096, 1024, 8, 64, 1024, 4096, 5),
-            _ => new Sizes(256, 512, 128, 8, 64, 64, 256, 5), // the ILGPU CPU accelerator: simulated threads
+            Backend.Cuda => new Sizes(4096, 8192, 4096, 16, 64, 4096, 8192, 15),
+            Backend.OpenCL => new Sizes(512, 2048, 512, 8, 64, 256, 1024, 15),
+            Backend.CpuSimd => new Sizes(1024, 4096, 1024, 8, 64, 1024, 4096, 15),
+            _ => new Sizes(256, 512, 128, 8, 64, 64, 256, 15), // the ILGPU CPU accelerator: simulated threads
         };
         return scale == ReportScale.Quick
-            ? full with { Gemm = full.Gemm / 2, DecodeNk = full.DecodeNk / 2, Sparse = full.Sparse / 2, Seq = full.Seq / 2, DecodeKv = full.DecodeKv / 2, Repeat = 3 }
+            ? full with { Gemm = full.Gemm / 2, DecodeNk = full.DecodeNk / 2, Sparse = full.Sparse / 2, Seq = full.Seq / 2, DecodeKv = full.DecodeKv / 2, Repeat = 5 }
             : full;
     }
 
