@@ -46,6 +46,21 @@ public static class OnnxRuntimePeer
         return options;
     }
 
+    /// <summary>A session on <paramref name="model"/> with <see cref="CreateOptions"/>; the options are disposed if it fails.</summary>
+    internal static (InferenceSession Session, SessionOptions Options) Open(byte[] model, int threads)
+    {
+        SessionOptions options = CreateOptions(threads);
+        try
+        {
+            return (new InferenceSession(model, options), options);
+        }
+        catch
+        {
+            options.Dispose();
+            throw;
+        }
+    }
+
     private static (string?, string?) Load()
     {
         try

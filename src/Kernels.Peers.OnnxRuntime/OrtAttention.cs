@@ -20,7 +20,7 @@ public sealed class OrtAttention : IDisposable
 
     private readonly InferenceSession _session;
     private readonly SessionOptions _options;
-    private readonly RunOptions _run = new();
+    private readonly RunOptions _run;
     private readonly long[] _queryShape;
     private readonly long[] _keyShape;
     private bool _disposed;
@@ -41,17 +41,8 @@ public sealed class OrtAttention : IDisposable
         Threads = threads == 0 ? Environment.ProcessorCount : threads;
         _queryShape = [batch, seq, (long)heads * headDim];
         _keyShape = [batch, kvSeq, (long)heads * headDim];
-        _options = OnnxRuntimePeer.CreateOptions(Threads);
-        try
-        {
-            _session = new InferenceSession(OnnxModels.MultiHeadAttention(batch, heads, seq, kvSeq, headDim, causal), _options);
-        }
-        catch
-        {
-            _options.Dispose();
-            _run.Dispose();
-            throw;
-        }
+        (_session, _options) = OnnxRuntimePeer.Open(OnnxModels.MultiHeadAttention(batch, heads, seq, kvSeq, headDim, causal), Threads);
+        _run = new RunOptions();
     }
 
     /// <summary>Sequences.</summary>

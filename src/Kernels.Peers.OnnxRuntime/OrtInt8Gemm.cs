@@ -25,7 +25,7 @@ public sealed class OrtInt8Gemm : IDisposable
 
     private readonly InferenceSession _session;
     private readonly SessionOptions _options;
-    private readonly RunOptions _run = new();
+    private readonly RunOptions _run;
     private byte[] _shifted = [];
 
     /// <summary>Builds the session for weights <paramref name="b"/> [n, k] (row-major int8); packs them once.</summary>
@@ -53,17 +53,8 @@ public sealed class OrtInt8Gemm : IDisposable
                 transposed[(long)x * n + j] = row[x];
         }
         Threads = threads == 0 ? Environment.ProcessorCount : threads;
-        _options = OnnxRuntimePeer.CreateOptions(Threads);
-        try
-        {
-            _session = new InferenceSession(OnnxModels.MatMulIntegerU8S8(transposed, n, k), _options);
-        }
-        catch
-        {
-            _options.Dispose();
-            _run.Dispose();
-            throw;
-        }
+        (_session, _options) = OnnxRuntimePeer.Open(OnnxModels.MatMulIntegerU8S8(transposed, n, k), Threads);
+        _run = new RunOptions();
     }
 
     /// <summary>Output features (rows of B).</summary>
