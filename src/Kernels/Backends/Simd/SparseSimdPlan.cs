@@ -88,6 +88,15 @@ internal sealed unsafe class SparseSimdPlan : IDisposable
     internal const double CostPerQuad = 2.2;
     internal const double CostPerDenseElement = 0.32;
 
+    /// <summary>
+    /// On a CPU with AVX-512 VNNI but not AVX-VNNI (level <see cref="SimdLevel.Avx512Vnni"/>, the sparse kernels in
+    /// their AVX2 int16-pair form, the dense GEMM generated): one non-zero costs about as much as this many dense
+    /// weight elements. Measured on a 2-vCPU Xeon (family 6 model 207), n = k = 1024, CSR: sparse overtakes dense at
+    /// 93.3 % zeros for m = 1024 (1/(1 − 0.933) ≈ 15), at 95.8 % for m = 16, and not up to 99 % for m = 1
+    /// (docs/perf/cpu-sparse.md). A plan serves every m, so the prefill crossover decides.
+    /// </summary>
+    internal const long PairNonZeroInDenseElements = 15;
+
     /// <summary>Number of stored (column, value) pairs of the CSR view.</summary>
     internal long Nnz => RowPtr[Rows];
 
@@ -158,7 +167,14 @@ internal sealed unsafe class SparseSimdPlan : IDisposable
             RowPtr[rows] = at;
         }
 
-        if (!IsFloat && Level.HasVnniIntrinsics() && !(perCall && w.Format == SparseFormat.Csr))
+        if (!IsFloat && Level == SimdLevel.Avx512Vnni && !Level.HasVnniIntrinsics() && !(perCall && w.Format == SparseFormat.Csr)
+            && Nnz * PairNonZeroInDenseElements >= (long)rows * Columns)
+        {
+            // AVX-512 VNNI without AVX-VNNI: the sparse kernels run their AVX2 int16-pair form while the dense
+            // GEMM runs the generated kernels, and the dense GEMM wins below the measured crossover.
+            BuildDense();
+        }
+        else if (!IsFloat && Level.HasVnniIntrinsics() && !(perCall && w.Format == SparseFormat.Csr))
         {
             BuildQuads();
             if (!UseQuads && Dense is null && Columns <= 65536 && Nnz > 0)
