@@ -202,16 +202,10 @@ internal static unsafe class LayerSimd
         return (float)sum;
     }
 
-    /// <summary>max |y| of a row (0 for an empty or all-zero row).</summary>
+    /// <summary>max |y| of a row (0 for an empty or all-zero row): per-lane maxima, then the lanes, then the scalar tail.</summary>
     private static float MaxAbs<TVector, TWidth>(float* y, int n, bool vector)
         where TVector : unmanaged
-        where TWidth : struct, IFloatWidth<TVector> =>
-        Reduce<TVector, TWidth, MaxAbsReduce>(y, n, vector);
-
-    private static float Reduce<TVector, TWidth, TReduce>(float* x, int n, bool vector)
-        where TVector : unmanaged
         where TWidth : struct, IFloatWidth<TVector>
-        where TReduce : struct, IReduce
     {
         int c = 0;
         float result = 0f;
@@ -219,36 +213,13 @@ internal static unsafe class LayerSimd
         {
             TVector acc = TWidth.Create(0f);
             for (; c + TWidth.Count <= n; c += TWidth.Count)
-                acc = TReduce.Vector<TVector, TWidth>(acc, TWidth.Load(x + c));
+                acc = TWidth.MaxNative(acc, TWidth.AndNot(TWidth.Load(y + c), TWidth.Create(-0f)));
             for (int i = 0; i < TWidth.Count; i++)
-                result = TReduce.Combine(result, TWidth.GetElement(acc, i));
+                result = Math.Max(result, TWidth.GetElement(acc, i));
         }
         for (; c < n; c++)
-            result = TReduce.Scalar(result, x[c]);
+            result = Math.Max(result, Math.Abs(y[c]));
         return result;
-    }
-
-    /// <summary>A row reduction from 0: the vector step, the combination of two partial results, the scalar step.</summary>
-    private interface IReduce
-    {
-        static abstract TVector Vector<TVector, TWidth>(TVector acc, TVector x)
-            where TVector : unmanaged
-            where TWidth : struct, IFloatWidth<TVector>;
-
-        static abstract float Combine(float a, float b);
-
-        static abstract float Scalar(float acc, float x);
-    }
-
-    private readonly struct MaxAbsReduce : IReduce
-    {
-        public static TVector Vector<TVector, TWidth>(TVector acc, TVector x)
-            where TVector : unmanaged
-            where TWidth : struct, IFloatWidth<TVector> => TWidth.MaxNative(acc, TWidth.AndNot(x, TWidth.Create(-0f)));
-
-        public static float Combine(float a, float b) => Math.Max(a, b);
-
-        public static float Scalar(float acc, float x) => Math.Max(acc, Math.Abs(x));
     }
 
     private static void RmsNormRow<TVector, TWidth>(float* x, float* weight, float factor, float* y, int n, bool vector)
