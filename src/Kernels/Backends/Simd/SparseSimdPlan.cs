@@ -167,14 +167,16 @@ internal sealed unsafe class SparseSimdPlan : IDisposable
             RowPtr[rows] = at;
         }
 
-        if (!IsFloat && Level == SimdLevel.Avx512Vnni && !Level.HasVnniIntrinsics() && !(perCall && w.Format == SparseFormat.Csr)
-            && Nnz * PairNonZeroInDenseElements >= (long)rows * Columns)
+        // The cost model runs for an int8 plan that is kept (a per-call CSR plan borrows the arrays and skips it).
+        bool kept = !IsFloat && !(perCall && w.Format == SparseFormat.Csr);
+        if (kept && !Level.HasVnniIntrinsics())
         {
             // AVX-512 VNNI without AVX-VNNI: the sparse kernels run their AVX2 int16-pair form while the dense
             // GEMM runs the generated kernels, and the dense GEMM wins below the measured crossover.
-            BuildDense();
+            if (Level == SimdLevel.Avx512Vnni && Nnz * PairNonZeroInDenseElements >= (long)rows * Columns)
+                BuildDense();
         }
-        else if (!IsFloat && Level.HasVnniIntrinsics() && !(perCall && w.Format == SparseFormat.Csr))
+        else if (kept)
         {
             BuildQuads();
             if (!UseQuads && Dense is null && Columns <= 65536 && Nnz > 0)
