@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Text.Json;
+using Kernels.Energy;
 
 namespace Kernels.Tests.Energy;
 
@@ -10,33 +11,55 @@ namespace Kernels.Tests.Energy;
 /// </summary>
 public class CostWindowTests
 {
-    private static double JoulesPerToken(string[] args)
+    private static JsonElement FirstRow(string[] args)
     {
         (int code, string stdout, string stderr) = CliExitCodeTests.Run(args);
         Assert.True(code == 0, $"kernels {string.Join(' ', args)} exited {code}: {stderr}");
         string line = stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries).First(l => l.StartsWith('{'));
         using JsonDocument doc = JsonDocument.Parse(line);
-        return doc.RootElement.GetProperty("joules_per_token").GetDouble();
+        return doc.RootElement.Clone();
     }
 
+    private static string[] Flags(JsonElement row) => row.GetProperty("flags").EnumerateArray().Select(f => f.GetString()!).ToArray();
+
+    /// <summary>
+    /// The window rule end to end: at 64³ one call lasts microseconds, so `cost` must repeat it to the 1 s window
+    /// (no <c>ShortWindow</c> flag); asking for a zero window gives one call, which must be flagged. How far three
+    /// runs agree is a property of the kernel's speed from process to process (measured in docs/energy.md), not
+    /// of the window, so it is not asserted here.
+    /// </summary>
     [Fact]
-    public void Three_cost_runs_agree_within_one_and_a_half_times_and_match_the_bench_based_figure_within_two()
+    public void A_cost_run_of_a_microsecond_kernel_extends_its_window_and_a_one_call_window_is_flagged()
     {
         string[] cost = ["cost", "--backend", "cpu-simd", "--kernel", "auto", "--m", "64", "--regions", "de", "--json", "--rapl-root", "/nonexistent"];
-        double[] runs = [JoulesPerToken(cost), JoulesPerToken(cost), JoulesPerToken(cost)];
-        string figures = string.Join(", ", runs.Select(r => r.ToString("G3", CultureInfo.InvariantCulture)));
-        Assert.True(runs.Max() / runs.Min() <= 1.5, $"three cost runs: {figures} J/token");
+        JsonElement extended = FirstRow(cost);
+        Assert.Equal(["Estimated"], Flags(extended));
+        Assert.True(extended.GetProperty("joules_per_token").GetDouble() > 0);
 
-        (int code, string bench, string stderr) = CliExitCodeTests.Run("bench", "--backend", "cpu-simd", "--kernel", "auto", "--m", "64", "--repeat", "4001", "--no-peer", "--json");
-        Assert.True(code == 0, $"bench exited {code}: {stderr}");
+        JsonElement once = FirstRow([.. cost, "--min-window", "0"]);
+        Assert.Contains("ShortWindow", Flags(once));
+        Assert.Contains("Estimated", Flags(once));
+    }
+
+    /// <summary>
+    /// `cost --from-bench` applies the same model as a run: watts per busy CPU (the socket's watts ÷ its logical
+    /// CPUs) × the CPU time of one call, per token (m rows), and m ÷ the median for tokens per second.
+    /// </summary>
+    [Fact]
+    public void From_bench_charges_the_cpu_time_of_one_call_at_the_watts_per_busy_cpu()
+    {
+        const double watts = 120, cpuMs = 0.5, medianMs = 0.4;
+        const int m = 64;
+        string line = $$"""{"op":"int8-gemm","backend":"cpu-simd","device":"test","kernel":"simd","m":{{m}},"n":96,"k":80,"repeat":5,"median_ms":{{medianMs}},"tops":1,"verified":true,"max_abs_error":0,"verification":"test","cpu_ms_per_call":{{cpuMs}}}""";
         string path = Path.Combine(Path.GetTempPath(), $"kernels-bench-{Guid.NewGuid():N}.jsonl");
         try
         {
-            File.WriteAllText(path, bench);
-            double fromBench = JoulesPerToken(["cost", "--from-bench", path, "--regions", "de", "--json"]);
-            double median = runs.Order().ElementAt(1);
-            double ratio = Math.Max(median, fromBench) / Math.Min(median, fromBench);
-            Assert.True(ratio <= 2, $"cost runs {figures} J/token, from the bench median {fromBench:G3} J/token (ratio {ratio:F2})");
+            File.WriteAllText(path, line + "\n");
+            JsonElement row = FirstRow(["cost", "--from-bench", path, "--watts", watts.ToString(CultureInfo.InvariantCulture), "--regions", "de", "--json"]);
+            double perCpu = watts / CpuTopology.Read().SocketCpus;
+            Assert.Equal(perCpu * cpuMs / 1000 / m, row.GetProperty("joules_per_token").GetDouble(), 1e-15);
+            Assert.Equal(m / (medianMs / 1000), row.GetProperty("tokens_per_second").GetDouble(), 6);
+            Assert.Equal("estimated", row.GetProperty("energy_source").GetString());
         }
         finally
         {
