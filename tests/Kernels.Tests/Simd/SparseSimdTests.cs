@@ -1,3 +1,4 @@
+using System.Runtime.Intrinsics;
 using Kernels.Backends.Simd;
 using Kernels.Simd;
 
@@ -173,7 +174,7 @@ public class SparseSimdTests
     private const int Poison = unchecked((int)0xDEADBEEF);
     private const int Slack = 13;
 
-    public static TheoryData<SimdLevel> Levels => new(SimdLevel.Scalar, SimdLevel.Avx2, SimdLevel.AvxVnni);
+    public static TheoryData<SimdLevel> Levels => new(SimdLevel.Scalar, SimdLevel.Avx2, SimdLevel.AvxVnni, SimdLevel.Avx512Vnni);
 
     private static void Require(SimdLevel level)
     {
@@ -322,14 +323,19 @@ public class SparseSimdTests
     }
 
     [Theory]
-    [InlineData(false)]
-    [InlineData(true)]
-    public void Small_m_int8_kernels_are_exact(bool gathers)
+    [InlineData(false, SimdLevel.Avx2)]
+    [InlineData(true, SimdLevel.Avx2)]
+    [InlineData(false, SimdLevel.AvxVnni)]
+    [InlineData(true, SimdLevel.AvxVnni)]
+    [InlineData(false, SimdLevel.Avx512Vnni)]
+    [InlineData(true, SimdLevel.Avx512Vnni)]
+    public void Small_m_int8_kernels_are_exact(bool gathers, SimdLevel level)
     {
-        // m ≤ 16 at the AVX-VNNI level: 8- and 16-token panels with vpermb (AVX-512 VBMI), or four-token gathers
-        // up to m = 8 (the 64-token interleave kernel above).
+        // m ≤ 16 at every SIMD level: one token with gathers; 8- and 16-token panels with vpermb (AVX-512 VBMI), or
+        // four-token gathers up to m = 8 (the 64-token kernels above). Without AVX-VNNI (the avx2 level, or
+        // avx512-vnni on a CPU without AVX-VNNI) they run the AVX2 form of vpdpbusd.
         // Every m, row lengths of every remainder mod 8 (empty, 1…7, long), extremes, several threads.
-        Require(SimdLevel.AvxVnni);
+        Require(level);
         if (!gathers && !System.Runtime.Intrinsics.X86.Avx512Vbmi.VL.IsSupported)
             Assert.Skip("no AVX-512 VBMI: the eight-token kernel does not run on this CPU");
         var forced = new SparseSimdOverrides(SmallGathers: gathers);
@@ -346,8 +352,15 @@ public class SparseSimdTests
                     sbyte[] x = Seeded.Int8(random, (long)m * k);
                     x[0] = -128;
                     string what = gathers ? "gathers" : "vpermb panels";
-                    CheckInt8(SimdLevel.AvxVnni, SparseBuild.Csr(dense, n, k), x, m, what, forced);
-                    CheckInt8(SimdLevel.AvxVnni, SparseBuild.Bsr(random, dense, n, k, 3, 5), x, m, what, forced);
+                    SparseCase<sbyte> csr = SparseBuild.Csr(dense, n, k);
+                    CheckInt8(level, csr, x, m, what, forced);
+                    CheckInt8(level, SparseBuild.Bsr(random, dense, n, k, 3, 5), x, m, what, forced);
+                    csr.With(sw =>
+                    {
+                        using SparseSimdPlan plan = SparseSimdPlan.PrepareForCall(sw, level);
+                        string kernel = SparseSimd.DescribeInt8(plan, m, forced);
+                        Assert.True(kernel.Contains("small-m", StringComparison.Ordinal) == m <= SparseSimd.SmallMInt8Here(forced), $"m={m}: {kernel}");
+                    });
                 }
             }
         });
@@ -725,6 +738,43 @@ public class SparseSimdTests
                     SparseSimdKernels.RowVnni256(pp, pc, pv, 0, count, pb);
                 }
                 Assert.Equal(a, b);
+            }
+        });
+    }
+}
+
+/// <summary><see cref="Vnni256.DotAddAvx2"/>, the AVX2 form of <c>vpdpbusd</c>, against the definition.</summary>
+public class Vnni256Tests
+{
+    [Fact]
+    public void The_avx2_form_of_vpdpbusd_matches_the_definition_at_every_extreme()
+    {
+        if (!System.Runtime.Intrinsics.X86.Avx2.IsSupported)
+            Assert.Skip("no AVX2");
+        Seeded.Run((random, seed) =>
+        {
+            byte[] edgesA = [0, 1, 127, 128, 254, 255];
+            sbyte[] edgesB = [-128, -127, -1, 0, 1, 127];
+            var a = new byte[32];
+            var b = new sbyte[32];
+            var acc = new int[8];
+            for (int round = 0; round < 2000; round++)
+            {
+                for (int i = 0; i < 32; i++)
+                {
+                    a[i] = round % 3 == 0 ? edgesA[random.Next(edgesA.Length)] : (byte)random.Next(256);
+                    b[i] = round % 3 == 0 ? edgesB[random.Next(edgesB.Length)] : (sbyte)random.Next(-128, 128);
+                }
+                for (int j = 0; j < 8; j++)
+                    acc[j] = round % 5 == 0 ? (j % 2 == 0 ? int.MaxValue - random.Next(70000) : int.MinValue + random.Next(70000)) : random.Next();
+                Vector256<int> got = Vnni256.DotAddAvx2(Vector256.Create(acc), Vector256.Create(a), Vector256.Create(b));
+                for (int j = 0; j < 8; j++)
+                {
+                    int expected = acc[j];
+                    for (int t = 0; t < 4; t++)
+                        expected = unchecked(expected + a[4 * j + t] * b[4 * j + t]);
+                    Assert.True(got[j] == expected, $"seed {seed}, round {round}, lane {j}: got {got[j]}, expected {expected} (wrapping int32 like vpdpbusd)");
+                }
             }
         });
     }

@@ -94,6 +94,32 @@ internal struct VnniDot : IInt8Dot
         AvxVnni.MultiplyWideningAndAdd(acc, a.AsByte(), b.AsSByte());
 }
 
+/// <summary>The 256-bit <c>vpdpbusd</c> on every AVX2 CPU.</summary>
+internal static class Vnni256
+{
+    /// <summary>
+    /// acc + Σ of the four u8 a × s8 b products in each 32-bit lane, wrapping like <c>vpdpbusd</c>: the
+    /// instruction where AVX-VNNI exists, else the same sums exactly from AVX2 (bytes 0 and 2, and bytes 1 and 3,
+    /// widened to int16 and paired by <c>vpmaddwd</c>: |a·b| ≤ 255·128, so no step saturates). .NET 10 has no
+    /// intrinsic for the AVX-512 VNNI form, so CPUs with AVX512_VNNI but not AVX-VNNI take the AVX2 form.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<int> DotAdd(Vector256<int> acc, Vector256<byte> a, Vector256<sbyte> b) =>
+        AvxVnni.IsSupported ? AvxVnni.MultiplyWideningAndAdd(acc, a, b) : DotAddAvx2(acc, a, b);
+
+    /// <summary>The AVX2 form of <see cref="DotAdd"/> (internal for the tests on CPUs with AVX-VNNI).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static Vector256<int> DotAddAvx2(Vector256<int> acc, Vector256<byte> a, Vector256<sbyte> b)
+    {
+        Vector256<short> aw = a.AsInt16(), bw = b.AsInt16();
+        Vector256<short> aEven = Avx2.And(aw, Vector256.Create((short)0xFF));
+        Vector256<short> aOdd = Avx2.ShiftRightLogical(aw, 8);
+        Vector256<short> bEven = Avx2.ShiftRightArithmetic(Avx2.ShiftLeftLogical(bw, 8), 8);
+        Vector256<short> bOdd = Avx2.ShiftRightArithmetic(bw, 8);
+        return Avx2.Add(acc, Avx2.Add(Avx2.MultiplyAddAdjacent(aEven, bEven), Avx2.MultiplyAddAdjacent(aOdd, bOdd)));
+    }
+}
+
 /// <summary>AVX2 <c>vpmaddwd</c> + <c>vpaddd</c>: int16 pairs.</summary>
 internal struct Avx2Dot : IInt8Dot
 {

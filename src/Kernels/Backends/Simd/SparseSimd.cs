@@ -59,6 +59,20 @@ internal static unsafe class SparseSimd
     /// <summary>The largest m of the small-m int8 kernels on this CPU (with <paramref name="overrides"/>).</summary>
     internal static int SmallMInt8Here(SparseSimdOverrides overrides = default) => SmallEight(overrides) ? SmallMInt8Vbmi : SmallMInt8;
 
+    /// <summary>
+    /// Whether the small-m int8 kernels serve m tokens of <paramref name="plan"/>: m ≤ <see cref="SmallMInt8Here"/>
+    /// at any SIMD level. One token runs <see cref="SparseSimdKernels.DotOne"/> (AVX2 gathers); more run
+    /// <c>vpdpbusd</c> where AVX-VNNI exists and its exact AVX2 form elsewhere (<see cref="Vnni256.DotAdd"/>). Without
+    /// them the int16-pair kernel's token panels would pad m to <see cref="SparseSimdKernels.TB"/> (32): at n = k = 4096
+    /// and 95 % zeros the small-m kernels took 0.29–0.48× its time for m = 1–8 on the 2-vCPU Xeon, at the avx2 level
+    /// (docs/perf/cpu-sparse.md).
+    /// </summary>
+    internal static bool SmallInt8Serves(SparseSimdPlan plan, int m, SparseSimdOverrides overrides = default) =>
+        m <= SmallMInt8Here(overrides) && plan.Level >= SimdLevel.Avx2;
+
+    /// <summary>Up to this many tokens, the small-m int8 kernel runs one token at a time (<see cref="SparseSimdKernels.DotOne"/>).</summary>
+    internal const int OneTokenM = 1;
+
     /// <summary>Up to this many tokens, the float kernels use per-row gathered dot products.</summary>
     internal const int SmallMFloat = 4;
 
@@ -136,7 +150,7 @@ internal static unsafe class SparseSimd
         ArgumentNullException.ThrowIfNull(plan);
         string kernel = plan.Level == SimdLevel.Scalar ? "scalar"
             : plan.Dense is not null ? "dense fallback (cost model: dense is faster here)"
-            : m <= SmallMInt8Here(overrides) && plan.Level.HasVnniIntrinsics() ? (SmallEight(overrides) ? $"small-m {(m > 8 ? 16 : m > 4 ? 8 : 4)}-token panels (vpermb)" : "small-m gathers")
+            : SmallInt8Serves(plan, m, overrides) ? (m <= OneTokenM ? "small-m one-token gathers" : SmallEight(overrides) ? $"small-m {(m > 8 ? 16 : m > 4 ? 8 : 4)}-token panels (vpermb)" : "small-m gathers")
             : plan.Level.HasVnniIntrinsics() ? (plan.UseQuads ? "aligned quads" : "interleave of four non-zeros" + (plan.Col16 != null ? ", 16-bit columns" : ""))
             : "int16 pairs";
         return $"cpu-simd {plan.Level.ToName()}: {kernel}";
@@ -159,7 +173,7 @@ internal static unsafe class SparseSimd
             Int8GemmSimd.Gemm(x, dense, m, 1, 0, output, plan.Level);
             return;
         }
-        Kind kind = m <= SmallMInt8Here(overrides) && plan.Level.HasVnniIntrinsics() ? Kind.SmallInt8
+        Kind kind = SmallInt8Serves(plan, m, overrides) ? Kind.SmallInt8
             : plan.Level.HasVnniIntrinsics() ? (plan.UseQuads ? Kind.QuadVnni : Kind.Vnni)
             : Kind.Avx2;
         Run(plan, kind, x, null, m, output, null, null, overrides);
@@ -318,11 +332,12 @@ internal static unsafe class SparseSimd
             switch (kind)
             {
                 case Kind.SmallInt8:
-                    // Token panels of 4 (gathers, or vpermb on eight columns), 8 or 16 (vpermb) bytes per k.
+                    // One token: k int16 in int32 lanes (gathers). Else token panels of 4 (gathers, or vpermb on
+                    // eight columns), 8 or 16 (vpermb) bytes per k.
                     _smallPermute = SmallEight(overrides);
-                    _smallWidth = !_smallPermute || m <= 4 ? 4 : m > 8 ? 16 : 8;
+                    _smallWidth = m <= OneTokenM ? 1 : !_smallPermute || m <= 4 ? 4 : m > 8 ? 16 : 8;
                     _tbCount = (m + _smallWidth - 1) / _smallWidth;
-                    _panelBytes = ((long)k * _smallWidth + 63) & ~63L;
+                    _panelBytes = (((long)k * (_smallWidth == 1 ? sizeof(int) : _smallWidth)) + 63) & ~63L;
                     break;
                 case Kind.SmallFloat:
                     _tbCount = 0;
@@ -385,6 +400,9 @@ internal static unsafe class SparseSimd
                     break;
                 case Kind.Float:
                     SparseSimdKernels.PackFloat(_xf, _m, _k, t0, (float*)dst);
+                    break;
+                case Kind.SmallInt8 when _smallWidth == 1:
+                    SparseSimdKernels.PackOne(_x8 + (long)tb * _k, _k, (int*)dst);
                     break;
                 case Kind.SmallInt8 when _smallWidth > 4:
                     SparseSimdKernels.PackTokens(_x8, _m, _k, _smallWidth * tb, _smallWidth, dst);
@@ -504,7 +522,9 @@ internal static unsafe class SparseSimd
                     {
                         int r = rb + i;
                         int* acc = tile + i * 16;
-                        if (tokens == 16)
+                        if (tokens == 1)
+                            acc[0] = SparseSimdKernels.DotOne((int*)panel, col, val, rowPtr[r], rowPtr[r + 1]);
+                        else if (tokens == 16)
                             SparseSimdKernels.DotSixteen(panel, col, val, rowPtr[r], rowPtr[r + 1], acc);
                         else if (tokens == 8)
                             SparseSimdKernels.DotEight(panel, col, val, rowPtr[r], rowPtr[r + 1], acc);

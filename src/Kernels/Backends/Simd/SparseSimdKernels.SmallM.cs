@@ -26,6 +26,43 @@ internal static unsafe partial class SparseSimdKernels
         }
     }
 
+    /// <summary>One-token panel: int <c>kk</c> holds X[0, kk] as int16 in its low half, zero in its high half.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static void PackOne(sbyte* x, int k, int* dst)
+    {
+        for (int kk = 0; kk < k; kk++)
+            dst[kk] = (ushort)x[kk];
+    }
+
+    /// <summary>
+    /// m = 1: Σ x[col]·w over [p0, p1) with eight-column gathers from a <see cref="PackOne"/> panel. The weights are
+    /// sign-extended to int32 and <c>vpmaddwd</c> multiplies each lane's low halves (x and w as int16) and adds the
+    /// product of the high halves, which is 0 because the panel's high halves are. Exact; plain AVX2.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static int DotOne(int* x, int* col, sbyte* val, int p0, int p1)
+    {
+        Vector256<int> acc0 = Vector256<int>.Zero, acc1 = Vector256<int>.Zero;
+        int p = p0;
+        for (; p + 16 <= p1; p += 16)
+        {
+            Vector256<int> g0 = Avx2.GatherVector256(x, Avx.LoadVector256(col + p), 4);
+            Vector256<int> g1 = Avx2.GatherVector256(x, Avx.LoadVector256(col + p + 8), 4);
+            acc0 = Avx2.Add(acc0, Avx2.MultiplyAddAdjacent(g0.AsInt16(), Avx2.ConvertToVector256Int32(val + p).AsInt16()));
+            acc1 = Avx2.Add(acc1, Avx2.MultiplyAddAdjacent(g1.AsInt16(), Avx2.ConvertToVector256Int32(val + p + 8).AsInt16()));
+        }
+        if (p + 8 <= p1)
+        {
+            Vector256<int> g = Avx2.GatherVector256(x, Avx.LoadVector256(col + p), 4);
+            acc0 = Avx2.Add(acc0, Avx2.MultiplyAddAdjacent(g.AsInt16(), Avx2.ConvertToVector256Int32(val + p).AsInt16()));
+            p += 8;
+        }
+        int sum = Vector256.Sum(Avx2.Add(acc0, acc1));
+        for (; p < p1; p++)
+            sum += (short)x[col[p]] * val[p];
+        return sum;
+    }
+
     /// <summary>
     /// Small m, AVX-VNNI: Σ (x+128)·w over [p0, p1) for the four tokens of a <see cref="PackFour"/> panel,
     /// eight non-zeros per gather: the gathered dwords (four tokens each) are transposed 4×4 per 128-bit
@@ -60,10 +97,10 @@ internal static unsafe partial class SparseSimdKernels
         {
             Vector256<sbyte> w0 = Avx2.Shuffle(Vector256.Create(Unsafe.ReadUnaligned<long>(val + p)).AsSByte(), spread);
             Vector256<sbyte> w1 = Avx2.Shuffle(Vector256.Create(Unsafe.ReadUnaligned<long>(val + p + 8)).AsSByte(), spread);
-            acc0 = AvxVnni.MultiplyWideningAndAdd(acc0, TColumns.Load(xi, col + p), w0);
-            acc1 = AvxVnni.MultiplyWideningAndAdd(acc1, TColumns.Load(xi, col + p + 8), w1);
-            sum0 = AvxVnni.MultiplyWideningAndAdd(sum0, ones, w0);
-            sum1 = AvxVnni.MultiplyWideningAndAdd(sum1, ones, w1);
+            acc0 = Vnni256.DotAdd(acc0, TColumns.Load(xi, col + p), w0);
+            acc1 = Vnni256.DotAdd(acc1, TColumns.Load(xi, col + p + 8), w1);
+            sum0 = Vnni256.DotAdd(sum0, ones, w0);
+            sum1 = Vnni256.DotAdd(sum1, ones, w1);
         }
         for (; p < p1; p += 8)
         {
@@ -76,8 +113,8 @@ internal static unsafe partial class SparseSimdKernels
                     weights |= (long)(byte)val[p + j] << (8 * j);
             }
             Vector256<sbyte> w = Avx2.Shuffle(Vector256.Create(weights).AsSByte(), spread);
-            acc0 = AvxVnni.MultiplyWideningAndAdd(acc0, TColumns.Load(xi, tailCol), w);
-            sum0 = AvxVnni.MultiplyWideningAndAdd(sum0, ones, w);
+            acc0 = Vnni256.DotAdd(acc0, TColumns.Load(xi, tailCol), w);
+            sum0 = Vnni256.DotAdd(sum0, ones, w);
         }
         // Lanes 0–3 and 4–7 hold the two halves of each token's sum; every lane of a half holds that
         // half's Σw: subtract 128·Σw, then add the halves.
@@ -166,16 +203,16 @@ internal static unsafe partial class SparseSimdKernels
         {
             Vector256<sbyte> w0 = Vector256.Create(Unsafe.ReadUnaligned<int>(val + p)).AsSByte();
             Vector256<sbyte> w1 = Vector256.Create(Unsafe.ReadUnaligned<int>(val + p + 4)).AsSByte();
-            acc0 = AvxVnni.MultiplyWideningAndAdd(acc0, Avx512Vbmi.VL.PermuteVar32x8(Rows4(panel, col + p), order), w0);
-            acc1 = AvxVnni.MultiplyWideningAndAdd(acc1, Avx512Vbmi.VL.PermuteVar32x8(Rows4(panel, col + p + 4), order), w1);
-            sum = AvxVnni.MultiplyWideningAndAdd(sum, ones, w0);
-            sum = AvxVnni.MultiplyWideningAndAdd(sum, ones, w1);
+            acc0 = Vnni256.DotAdd(acc0, Avx512Vbmi.VL.PermuteVar32x8(Rows4(panel, col + p), order), w0);
+            acc1 = Vnni256.DotAdd(acc1, Avx512Vbmi.VL.PermuteVar32x8(Rows4(panel, col + p + 4), order), w1);
+            sum = Vnni256.DotAdd(sum, ones, w0);
+            sum = Vnni256.DotAdd(sum, ones, w1);
         }
         for (; p < p1; p += 4)
         {
             Vector256<sbyte> w = Vector256.Create(TailQuad(col, val, p, p1, tailCol)).AsSByte();
-            acc0 = AvxVnni.MultiplyWideningAndAdd(acc0, Avx512Vbmi.VL.PermuteVar32x8(Rows4(panel, tailCol), order), w);
-            sum = AvxVnni.MultiplyWideningAndAdd(sum, ones, w);
+            acc0 = Vnni256.DotAdd(acc0, Avx512Vbmi.VL.PermuteVar32x8(Rows4(panel, tailCol), order), w);
+            sum = Vnni256.DotAdd(sum, ones, w);
         }
         Avx.Store(dst, Avx2.Subtract(Avx2.Add(acc0, acc1), Avx2.ShiftLeftLogical(sum, 7)));
     }
@@ -205,20 +242,20 @@ internal static unsafe partial class SparseSimdKernels
             Vector256<sbyte> w1 = Vector256.Create(Unsafe.ReadUnaligned<int>(val + p + 4)).AsSByte();
             Vector512<byte> t0 = Avx512Vbmi.PermuteVar64x8(Rows4Wide(panel, col + p), order);
             Vector512<byte> t1 = Avx512Vbmi.PermuteVar64x8(Rows4Wide(panel, col + p + 4), order);
-            lo0 = AvxVnni.MultiplyWideningAndAdd(lo0, t0.GetLower(), w0);
-            hi0 = AvxVnni.MultiplyWideningAndAdd(hi0, t0.GetUpper(), w0);
-            lo1 = AvxVnni.MultiplyWideningAndAdd(lo1, t1.GetLower(), w1);
-            hi1 = AvxVnni.MultiplyWideningAndAdd(hi1, t1.GetUpper(), w1);
-            sum = AvxVnni.MultiplyWideningAndAdd(sum, ones, w0);
-            sum = AvxVnni.MultiplyWideningAndAdd(sum, ones, w1);
+            lo0 = Vnni256.DotAdd(lo0, t0.GetLower(), w0);
+            hi0 = Vnni256.DotAdd(hi0, t0.GetUpper(), w0);
+            lo1 = Vnni256.DotAdd(lo1, t1.GetLower(), w1);
+            hi1 = Vnni256.DotAdd(hi1, t1.GetUpper(), w1);
+            sum = Vnni256.DotAdd(sum, ones, w0);
+            sum = Vnni256.DotAdd(sum, ones, w1);
         }
         for (; p < p1; p += 4)
         {
             Vector256<sbyte> w = Vector256.Create(TailQuad(col, val, p, p1, tailCol)).AsSByte();
             Vector512<byte> t0 = Avx512Vbmi.PermuteVar64x8(Rows4Wide(panel, tailCol), order);
-            lo0 = AvxVnni.MultiplyWideningAndAdd(lo0, t0.GetLower(), w);
-            hi0 = AvxVnni.MultiplyWideningAndAdd(hi0, t0.GetUpper(), w);
-            sum = AvxVnni.MultiplyWideningAndAdd(sum, ones, w);
+            lo0 = Vnni256.DotAdd(lo0, t0.GetLower(), w);
+            hi0 = Vnni256.DotAdd(hi0, t0.GetUpper(), w);
+            sum = Vnni256.DotAdd(sum, ones, w);
         }
         Vector256<int> correction = Avx2.ShiftLeftLogical(sum, 7);
         Avx.Store(dst, Avx2.Subtract(Avx2.Add(lo0, lo1), correction));
