@@ -300,7 +300,7 @@ internal static unsafe class AttentionSimd
                         }
                         float mOld = sc.M[r];
                         float mNew = Math.Max(mOld, mt);
-                        float alpha = mOld == float.NegativeInfinity ? 0 : float.Exp2(mOld - mNew);
+                        float alpha = mOld == float.NegativeInfinity ? 0 : Exp2(mOld - mNew);
                         float sum = ExpSum(sr + ja, jb - ja, mNew, p.Width);
                         sc.L[r] = sc.L[r] * alpha + sum;
                         sc.M[r] = mNew;
@@ -599,10 +599,7 @@ internal static unsafe class AttentionSimd
             ok = TWidth.And(ok, TWidth.NotNaN(x));
         }
         nan = !TWidth.AllBitsSet(ok);
-        float max = float.NegativeInfinity;
-        for (int i = 0; i < w; i++)
-            max = Math.Max(max, TWidth.GetElement(m, i));
-        return max;
+        return TWidth.MaxAcross(m);
     }
 
     /// <summary>s[c] = 2^(s[c] − max) in place for c in [0, n); returns the sum.</summary>
@@ -674,6 +671,7 @@ internal static unsafe class AttentionSimd
     }
 
     /// <summary>The scalar form of <see cref="Exp2(Vector512{float})"/> (same polynomial).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal static float Exp2(float x)
     {
         if (!(x >= -126f))

@@ -165,6 +165,9 @@ internal unsafe interface IFloatWidth<TVector>
     static abstract TVector AndNot(TVector a, TVector b);
     static abstract bool AllBitsSet(TVector x);
     static abstract float Sum(TVector x);
+
+    /// <summary>The largest lane, by a tree of <c>MaxNative</c> (which NaN wins is unspecified: callers check NaN apart).</summary>
+    static abstract float MaxAcross(TVector x);
     static abstract float GetElement(TVector x, int i);
 
     /// <summary>2^n for integral n in [−126, 127], by building the exponent bits.</summary>
@@ -213,6 +216,8 @@ internal unsafe struct Float512 : IFloatWidth<Vector512<float>>
     // As integers: AllBitsSet is a NaN as float.
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static bool AllBitsSet(Vector512<float> x) => x.AsUInt32() == Vector512<uint>.AllBitsSet;
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float Sum(Vector512<float> x) => Vector512.Sum(x);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float MaxAcross(Vector512<float> x) => Float256.MaxAcross(Vector256.MaxNative(x.GetLower(), x.GetUpper()));
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float GetElement(Vector512<float> x, int i) => x.GetElement(i);
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector512<float> Pow2(Vector512<float> n) => Vector512.ShiftLeft(Vector512.ConvertToInt32(n) + Vector512.Create(127), 23).AsSingle();
@@ -255,6 +260,14 @@ internal unsafe struct Float256 : IFloatWidth<Vector256<float>>
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> AndNot(Vector256<float> a, Vector256<float> b) => Vector256.AndNot(a, b);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static bool AllBitsSet(Vector256<float> x) => x.AsUInt32() == Vector256<uint>.AllBitsSet;
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float Sum(Vector256<float> x) => Vector256.Sum(x);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float MaxAcross(Vector256<float> x)
+    {
+        Vector128<float> q = Vector128.MaxNative(x.GetLower(), x.GetUpper());
+        q = Vector128.MaxNative(q, Vector128.Shuffle(q, Vector128.Create(2, 3, 0, 1)));
+        q = Vector128.MaxNative(q, Vector128.Shuffle(q, Vector128.Create(1, 0, 3, 2)));
+        return q.ToScalar();
+    }
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float GetElement(Vector256<float> x, int i) => x.GetElement(i);
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector256<float> Pow2(Vector256<float> n) => Vector256.ShiftLeft(Vector256.ConvertToInt32(n) + Vector256.Create(127), 23).AsSingle();
