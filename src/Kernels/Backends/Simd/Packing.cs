@@ -14,16 +14,6 @@ internal static unsafe class Packing
     private const int GroupBytesB = NR * 4;
 
     /// <summary>
-    /// acc + the sum of each lane's four s8 bytes: <c>vpdpbusd</c> with ones where AVX-VNNI exists, else the AVX2
-    /// pair <c>vpmaddubsw</c> (pairs, |sum| ≤ 256, exact in int16) + <c>vpmaddwd</c> with ones (the same sums).
-    /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<int> QuadSums(Vector256<int> acc, Vector256<byte> ones, Vector256<sbyte> v) =>
-        AvxVnni.IsSupported
-            ? AvxVnni.MultiplyWideningAndAdd(acc, ones, v)
-            : Avx2.Add(acc, Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(ones, v), Vector256.Create((short)1)));
-
-    /// <summary>
     /// One VNNI B panel: byte <c>g·64 + c·4 + t</c> = B[col0 + c, 4g + t] (s8), and
     /// <c>corr[c] = 128·Σ_k B[col0 + c, k]</c>, the offset the u8 view of A (A+128) adds.
     /// </summary>
@@ -55,24 +45,23 @@ internal static unsafe class Packing
         if (vectorSums)
         {
             // Column sums from the packed panel itself (L1-hot): vpdpbusd of ones (u8) with the s8 groups
-            // adds each column's four bytes exactly (QuadSums); the zero padding adds nothing.
-            Vector256<byte> ones = Vector256.Create((byte)1);
+            // adds each column's four bytes exactly (Vnni256.QuadSums); the zero padding adds nothing.
             Vector256<int> s0 = Vector256<int>.Zero, s1 = Vector256<int>.Zero;
             Vector256<int> s2 = Vector256<int>.Zero, s3 = Vector256<int>.Zero;
             int g = 0;
             for (; g + 2 <= groups; g += 2)
             {
                 byte* p = dst + (long)g * GroupBytesB;
-                s0 = QuadSums(s0, ones, Avx.LoadVector256((sbyte*)p));
-                s1 = QuadSums(s1, ones, Avx.LoadVector256((sbyte*)p + 32));
-                s2 = QuadSums(s2, ones, Avx.LoadVector256((sbyte*)p + 64));
-                s3 = QuadSums(s3, ones, Avx.LoadVector256((sbyte*)p + 96));
+                s0 = Vnni256.QuadSums(s0, Avx.LoadVector256((sbyte*)p));
+                s1 = Vnni256.QuadSums(s1, Avx.LoadVector256((sbyte*)p + 32));
+                s2 = Vnni256.QuadSums(s2, Avx.LoadVector256((sbyte*)p + 64));
+                s3 = Vnni256.QuadSums(s3, Avx.LoadVector256((sbyte*)p + 96));
             }
             if (g < groups)
             {
                 byte* p = dst + (long)g * GroupBytesB;
-                s0 = QuadSums(s0, ones, Avx.LoadVector256((sbyte*)p));
-                s1 = QuadSums(s1, ones, Avx.LoadVector256((sbyte*)p + 32));
+                s0 = Vnni256.QuadSums(s0, Avx.LoadVector256((sbyte*)p));
+                s1 = Vnni256.QuadSums(s1, Avx.LoadVector256((sbyte*)p + 32));
             }
             Avx.Store(corr, Avx2.ShiftLeftLogical(Avx2.Add(s0, s2), 7));
             Avx.Store(corr + 8, Avx2.ShiftLeftLogical(Avx2.Add(s1, s3), 7));

@@ -91,7 +91,7 @@ internal struct VnniDot : IInt8Dot
 {
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector256<int> Accumulate(Vector256<int> acc, Vector256<int> a, Vector256<int> b) =>
-        AvxVnni.MultiplyWideningAndAdd(acc, a.AsByte(), b.AsSByte());
+        Vnni256.DotAdd(acc, a.AsByte(), b.AsSByte());
 }
 
 /// <summary>The 256-bit <c>vpdpbusd</c> on every AVX2 CPU.</summary>
@@ -106,6 +106,17 @@ internal static class Vnni256
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector256<int> DotAdd(Vector256<int> acc, Vector256<byte> a, Vector256<sbyte> b) =>
         AvxVnni.IsSupported ? AvxVnni.MultiplyWideningAndAdd(acc, a, b) : DotAddAvx2(acc, a, b);
+
+    /// <summary>
+    /// acc + the sum of each lane's four s8 bytes: <c>vpdpbusd</c> with ones where AVX-VNNI exists, else the AVX2
+    /// <c>vpmaddubsw</c> of ones (pairs, |sum| ≤ 256, exact in int16) + <c>vpmaddwd</c> with ones (the same sums,
+    /// two instructions instead of <see cref="DotAddAvx2"/>'s general form).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<int> QuadSums(Vector256<int> acc, Vector256<sbyte> v) =>
+        AvxVnni.IsSupported
+            ? AvxVnni.MultiplyWideningAndAdd(acc, Vector256.Create((byte)1), v)
+            : Avx2.Add(acc, Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(Vector256.Create((byte)1), v), Vector256.Create((short)1)));
 
     /// <summary>The AVX2 form of <see cref="DotAdd"/> (internal for the tests on CPUs with AVX-VNNI).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

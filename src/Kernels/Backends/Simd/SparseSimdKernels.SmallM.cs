@@ -89,7 +89,6 @@ internal static unsafe partial class SparseSimdKernels
             4, 5, 6, 7, 4, 5, 6, 7, 4, 5, 6, 7, 4, 5, 6, 7);
         Vector256<int> acc0 = Vector256<int>.Zero, acc1 = Vector256<int>.Zero;
         Vector256<int> sum0 = Vector256<int>.Zero, sum1 = Vector256<int>.Zero;
-        Vector256<byte> ones = Vector256.Create((byte)1);
         var xi = (int*)x4;
         int* tailCol = stackalloc int[8];
         int p = p0;
@@ -99,8 +98,8 @@ internal static unsafe partial class SparseSimdKernels
             Vector256<sbyte> w1 = Avx2.Shuffle(Vector256.Create(Unsafe.ReadUnaligned<long>(val + p + 8)).AsSByte(), spread);
             acc0 = Vnni256.DotAdd(acc0, TColumns.Load(xi, col + p), w0);
             acc1 = Vnni256.DotAdd(acc1, TColumns.Load(xi, col + p + 8), w1);
-            sum0 = Vnni256.DotAdd(sum0, ones, w0);
-            sum1 = Vnni256.DotAdd(sum1, ones, w1);
+            sum0 = Vnni256.QuadSums(sum0, w0);
+            sum1 = Vnni256.QuadSums(sum1, w1);
         }
         for (; p < p1; p += 8)
         {
@@ -114,7 +113,7 @@ internal static unsafe partial class SparseSimdKernels
             }
             Vector256<sbyte> w = Avx2.Shuffle(Vector256.Create(weights).AsSByte(), spread);
             acc0 = Vnni256.DotAdd(acc0, TColumns.Load(xi, tailCol), w);
-            sum0 = Vnni256.DotAdd(sum0, ones, w);
+            sum0 = Vnni256.QuadSums(sum0, w);
         }
         // Lanes 0–3 and 4–7 hold the two halves of each token's sum; every lane of a half holds that
         // half's Σw: subtract 128·Σw, then add the halves.
@@ -195,7 +194,6 @@ internal static unsafe partial class SparseSimdKernels
         Vector256<byte> order = Vector256.Create(
             (byte)0, 8, 16, 24, 1, 9, 17, 25, 2, 10, 18, 26, 3, 11, 19, 27,
             4, 12, 20, 28, 5, 13, 21, 29, 6, 14, 22, 30, 7, 15, 23, 31);
-        Vector256<byte> ones = Vector256.Create((byte)1);
         Vector256<int> acc0 = Vector256<int>.Zero, acc1 = Vector256<int>.Zero, sum = Vector256<int>.Zero;
         int* tailCol = stackalloc int[4];
         int p = p0;
@@ -205,14 +203,14 @@ internal static unsafe partial class SparseSimdKernels
             Vector256<sbyte> w1 = Vector256.Create(Unsafe.ReadUnaligned<int>(val + p + 4)).AsSByte();
             acc0 = Vnni256.DotAdd(acc0, Avx512Vbmi.VL.PermuteVar32x8(Rows4(panel, col + p), order), w0);
             acc1 = Vnni256.DotAdd(acc1, Avx512Vbmi.VL.PermuteVar32x8(Rows4(panel, col + p + 4), order), w1);
-            sum = Vnni256.DotAdd(sum, ones, w0);
-            sum = Vnni256.DotAdd(sum, ones, w1);
+            sum = Vnni256.QuadSums(sum, w0);
+            sum = Vnni256.QuadSums(sum, w1);
         }
         for (; p < p1; p += 4)
         {
             Vector256<sbyte> w = Vector256.Create(TailQuad(col, val, p, p1, tailCol)).AsSByte();
             acc0 = Vnni256.DotAdd(acc0, Avx512Vbmi.VL.PermuteVar32x8(Rows4(panel, tailCol), order), w);
-            sum = Vnni256.DotAdd(sum, ones, w);
+            sum = Vnni256.QuadSums(sum, w);
         }
         Avx.Store(dst, Avx2.Subtract(Avx2.Add(acc0, acc1), Avx2.ShiftLeftLogical(sum, 7)));
     }
@@ -231,7 +229,6 @@ internal static unsafe partial class SparseSimdKernels
             4, 20, 36, 52, 5, 21, 37, 53, 6, 22, 38, 54, 7, 23, 39, 55,
             8, 24, 40, 56, 9, 25, 41, 57, 10, 26, 42, 58, 11, 27, 43, 59,
             12, 28, 44, 60, 13, 29, 45, 61, 14, 30, 46, 62, 15, 31, 47, 63);
-        Vector256<byte> ones = Vector256.Create((byte)1);
         Vector256<int> lo0 = Vector256<int>.Zero, hi0 = Vector256<int>.Zero, lo1 = Vector256<int>.Zero, hi1 = Vector256<int>.Zero;
         Vector256<int> sum = Vector256<int>.Zero;
         int* tailCol = stackalloc int[4];
@@ -246,8 +243,8 @@ internal static unsafe partial class SparseSimdKernels
             hi0 = Vnni256.DotAdd(hi0, t0.GetUpper(), w0);
             lo1 = Vnni256.DotAdd(lo1, t1.GetLower(), w1);
             hi1 = Vnni256.DotAdd(hi1, t1.GetUpper(), w1);
-            sum = Vnni256.DotAdd(sum, ones, w0);
-            sum = Vnni256.DotAdd(sum, ones, w1);
+            sum = Vnni256.QuadSums(sum, w0);
+            sum = Vnni256.QuadSums(sum, w1);
         }
         for (; p < p1; p += 4)
         {
@@ -255,7 +252,7 @@ internal static unsafe partial class SparseSimdKernels
             Vector512<byte> t0 = Avx512Vbmi.PermuteVar64x8(Rows4Wide(panel, tailCol), order);
             lo0 = Vnni256.DotAdd(lo0, t0.GetLower(), w);
             hi0 = Vnni256.DotAdd(hi0, t0.GetUpper(), w);
-            sum = Vnni256.DotAdd(sum, ones, w);
+            sum = Vnni256.QuadSums(sum, w);
         }
         Vector256<int> correction = Avx2.ShiftLeftLogical(sum, 7);
         Avx.Store(dst, Avx2.Subtract(Avx2.Add(lo0, lo1), correction));
