@@ -23,7 +23,7 @@ internal static unsafe class Packing
         int full = k >> 2;
         int done = 0;
         bool vectorSums = Avx2.IsSupported && col0 + NR <= n;
-        if (Avx2.IsSupported && col0 + NR <= n)
+        if (vectorSums)
         {
             // Whole panel: 8×8 dword transposes move eight groups of eight columns per step.
             for (; done + 8 <= full; done += 8)

@@ -90,10 +90,10 @@ internal sealed unsafe class SparseSimdPlan : IDisposable
 
     /// <summary>
     /// On a CPU with AVX-512 VNNI but not AVX-VNNI (level <see cref="SimdLevel.Avx512Vnni"/>, the sparse kernels in
-    /// their AVX2 int16-pair form, the dense GEMM generated): one non-zero costs about as much as this many dense
-    /// weight elements. Measured on a 2-vCPU Xeon (family 6 model 207), n = k = 1024, CSR: sparse overtakes dense at
-    /// 93.3 % zeros for m = 1024 (1/(1 − 0.933) ≈ 15), at 95.8 % for m = 16, and not up to 99 % for m = 1
-    /// (docs/perf/cpu-sparse.md). A plan serves every m, so the prefill crossover decides.
+    /// their AVX2 forms, the dense GEMM generated): one non-zero costs about as much as this many dense weight
+    /// elements. Measured on a 2-vCPU Xeon (family 6 model 207), n = k = 1024, CSR: sparse overtakes dense at 93.3 %
+    /// zeros for m = 1024 (1/(1 − 0.933) ≈ 15). A plan serves every m, so the prefill crossover decides; with the
+    /// small-m kernels on this CPU, m = 1 at n = k = 4096 crosses between 90 % and 95 % (docs/perf/cpu-sparse.md).
     /// </summary>
     internal const long PairNonZeroInDenseElements = 15;
 
