@@ -212,6 +212,46 @@ public class AttentionSimdTests
         });
     }
 
+    /// <summary>
+    /// Q, K, V and the output flush against inaccessible pages (after them, then before them): no path reads
+    /// or writes outside them, whatever the tile edges (key groups that run past the last key, ragged
+    /// lengths, padded rows).
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(Widths))]
+    public unsafe void StaysInsideItsBuffers(int width)
+    {
+        RequireWidth(width);
+        Seeded.Run((random, _) =>
+        {
+            foreach (var (shape, lengths) in new (AttentionShape, int[]?)[]
+            {
+                (new AttentionShape(1, 2, 1, 129, 129, 64, false), null),  // lanes path, last tile of one key
+                (new AttentionShape(2, 3, 1, 7, 61, 24, true), [61, 13]),  // lanes path, 21 rows, ragged
+                (new AttentionShape(1, 4, 2, 50, 70, 3, false), null),     // lanes path, two blocks, d = 3
+                (new AttentionShape(2, 4, 4, 1, 37, 80, true), [37, 5]),   // direct path (decode)
+            })
+            {
+                var (q, k, v) = Inputs(random, shape);
+                double[] expected = HostReference.Attention(q, k, v, shape, AttentionOptions.Default, lengths);
+                foreach (bool atEnd in new[] { true, false })
+                {
+                    using var gq = GuardedBuffer.Of(q, atEnd);
+                    using var gk = GuardedBuffer.Of(k, atEnd);
+                    using var gv = GuardedBuffer.Of(v, atEnd);
+                    using var go = GuardedBuffer.Of(new float[shape.QueryElements], atEnd);
+                    fixed (int* pl = lengths)
+                    {
+                        AttentionSimd.Forward((float*)gq.Pointer, (float*)gk.Pointer, (float*)gv.Pointer, (float*)go.Pointer,
+                            lengths is null ? null : pl, shape, 1f / MathF.Sqrt(shape.HeadDim), 0, 1, width, parallel: false);
+                    }
+                    float[] actual = new Span<float>(go.Pointer, (int)shape.QueryElements).ToArray();
+                    Expect.Close(expected, actual, Rtol, Atol, $"{shape} {(atEnd ? "end" : "start")}-aligned width {width}");
+                }
+            }
+        });
+    }
+
     [Fact]
     public void DecodeThroughSession()
     {

@@ -285,30 +285,6 @@ public class JitGemmTests
             }
         });
     }
-
-    /// <summary>
-    /// <paramref name="bytes"/> of read-write memory between two inaccessible pages, flush against the
-    /// one after it (<paramref name="atEnd"/>) or the one before it.
-    /// </summary>
-    private sealed unsafe class GuardedBuffer : IDisposable
-    {
-        private readonly byte* _map;
-        private readonly long _mapBytes;
-
-        public GuardedBuffer(long bytes, bool atEnd)
-        {
-            int page = ExecutablePages.PageSize;
-            long dataPages = Math.Max(1, (bytes + page - 1) / page);
-            _mapBytes = (dataPages + 2) * page;
-            _map = ExecutablePages.MapNoAccess(dataPages + 2);
-            ExecutablePages.MakeReadWrite(_map + page, dataPages * page);
-            Pointer = atEnd ? _map + (dataPages + 1) * page - bytes : _map + page;
-        }
-
-        public byte* Pointer { get; }
-
-        public void Dispose() => ExecutablePages.Unmap(_map, _mapBytes);
-    }
 }
 
 /// <summary>Tests that change a process-wide switch run alone, after every parallel test.</summary>

@@ -11,24 +11,26 @@ namespace Kernels.Backends.Simd;
 /// (Q is pre-scaled by scale·log₂e) so the softmax uses a vectorized 2^x.
 /// </summary>
 /// <remarks>
-/// Two Q·Kᵀ paths: with ≥ 8 query rows per key/value head, K is packed once per call into transposed
-/// tiles [tile][d][64] and a 4-row × 64-key register-blocked micro-kernel broadcasts Q (no horizontal
-/// sums, any head dimension); with fewer rows (decode) each score is a direct vectorized dot product.
-/// P·V is a 4-row × 64-column micro-kernel on full tiles and a per-row kernel on tiles where some row
-/// sees only part of the keys (causal diagonal, windows, split edges), so a key a row cannot see never
-/// reaches it (a NaN or ∞ in an invisible V row does not leak). Visible keys of a row form one
-/// interval [lo, hi), computed from the reference's rules.
+/// Two paths. The lanes path (≥ <see cref="LanesThreshold"/> query rows per key/value head, AVX2 or AVX-512)
+/// keeps the rows of a block in vector lanes: Q is transposed into the block's scratch, each key of K is a
+/// broadcast from its row (no packing), the scores are stored transposed ([key][row]) and the online softmax
+/// runs down the keys lane by lane (no horizontal reductions; the rescale factors of 16 rows are one vector
+/// 2^x). The direct path (decode, and the scalar width) computes each score as a vectorized dot product and
+/// the softmax row by row. On both, P·V is a register-blocked micro-kernel over several rows on tiles every
+/// row sees whole, and a per-row kernel on tiles where some row sees only part of the keys (causal diagonal,
+/// windows, split edges), so a key a row cannot see never reaches it (a NaN or ∞ in an invisible V row does
+/// not leak). Visible keys of a row form one interval [lo, hi), computed from the reference's rules.
 /// </remarks>
 internal static unsafe class AttentionSimd
 {
     /// <summary>Keys per tile.</summary>
     internal const int Tile = 64;
 
-    /// <summary>Query rows per block on the packed path.</summary>
-    internal const int BlockRows = 32;
+    /// <summary>Query rows per block: three AVX-512 vectors of lanes, eight blocks of six rows for P·V.</summary>
+    internal const int BlockRows = 48;
 
-    /// <summary>Below this many query rows per key/value head, Q·Kᵀ uses direct dot products (no K packing).</summary>
-    internal const int PackThreshold = 8;
+    /// <summary>Below this many query rows per key/value head, the direct path (row by row) runs.</summary>
+    internal const int LanesThreshold = 8;
 
     private const float Log2E = 1.4426950408889634f;
 
@@ -62,27 +64,17 @@ internal static unsafe class AttentionSimd
             width = 1;
         splits = Math.Clamp(splits, 1, shape.KeyLength);
         var plan = new Plan(q, k, v, output, keyLengths, shape, scale * Log2E, window, splits, width);
-        float[]? packed = null;
         float[]? partial = null;
         try
         {
-            if (plan.Packed)
-            {
-                long size = (long)shape.Batch * shape.KvHeads * plan.TilesPerSequence * Tile * shape.HeadDim;
-                packed = ArrayPool<float>.Shared.Rent(checked((int)size));
-            }
             if (splits > 1)
                 partial = ArrayPool<float>.Shared.Rent(checked((int)(shape.QueryElements / shape.HeadDim * splits * (shape.HeadDim + 2))));
-            fixed (float* pk = packed)
             fixed (float* pp = partial)
             {
-                plan.PackedK = pk;
                 plan.Partial = pp;
                 double flops = 4.0 * shape.Batch * shape.Heads * shape.QueryLength * shape.KeyLength * shape.HeadDim;
                 int threads = parallel && flops >= 4e6 ? Environment.ProcessorCount : 1;
                 int kvCount = shape.Batch * shape.KvHeads;
-                if (plan.Packed)
-                    Run(kvCount, threads, i => PackK(plan, i));
                 int items = kvCount * plan.BlocksPerKv * splits;
                 Run(items, threads, i => Block(plan, i));
                 if (splits > 1)
@@ -95,8 +87,6 @@ internal static unsafe class AttentionSimd
         }
         finally
         {
-            if (packed is not null)
-                ArrayPool<float>.Shared.Return(packed);
             if (partial is not null)
                 ArrayPool<float>.Shared.Return(partial);
         }
@@ -110,10 +100,9 @@ internal static unsafe class AttentionSimd
         public readonly float* Q, K, V, Output;
         public readonly int* Lengths;
         public readonly int B, H, KvH, Sq, Sk, D, Group, Window, Splits, Width;
-        public readonly bool Causal, Packed;
+        public readonly bool Causal, Lanes;
         public readonly float Scale2;
-        public readonly int TilesPerSequence, BlocksPerKv, QueryBlocks, HeadsPerBlock;
-        public float* PackedK;
+        public readonly int BlocksPerKv, QueryBlocks, HeadsPerBlock;
         public float* Partial;
 
         public Plan(float* q, float* k, float* v, float* output, int* lengths, AttentionShape s,
@@ -122,9 +111,7 @@ internal static unsafe class AttentionSimd
             Q = q; K = k; V = v; Output = output; Lengths = lengths;
             B = s.Batch; H = s.Heads; KvH = s.KvHeads; Sq = s.QueryLength; Sk = s.KeyLength; D = s.HeadDim;
             Group = H / KvH; Causal = s.Causal; Window = window; Splits = splits; Width = width; Scale2 = scale2;
-            TilesPerSequence = (Sk + Tile - 1) / Tile;
-            // Packed K needs one array of B·KvH·tiles·64·D floats; beyond an array's reach, use the direct path.
-            Packed = (long)Group * Sq >= PackThreshold && (long)B * KvH * TilesPerSequence * Tile * D <= Array.MaxLength;
+            Lanes = width >= 8 && (long)Group * Sq >= LanesThreshold;
             if (Sq >= BlockRows)
             {
                 HeadsPerBlock = 1;
@@ -142,43 +129,48 @@ internal static unsafe class AttentionSimd
         public int Length(int b) => Lengths is null ? Sk : Lengths[b];
     }
 
-    /// <summary>Per-thread scratch, sized for the largest head dimension.</summary>
+    /// <summary>
+    /// Per-thread scratch, sized for the largest head dimension, every part 64-byte aligned (a vector load
+    /// that crosses a cache line costs two). One pinned array that never moves, so the pointers stay valid.
+    /// </summary>
     private sealed class Scratch
     {
-        public readonly float[] Q = GC.AllocateArray<float>(BlockRows * AttentionShape.MaxHeadDim + 64, pinned: true);
-        public readonly float[] O = GC.AllocateArray<float>(BlockRows * AttentionShape.MaxHeadDim + 64, pinned: true);
-        public readonly float[] S = GC.AllocateArray<float>(BlockRows * Tile + 64, pinned: true);
-        public readonly float[] M = new float[BlockRows];
-        public readonly float[] L = new float[BlockRows];
-        public readonly float[] Alpha = new float[BlockRows];
+        private readonly float[] _memory = GC.AllocateArray<float>(
+            2 * BlockRows * AttentionShape.MaxHeadDim + BlockRows * Tile + 6 * BlockRows + 16, pinned: true);
+
+        /// <summary>Q of the block, scaled (direct path: [row][d]; lanes path: [d][BlockRows]).</summary>
+        public readonly float* Q;
+
+        /// <summary>The output accumulators, [row][d].</summary>
+        public readonly float* O;
+
+        /// <summary>The scores, then the weights, of one tile (direct path: [row][Tile]; lanes path: [Tile][BlockRows]).</summary>
+        public readonly float* S;
+
+        /// <summary>Per row: the running maximum and sum, and the current tile's rescale factor.</summary>
+        public readonly float* M, L, Alpha;
+
+        /// <summary>Per row: 0, or all bits set once the row met a NaN score (a lane mask on the lanes path).</summary>
+        public readonly float* Dead;
+
+        /// <summary>Per row, the keys it sees within the current tile, [Ja, Jb) (lanes path).</summary>
+        public readonly float* Ja, Jb;
+
+        /// <summary>Per row, the keys it sees in the sequence, [Lo, Hi).</summary>
         public readonly int[] Lo = new int[BlockRows];
         public readonly int[] Hi = new int[BlockRows];
-        public readonly bool[] Nan = new bool[BlockRows];
-    }
 
-    /// <summary>Packs K of one (sequence, kv head) into transposed, zero-padded tiles [tile][d][64].</summary>
-    private static void PackK(Plan p, int kvIndex)
-    {
-        int d = p.D;
-        int len = p.Length(kvIndex / p.KvH);
-        float* src = p.K + (long)kvIndex * p.Sk * d;
-        float* dst = p.PackedK + (long)kvIndex * p.TilesPerSequence * Tile * d;
-        int tiles = (len + Tile - 1) / Tile;
-        for (int t = 0; t < tiles; t++)
+        public Scratch()
         {
-            float* tile = dst + (long)t * Tile * d;
-            int n = Math.Min(Tile, len - t * Tile);
-            for (int c = 0; c < n; c++)
-            {
-                float* row = src + (long)(t * Tile + c) * d;
-                for (int x = 0; x < d; x++)
-                    tile[x * Tile + c] = row[x];
-            }
-            for (int x = 0; x < d; x++)
-            {
-                for (int c = n; c < Tile; c++)
-                    tile[x * Tile + c] = 0;
-            }
+            Q = (float*)(((nint)Unsafe.AsPointer(ref _memory[0]) + 63) & ~(nint)63);
+            O = Q + BlockRows * AttentionShape.MaxHeadDim;
+            S = O + BlockRows * AttentionShape.MaxHeadDim;
+            M = S + BlockRows * Tile;
+            L = M + BlockRows;
+            Alpha = L + BlockRows;
+            Dead = Alpha + BlockRows;
+            Ja = Dead + BlockRows;
+            Jb = Ja + BlockRows;
         }
     }
 
@@ -207,152 +199,381 @@ internal static unsafe class AttentionSimd
             ni = p.Sq;
         }
         int rows = ng * ni;
-        int rowsPad = (rows + 3) & ~3;
+        // The lanes path keeps the rows of a block in vector lanes (all BlockRows of them; Q transposed,
+        // qs[x·BlockRows + r]); the direct path keeps each row apart (qs[r·d + x]), padded to a multiple of 4.
+        int rowsPad = p.Lanes ? BlockRows : (rows + 3) & ~3;
+        int qRow = p.Lanes ? 1 : p.D, qColumn = p.Lanes ? BlockRows : 1;
         int d = p.D;
         int len = p.Length(b);
         int s0 = (int)((long)len * split / p.Splits), s1 = (int)((long)len * (split + 1) / p.Splits);
+        float* qs = sc.Q, os = sc.O, ss = sc.S;
 
-        fixed (float* qs = sc.Q)
-        fixed (float* os = sc.O)
-        fixed (float* ss = sc.S)
+        int kLo = int.MaxValue, kHi = int.MinValue;
+        for (int r = 0; r < rowsPad; r++)
         {
-            int kLo = int.MaxValue, kHi = int.MinValue;
-            for (int r = 0; r < rowsPad; r++)
+            float* qr = qs + r * qRow;
+            sc.M[r] = float.NegativeInfinity;
+            sc.L[r] = 0;
+            sc.Dead[r] = 0;
+            new Span<float>(os + r * d, d).Clear();
+            if (r >= rows)
             {
-                float* qr = qs + r * d;
-                sc.M[r] = float.NegativeInfinity;
-                sc.L[r] = 0;
-                sc.Nan[r] = false;
-                new Span<float>(os + r * d, d).Clear();
-                if (r >= rows)
-                {
-                    new Span<float>(qr, d).Clear();
-                    sc.Lo[r] = 0;
-                    sc.Hi[r] = 0;
-                    continue;
-                }
-                int h = kvh * p.Group + g0 + r / ni, i = i0 + r % ni;
-                float* src = p.Q + (((long)b * p.H + h) * p.Sq + i) * d;
                 for (int x = 0; x < d; x++)
-                    qr[x] = src[x] * p.Scale2;
-                int pos = i + len - p.Sq;
-                int lo = Math.Max(s0, AttentionMask.First(pos, p.Window));
-                int hi = Math.Min(s1, AttentionMask.End(pos, p.Causal, p.Window));
-                if (lo >= hi)
-                    lo = hi = 0;
-                else
-                {
-                    kLo = Math.Min(kLo, lo);
-                    kHi = Math.Max(kHi, hi);
-                }
-                sc.Lo[r] = lo;
-                sc.Hi[r] = hi;
+                    qr[x * qColumn] = 0;
+                sc.Lo[r] = 0;
+                sc.Hi[r] = 0;
+                continue;
             }
-
-            long kvBase = (long)kvIndex * p.Sk * d;
-            float* packedBase = p.Packed ? p.PackedK + (long)kvIndex * p.TilesPerSequence * Tile * d : null;
-            if (kLo < kHi)
+            int h = kvh * p.Group + g0 + r / ni, i = i0 + r % ni;
+            float* src = p.Q + (((long)b * p.H + h) * p.Sq + i) * d;
+            for (int x = 0; x < d; x++)
+                qr[x * qColumn] = src[x] * p.Scale2;
+            int pos = i + len - p.Sq;
+            int lo = Math.Max(s0, AttentionMask.First(pos, p.Window));
+            int hi = Math.Min(s1, AttentionMask.End(pos, p.Causal, p.Window));
+            if (lo >= hi)
+                lo = hi = 0;
+            else
             {
-                for (int t0 = kLo / Tile * Tile; t0 < kHi; t0 += Tile)
-                {
-                    int n = Math.Min(Tile, len - t0);
-                    bool full = true;
-                    for (int r = 0; r < rows; r++)
-                    {
-                        if (sc.Lo[r] > t0 || sc.Hi[r] < t0 + n)
-                        {
-                            full = false;
-                            break;
-                        }
-                    }
-                    // Scores.
-                    if (p.Packed)
-                        QkPacked(qs, d, packedBase + (long)(t0 / Tile) * Tile * d, ss, rowsPad, p.Width);
-                    else
-                    {
-                        for (int r = 0; r < rows; r++)
-                        {
-                            int ja = Math.Max(sc.Lo[r], t0) - t0, jb = Math.Min(sc.Hi[r], t0 + n) - t0;
-                            for (int c = ja; c < jb; c++)
-                                ss[r * Tile + c] = Dot(qs + r * d, p.K + kvBase + (long)(t0 + c) * d, d, p.Width);
-                        }
-                    }
-                    // Online softmax per row.
-                    for (int r = 0; r < rowsPad; r++)
-                    {
-                        int ja = Math.Max(sc.Lo[r], t0) - t0, jb = Math.Min(sc.Hi[r], t0 + n) - t0;
-                        float* sr = ss + r * Tile;
-                        if (ja >= jb || sc.Nan[r])
-                        {
-                            sc.Alpha[r] = 1;
-                            if (full)
-                                new Span<float>(sr, Tile).Clear();
-                            continue;
-                        }
-                        float mt = RowMax(sr + ja, jb - ja, p.Width, out bool nan);
-                        if (nan)
-                        {
-                            sc.Nan[r] = true;
-                            sc.Alpha[r] = 1;
-                            if (full)
-                                new Span<float>(sr, Tile).Clear();
-                            continue;
-                        }
-                        float mOld = sc.M[r];
-                        float mNew = Math.Max(mOld, mt);
-                        float alpha = mOld == float.NegativeInfinity ? 0 : Exp2(mOld - mNew);
-                        float sum = ExpSum(sr + ja, jb - ja, mNew, p.Width);
-                        sc.L[r] = sc.L[r] * alpha + sum;
-                        sc.M[r] = mNew;
-                        sc.Alpha[r] = alpha;
-                    }
-                    // O = O·α + P·V.
-                    float* vt = p.V + kvBase + (long)t0 * d;
-                    if (full && rowsPad >= 4)
-                    {
-                        for (int r = 0; r < rowsPad; r += 4)
-                            Pv4(os + r * d, d, ss + r * Tile, vt, 0, n, sc.Alpha, r, p.Width);
-                    }
-                    else
-                    {
-                        for (int r = 0; r < rows; r++)
-                        {
-                            int ja = Math.Max(sc.Lo[r], t0) - t0, jb = Math.Min(sc.Hi[r], t0 + n) - t0;
-                            if (ja >= jb || sc.Nan[r])
-                                continue;
-                            Pv1(os + r * d, d, ss + r * Tile, vt, ja, jb, sc.Alpha[r], p.Width);
-                        }
-                    }
-                }
+                kLo = Math.Min(kLo, lo);
+                kHi = Math.Max(kHi, hi);
             }
+            sc.Lo[r] = lo;
+            sc.Hi[r] = hi;
+        }
 
-            // Write the block: the final rows, or this split's partial (m, l, acc).
+        long kvBase = (long)kvIndex * p.Sk * d;
+        if (kLo < kHi)
+        {
+            if (p.Lanes)
+            {
+                if (p.Width == 16)
+                    LaneTiles<Vector512<float>, Float512>(p, sc, p.K + kvBase, p.V + kvBase, rows, kLo, kHi, len);
+                else
+                    LaneTiles<Vector256<float>, Float256>(p, sc, p.K + kvBase, p.V + kvBase, rows, kLo, kHi, len);
+            }
+            else
+                DirectTiles(p, sc, p.K + kvBase, p.V + kvBase, rows, rowsPad, kLo, kHi, len);
+        }
+
+        // Write the block: the final rows, or this split's partial (m, l, acc).
+        for (int r = 0; r < rows; r++)
+        {
+            int h = kvh * p.Group + g0 + r / ni, i = i0 + r % ni;
+            long row = ((long)b * p.H + h) * p.Sq + i;
+            float* orow = os + r * d;
+            bool dead = IsDead(sc.Dead[r]);
+            if (p.Splits > 1)
+            {
+                float* part = p.Partial + (row * p.Splits + split) * (d + 2);
+                part[0] = sc.M[r];
+                part[1] = dead ? float.NaN : sc.L[r];
+                new Span<float>(orow, d).CopyTo(new Span<float>(part + 2, d));
+                continue;
+            }
+            float* dst = p.Output + row * d;
+            if (dead)
+                new Span<float>(dst, d).Fill(float.NaN);
+            else if (sc.M[r] == float.NegativeInfinity)
+                new Span<float>(dst, d).Clear();
+            else
+            {
+                float inv = 1f / sc.L[r];
+                for (int x = 0; x < d; x++)
+                    dst[x] = orow[x] * inv;
+            }
+        }
+    }
+
+    /// <summary>Whether a row met a NaN score (its flag: 0, or all bits set, a lane mask).</summary>
+    private static bool IsDead(float flag) => BitConverter.SingleToInt32Bits(flag) != 0;
+
+    /// <summary>All bits set: the flag of a row that met a NaN score.</summary>
+    private static readonly float DeadFlag = BitConverter.Int32BitsToSingle(-1);
+
+    /// <summary>
+    /// The direct path's tiles (decode, and the scalar width): each score a dot product of a Q row and a K
+    /// row, S row-major ([row][Tile]), the online softmax row by row over the keys each row sees.
+    /// </summary>
+    private static void DirectTiles(Plan p, Scratch sc, float* k, float* v, int rows, int rowsPad, int kLo, int kHi, int len)
+    {
+        int d = p.D;
+        float* qs = sc.Q, os = sc.O, ss = sc.S;
+        for (int t0 = kLo / Tile * Tile; t0 < kHi; t0 += Tile)
+        {
+            int n = Math.Min(Tile, len - t0);
+            bool full = true;
             for (int r = 0; r < rows; r++)
             {
-                int h = kvh * p.Group + g0 + r / ni, i = i0 + r % ni;
-                long row = ((long)b * p.H + h) * p.Sq + i;
-                float* orow = os + r * d;
-                if (p.Splits > 1)
+                if (sc.Lo[r] > t0 || sc.Hi[r] < t0 + n)
                 {
-                    float* part = p.Partial + (row * p.Splits + split) * (d + 2);
-                    part[0] = sc.M[r];
-                    part[1] = sc.Nan[r] ? float.NaN : sc.L[r];
-                    new Span<float>(orow, d).CopyTo(new Span<float>(part + 2, d));
+                    full = false;
+                    break;
+                }
+            }
+            // Scores.
+            for (int r = 0; r < rows; r++)
+            {
+                int ja = Math.Max(sc.Lo[r], t0) - t0, jb = Math.Min(sc.Hi[r], t0 + n) - t0;
+                for (int c = ja; c < jb; c++)
+                    ss[r * Tile + c] = Dot(qs + r * d, k + (long)(t0 + c) * d, d, p.Width);
+            }
+            // Online softmax per row.
+            for (int r = 0; r < rowsPad; r++)
+            {
+                int ja = Math.Max(sc.Lo[r], t0) - t0, jb = Math.Min(sc.Hi[r], t0 + n) - t0;
+                float* sr = ss + r * Tile;
+                if (ja >= jb || IsDead(sc.Dead[r]))
+                {
+                    sc.Alpha[r] = 1;
+                    if (full)
+                        new Span<float>(sr, Tile).Clear();
                     continue;
                 }
-                float* dst = p.Output + row * d;
-                if (sc.Nan[r])
-                    new Span<float>(dst, d).Fill(float.NaN);
-                else if (sc.M[r] == float.NegativeInfinity)
-                    new Span<float>(dst, d).Clear();
-                else
+                float mt = RowMax(sr + ja, jb - ja, p.Width, out bool nan);
+                if (nan)
                 {
-                    float inv = 1f / sc.L[r];
-                    for (int x = 0; x < d; x++)
-                        dst[x] = orow[x] * inv;
+                    sc.Dead[r] = DeadFlag;
+                    sc.Alpha[r] = 1;
+                    if (full)
+                        new Span<float>(sr, Tile).Clear();
+                    continue;
+                }
+                float mOld = sc.M[r];
+                float mNew = Math.Max(mOld, mt);
+                float alpha = mOld == float.NegativeInfinity ? 0 : Exp2(mOld - mNew);
+                float sum = ExpSum(sr + ja, jb - ja, mNew, p.Width);
+                sc.L[r] = sc.L[r] * alpha + sum;
+                sc.M[r] = mNew;
+                sc.Alpha[r] = alpha;
+            }
+            // O = O·α + P·V.
+            float* vt = v + (long)t0 * d;
+            if (full && rowsPad >= 4)
+            {
+                for (int r = 0; r < rowsPad; r += 4)
+                    PvRows<Rows4>(os + r * d, d, ss + r * Tile, Tile, 1, vt, 0, n, sc.Alpha + r, p.Width);
+            }
+            else
+            {
+                for (int r = 0; r < rows; r++)
+                {
+                    int ja = Math.Max(sc.Lo[r], t0) - t0, jb = Math.Min(sc.Hi[r], t0 + n) - t0;
+                    if (ja >= jb || IsDead(sc.Dead[r]))
+                        continue;
+                    Pv1(os + r * d, d, ss + r * Tile, 1, vt, ja, jb, sc.Alpha[r], p.Width);
                 }
             }
         }
+    }
+
+    /// <summary>
+    /// The lanes path's tiles: S is kept transposed, st[key·BlockRows + row], so the online softmax runs
+    /// down the keys with one query row per lane — no horizontal reductions, and one vector 2^x gives the
+    /// rescale factors of a vector of rows. A key a row cannot see is −∞ for its maximum and 0 for its
+    /// weights, and never reaches its P·V: tiles every row sees whole take the blocked P·V, the others the
+    /// per-row P·V over each row's interval.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void LaneTiles<TVector, TWidth>(Plan p, Scratch sc, float* k, float* v, int rows, int kLo, int kHi, int len)
+        where TVector : unmanaged
+        where TWidth : struct, IFloatWidth<TVector>
+    {
+        int d = p.D, w = TWidth.Count;
+        float* qt = sc.Q, os = sc.O, st = sc.S;
+        float* m = sc.M, l = sc.L, alpha = sc.Alpha, dead = sc.Dead, ja = sc.Ja, jb = sc.Jb;
+        // AVX-512: P·V by 6 rows × 4 vectors (24 accumulators), Q·Kᵀ by 3 vectors of rows × 8 keys;
+        // AVX2 (16 registers): 4 rows × 1 vector, and 2 vectors of rows × 4 keys.
+        int pvRows = TWidth.Block4x4 ? 6 : 4;
+        int rowsPadPv = (rows + pvRows - 1) / pvRows * pvRows;
+        // Lanes computed: whole vectors covering the rows P·V reads (the padded rows are zero in Q).
+        int vectors = (rowsPadPv + w - 1) / w;
+        for (int t0 = kLo / Tile * Tile; t0 < kHi; t0 += Tile)
+        {
+            int n = Math.Min(Tile, len - t0);
+            bool full = true;
+            for (int r = 0; r < BlockRows; r++)
+            {
+                int a = Math.Clamp(sc.Lo[r] - t0, 0, n), e = Math.Clamp(sc.Hi[r] - t0, 0, n);
+                ja[r] = a;
+                jb[r] = e;
+                full &= r >= rows || (a == 0 && e == n);
+            }
+            // Scores of keys [0, n) (a group that runs past n repeats key n − 1; those scores are never read).
+            float* kr = k + (long)t0 * d;
+            if (TWidth.Block4x4)
+            {
+                for (int c = 0; c < n; c += 8)
+                {
+                    if (vectors == 3)
+                        QkLanes<TVector, TWidth, Vectors3, Keys8>(qt, d, kr + (long)c * d, n - c, st + c * BlockRows);
+                    else if (vectors == 2)
+                        QkLanes<TVector, TWidth, Vectors2, Keys8>(qt, d, kr + (long)c * d, n - c, st + c * BlockRows);
+                    else
+                        QkLanes<TVector, TWidth, Vectors1, Keys8>(qt, d, kr + (long)c * d, n - c, st + c * BlockRows);
+                }
+            }
+            else
+            {
+                for (int r0 = 0; r0 < vectors * w; r0 += 2 * w)
+                {
+                    for (int c = 0; c < n; c += 4)
+                        QkLanes<TVector, TWidth, Vectors2, Keys4>(qt + r0, d, kr + (long)c * d, n - c, st + c * BlockRows + r0);
+                }
+            }
+            for (int r0 = 0; r0 < vectors * w; r0 += w)
+            {
+                if (full)
+                    SoftmaxLanes<TVector, TWidth, Whole>(st + r0, n, m + r0, l + r0, alpha + r0, dead + r0, ja + r0, jb + r0);
+                else
+                    SoftmaxLanes<TVector, TWidth, Masked>(st + r0, n, m + r0, l + r0, alpha + r0, dead + r0, ja + r0, jb + r0);
+            }
+            // O = O·α + P·V.
+            float* vt = v + (long)t0 * d;
+            if (full)
+            {
+                for (int r = 0; r < rowsPadPv; r += pvRows)
+                {
+                    if (TWidth.Block4x4)
+                        PvRows<Rows6>(os + r * d, d, st + r, 1, BlockRows, vt, 0, n, alpha + r, p.Width);
+                    else
+                        PvRows<Rows4>(os + r * d, d, st + r, 1, BlockRows, vt, 0, n, alpha + r, p.Width);
+                }
+            }
+            else
+            {
+                for (int r = 0; r < rows; r++)
+                {
+                    int a = (int)ja[r], e = (int)jb[r];
+                    if (a < e && !IsDead(dead[r]))
+                        Pv1(os + r * d, d, st + r, BlockRows, vt, a, e, alpha[r], p.Width);
+                }
+            }
+        }
+    }
+
+    /// <summary>Whether a tile's softmax masks keys per row (a JIT-time constant).</summary>
+    private interface IMasking
+    {
+        static abstract bool On { get; }
+    }
+
+    private struct Whole : IMasking
+    {
+        public static bool On => false;
+    }
+
+    private struct Masked : IMasking
+    {
+        public static bool On => true;
+    }
+
+    /// <summary>
+    /// One vector of rows (lanes) of a tile, keys [0, n), key c at s + c·BlockRows: the tile maximum, the new
+    /// running maximum m, α = 2^(m_old − m_new) (0 before the first visible key; 1 for a row that met a NaN),
+    /// s ← 2^(s − m) in place (0 for keys outside [ja, jb) when masked, and for rows that met a NaN), and
+    /// l ← l·α + Σ s. A NaN among a row's visible scores marks it (dead ← all bits set).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void SoftmaxLanes<TVector, TWidth, TMask>(float* s, int n, float* m, float* l, float* alpha, float* dead,
+        float* ja, float* jb)
+        where TVector : unmanaged
+        where TWidth : struct, IFloatWidth<TVector>
+        where TMask : struct, IMasking
+    {
+        TVector negInf = TWidth.Create(float.NegativeInfinity);
+        TVector lo = default, hi = default;
+        if (TMask.On)
+        {
+            lo = TWidth.Load(ja);
+            hi = TWidth.Load(jb);
+        }
+        // The maximum, and a sum that is NaN where a visible score is NaN (or where +∞ meets −∞: then the
+        // scores are checked one by one).
+        TVector mt0 = negInf, mt1 = negInf, sum0 = default, sum1 = default;
+        int c = 0;
+        for (; c + 2 <= n; c += 2)
+        {
+            TVector x0 = TWidth.Load(s + c * BlockRows), x1 = TWidth.Load(s + (c + 1) * BlockRows);
+            if (TMask.On)
+            {
+                x0 = TWidth.Select(Visible<TVector, TWidth>(c, lo, hi), x0, negInf);
+                x1 = TWidth.Select(Visible<TVector, TWidth>(c + 1, lo, hi), x1, negInf);
+            }
+            mt0 = TWidth.MaxNative(mt0, x0);
+            mt1 = TWidth.MaxNative(mt1, x1);
+            sum0 = TWidth.Add(sum0, x0);
+            sum1 = TWidth.Add(sum1, x1);
+        }
+        if (c < n)
+        {
+            TVector x0 = TWidth.Load(s + c * BlockRows);
+            if (TMask.On)
+                x0 = TWidth.Select(Visible<TVector, TWidth>(c, lo, hi), x0, negInf);
+            mt0 = TWidth.MaxNative(mt0, x0);
+            sum0 = TWidth.Add(sum0, x0);
+        }
+        TVector ok = TWidth.NotNaN(TWidth.Add(sum0, sum1));
+        if (!TWidth.AllBitsSet(ok))
+        {
+            ok = TWidth.NotNaN(default);
+            for (c = 0; c < n; c++)
+            {
+                TVector x0 = TWidth.Load(s + c * BlockRows);
+                if (TMask.On)
+                    x0 = TWidth.Select(Visible<TVector, TWidth>(c, lo, hi), x0, negInf);
+                ok = TWidth.And(ok, TWidth.NotNaN(x0));
+            }
+        }
+        TVector mOld = TWidth.Load(m);
+        TVector mNew = TWidth.MaxNative(mOld, TWidth.MaxNative(mt0, mt1));
+        TVector deadNow = TWidth.Select(ok, TWidth.Load(dead), TWidth.Create(DeadFlag));
+        TVector a = Exp2<TVector, TWidth>(TWidth.Subtract(mOld, mNew));
+        a = TWidth.Select(TWidth.LessThan(mOld, TWidth.Create(float.MinValue)), default, a);
+        a = TWidth.Select(deadNow, TWidth.Create(1f), a);
+        sum0 = default;
+        sum1 = default;
+        for (c = 0; c + 2 <= n; c += 2)
+        {
+            float* s0 = s + c * BlockRows, s1 = s0 + BlockRows;
+            TVector e0 = Exp2<TVector, TWidth>(TWidth.Subtract(TWidth.Load(s0), mNew));
+            TVector e1 = Exp2<TVector, TWidth>(TWidth.Subtract(TWidth.Load(s1), mNew));
+            if (TMask.On)
+            {
+                e0 = TWidth.Select(Visible<TVector, TWidth>(c, lo, hi), e0, default);
+                e1 = TWidth.Select(Visible<TVector, TWidth>(c + 1, lo, hi), e1, default);
+            }
+            e0 = TWidth.AndNot(e0, deadNow);
+            e1 = TWidth.AndNot(e1, deadNow);
+            TWidth.Store(e0, s0);
+            TWidth.Store(e1, s1);
+            sum0 = TWidth.Add(sum0, e0);
+            sum1 = TWidth.Add(sum1, e1);
+        }
+        if (c < n)
+        {
+            float* s0 = s + c * BlockRows;
+            TVector e0 = Exp2<TVector, TWidth>(TWidth.Subtract(TWidth.Load(s0), mNew));
+            if (TMask.On)
+                e0 = TWidth.Select(Visible<TVector, TWidth>(c, lo, hi), e0, default);
+            e0 = TWidth.AndNot(e0, deadNow);
+            TWidth.Store(e0, s0);
+            sum0 = TWidth.Add(sum0, e0);
+        }
+        TWidth.Store(TWidth.Add(TWidth.Multiply(TWidth.Load(l), a), TWidth.Add(sum0, sum1)), l);
+        TWidth.Store(mNew, m);
+        TWidth.Store(a, alpha);
+        TWidth.Store(deadNow, dead);
+    }
+
+    /// <summary>The lanes whose interval [lo, hi) holds key c.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static TVector Visible<TVector, TWidth>(int c, TVector lo, TVector hi)
+        where TVector : unmanaged
+        where TWidth : struct, IFloatWidth<TVector>
+    {
+        TVector key = TWidth.Create(c);
+        return TWidth.AndNot(TWidth.LessThan(key, hi), TWidth.LessThan(key, lo));
     }
 
     /// <summary>Combines the splits' partial results of rows [from, to) with log-sum-exp rescaling.</summary>
@@ -383,91 +604,92 @@ internal static unsafe class AttentionSimd
 
     // ---- Q·Kᵀ --------------------------------------------------------------------------------------
 
-    /// <summary>S[r][0..64) = Σ_x Q[r][x]·KT[x][0..64) for rows [0, rowsPad), rowsPad a multiple of 4.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void QkPacked(float* q, int d, float* kt, float* s, int rowsPad, int width)
-    {
-        for (int r = 0; r < rowsPad; r += 4)
-        {
-            float* q0 = q + r * d;
-            float* s0 = s + r * Tile;
-            if (width == 16)
-                Qk4<Vector512<float>, Float512>(q0, d, kt, s0);
-            else if (width == 8)
-                Qk4<Vector256<float>, Float256>(q0, d, kt, s0);
-            else
-            {
-                for (int rr = 0; rr < 4; rr++)
-                {
-                    float* qr = q0 + rr * d;
-                    float* sr = s0 + rr * Tile;
-                    for (int c = 0; c < Tile; c++)
-                        sr[c] = 0;
-                    for (int x = 0; x < d; x++)
-                    {
-                        float a = qr[x];
-                        float* kr = kt + x * Tile;
-                        for (int c = 0; c < Tile; c++)
-                            sr[c] = MathF.FusedMultiplyAdd(a, kr[c], sr[c]);
-                    }
-                }
-            }
-        }
-    }
-
     /// <summary>
-    /// Four rows (d apart) × the 64 keys of a tile: with 32 registers one 4-row × 4-vector block per
-    /// 4·Count keys; with 16 (AVX2), a 3-row block and the fourth row on its own.
+    /// TKeys.Count keys (K rows d apart from k; those at or past <paramref name="valid"/> repeat the last valid
+    /// one) × TVectors.Count vectors of rows (qt[x·BlockRows + lane]): st[c·BlockRows + lane] = Σ_x K[c][x]·Q[lane][x].
+    /// Each key is a broadcast, each vector of rows one load per x; AVX-512 holds 8 keys × up to 3 vectors
+    /// (24 accumulators), AVX2 4 × 2.
     /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Qk4<TVector, TWidth>(float* q, int d, float* kt, float* s)
-        where TVector : unmanaged
-        where TWidth : struct, IFloatWidth<TVector>
-    {
-        for (int c = 0; c < Tile; c += 4 * TWidth.Count)
-        {
-            if (TWidth.Block4x4)
-                QkRows<TVector, TWidth, Rows4>(q, d, kt + c, s + c);
-            else
-            {
-                QkRows<TVector, TWidth, Rows3>(q, d, kt + c, s + c);
-                QkRows<TVector, TWidth, Rows1>(q + 3 * d, d, kt + c, s + 3 * Tile + c);
-            }
-        }
-    }
-
-    /// <summary>Rows.Count rows of Q (d apart) × 4 vectors of keys: S[r][c] = Σ_x Q[r][x]·KT[x][c].</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void QkRows<TVector, TWidth, TRows>(float* q, int d, float* kt, float* s)
+    private static void QkLanes<TVector, TWidth, TVectors, TKeys>(float* qt, int d, float* k, int valid, float* st)
         where TVector : unmanaged
         where TWidth : struct, IFloatWidth<TVector>
-        where TRows : struct, IRowCount
+        where TVectors : struct, ICount
+        where TKeys : struct, ICount
     {
-        int n = TWidth.Count, rows = TRows.Count;
-        float* q1 = q + d, q2 = q1 + d, q3 = q2 + d;
-        TVector a00 = default, a01 = default, a02 = default, a03 = default;
-        TVector a10 = default, a11 = default, a12 = default, a13 = default;
-        TVector a20 = default, a21 = default, a22 = default, a23 = default;
-        TVector a30 = default, a31 = default, a32 = default, a33 = default;
+        int w = TWidth.Count, keys = TKeys.Count, last = valid - 1;
+        float* k0 = k, k1 = k + Math.Min(1, last) * d, k2 = k + Math.Min(2, last) * d, k3 = k + Math.Min(3, last) * d;
+        float* k4 = k, k5 = k, k6 = k, k7 = k;
+        if (keys > 4)
+        {
+            k4 = k + Math.Min(4, last) * d;
+            k5 = k + Math.Min(5, last) * d;
+            k6 = k + Math.Min(6, last) * d;
+            k7 = k + Math.Min(7, last) * d;
+        }
+        TVector a00 = default, a01 = default, a02 = default, a10 = default, a11 = default, a12 = default;
+        TVector a20 = default, a21 = default, a22 = default, a30 = default, a31 = default, a32 = default;
+        TVector a40 = default, a41 = default, a42 = default, a50 = default, a51 = default, a52 = default;
+        TVector a60 = default, a61 = default, a62 = default, a70 = default, a71 = default, a72 = default;
         for (int x = 0; x < d; x++)
         {
-            float* kr = kt + x * Tile;
-            TVector k0 = TWidth.Load(kr), k1 = TWidth.Load(kr + n), k2 = TWidth.Load(kr + 2 * n), k3 = TWidth.Load(kr + 3 * n);
-            MultiplyAdd4<TVector, TWidth>(ref a00, ref a01, ref a02, ref a03, k0, k1, k2, k3, q[x]);
-            if (rows > 1)
-                MultiplyAdd4<TVector, TWidth>(ref a10, ref a11, ref a12, ref a13, k0, k1, k2, k3, q1[x]);
-            if (rows > 2)
-                MultiplyAdd4<TVector, TWidth>(ref a20, ref a21, ref a22, ref a23, k0, k1, k2, k3, q2[x]);
-            if (rows > 3)
-                MultiplyAdd4<TVector, TWidth>(ref a30, ref a31, ref a32, ref a33, k0, k1, k2, k3, q3[x]);
+            float* qx = qt + x * BlockRows;
+            TVector q0 = TWidth.Load(qx);
+            TVector q1 = TVectors.Count > 1 ? TWidth.Load(qx + w) : default;
+            TVector q2 = TVectors.Count > 2 ? TWidth.Load(qx + 2 * w) : default;
+            MultiplyAdd3<TVector, TWidth, TVectors>(ref a00, ref a01, ref a02, q0, q1, q2, k0[x]);
+            MultiplyAdd3<TVector, TWidth, TVectors>(ref a10, ref a11, ref a12, q0, q1, q2, k1[x]);
+            MultiplyAdd3<TVector, TWidth, TVectors>(ref a20, ref a21, ref a22, q0, q1, q2, k2[x]);
+            MultiplyAdd3<TVector, TWidth, TVectors>(ref a30, ref a31, ref a32, q0, q1, q2, k3[x]);
+            if (keys > 4)
+            {
+                MultiplyAdd3<TVector, TWidth, TVectors>(ref a40, ref a41, ref a42, q0, q1, q2, k4[x]);
+                MultiplyAdd3<TVector, TWidth, TVectors>(ref a50, ref a51, ref a52, q0, q1, q2, k5[x]);
+                MultiplyAdd3<TVector, TWidth, TVectors>(ref a60, ref a61, ref a62, q0, q1, q2, k6[x]);
+                MultiplyAdd3<TVector, TWidth, TVectors>(ref a70, ref a71, ref a72, q0, q1, q2, k7[x]);
+            }
         }
-        Store4<TVector, TWidth>(s, a00, a01, a02, a03);
-        if (rows > 1)
-            Store4<TVector, TWidth>(s + Tile, a10, a11, a12, a13);
-        if (rows > 2)
-            Store4<TVector, TWidth>(s + 2 * Tile, a20, a21, a22, a23);
-        if (rows > 3)
-            Store4<TVector, TWidth>(s + 3 * Tile, a30, a31, a32, a33);
+        Store3<TVector, TWidth, TVectors>(st, a00, a01, a02);
+        Store3<TVector, TWidth, TVectors>(st + BlockRows, a10, a11, a12);
+        Store3<TVector, TWidth, TVectors>(st + 2 * BlockRows, a20, a21, a22);
+        Store3<TVector, TWidth, TVectors>(st + 3 * BlockRows, a30, a31, a32);
+        if (keys > 4)
+        {
+            Store3<TVector, TWidth, TVectors>(st + 4 * BlockRows, a40, a41, a42);
+            Store3<TVector, TWidth, TVectors>(st + 5 * BlockRows, a50, a51, a52);
+            Store3<TVector, TWidth, TVectors>(st + 6 * BlockRows, a60, a61, a62);
+            Store3<TVector, TWidth, TVectors>(st + 7 * BlockRows, a70, a71, a72);
+        }
+    }
+
+    /// <summary>a_i = q_i·k + a_i (fused) for the first TVectors.Count of three.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void MultiplyAdd3<TVector, TWidth, TVectors>(ref TVector a0, ref TVector a1, ref TVector a2,
+        TVector q0, TVector q1, TVector q2, float k)
+        where TVector : unmanaged
+        where TWidth : struct, IFloatWidth<TVector>
+        where TVectors : struct, ICount
+    {
+        TVector b = TWidth.Create(k);
+        a0 = TWidth.MultiplyAdd(q0, b, a0);
+        if (TVectors.Count > 1)
+            a1 = TWidth.MultiplyAdd(q1, b, a1);
+        if (TVectors.Count > 2)
+            a2 = TWidth.MultiplyAdd(q2, b, a2);
+    }
+
+    /// <summary>The first TVectors.Count of three vectors to consecutive places at p.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Store3<TVector, TWidth, TVectors>(float* p, TVector v0, TVector v1, TVector v2)
+        where TVector : unmanaged
+        where TWidth : struct, IFloatWidth<TVector>
+        where TVectors : struct, ICount
+    {
+        TWidth.Store(v0, p);
+        if (TVectors.Count > 1)
+            TWidth.Store(v1, p + TWidth.Count);
+        if (TVectors.Count > 2)
+            TWidth.Store(v2, p + 2 * TWidth.Count);
     }
 
     /// <summary>Four vectors to consecutive places at p.</summary>
@@ -507,25 +729,45 @@ internal static unsafe class AttentionSimd
         a3 = TWidth.MultiplyAdd(v3, b, a3);
     }
 
-    /// <summary>How many rows a register block has (a JIT-time constant).</summary>
-    private interface IRowCount
+    /// <summary>A register block's count of rows, vectors or keys (a JIT-time constant).</summary>
+    private interface ICount
     {
         static abstract int Count { get; }
     }
 
-    private struct Rows1 : IRowCount
+    private struct Vectors1 : ICount
     {
         public static int Count => 1;
     }
 
-    private struct Rows3 : IRowCount
+    private struct Vectors2 : ICount
+    {
+        public static int Count => 2;
+    }
+
+    private struct Vectors3 : ICount
     {
         public static int Count => 3;
     }
 
-    private struct Rows4 : IRowCount
+    private struct Keys4 : ICount
     {
         public static int Count => 4;
+    }
+
+    private struct Keys8 : ICount
+    {
+        public static int Count => 8;
+    }
+
+    private struct Rows4 : ICount
+    {
+        public static int Count => 4;
+    }
+
+    private struct Rows6 : ICount
+    {
+        public static int Count => 6;
     }
 
     /// <summary>Σ_x a[x]·b[x] (direct path).</summary>
@@ -638,13 +880,15 @@ internal static unsafe class AttentionSimd
         return TWidth.Sum(acc);
     }
 
-    // 2^f on [−0.5, 0.5]: Taylor series of e^(f·ln2) to degree 7 (truncation < 6e-9, so float rounding dominates).
-    private const float C1 = 0.693147180559945f, C2 = 0.240226506959101f, C3 = 0.0555041086648216f,
-        C4 = 0.00961812910762848f, C5 = 0.00133335581464284f, C6 = 0.000154035303933816f, C7 = 1.52527338040598e-05f;
+    // 2^f on [−0.5, 0.5]: a degree-5 polynomial fitted for least maximum relative error (9e-8; evaluated in
+    // float with FMA, 1.6e-7), the constant term 1 exactly.
+    private const float C1 = 0.6931469775984493f, C2 = 0.24022242084906884f, C3 = 0.05550733744277297f,
+        C4 = 0.009671512661125469f, C5 = 0.0013264726888936144f;
 
     /// <summary>
-    /// 2^x, relative error ~2e-7: x = n + f with n = round(x), |f| ≤ ½; 2^f by a degree-7 polynomial, 2^n
-    /// by building the exponent bits. x &lt; −126 (including −∞) gives 0, so it is safe for x − max ≤ 0.
+    /// 2^x, relative error below 2e-7, for x ≤ 127: x = n + f with n = round(x), |f| ≤ ½; 2^f by the polynomial,
+    /// times 2^n (AVX-512: vscalefps). x &lt; −126 (including −∞) gives exactly 0 (never a subnormal, which would
+    /// slow the FMAs that take it); NaN gives NaN.
     /// </summary>
     internal static Vector512<float> Exp2(Vector512<float> x) => Exp2<Vector512<float>, Float512>(x);
 
@@ -657,17 +901,15 @@ internal static unsafe class AttentionSimd
         where TWidth : struct, IFloatWidth<TVector>
     {
         TVector under = TWidth.LessThan(x, TWidth.Create(-126f));
-        x = TWidth.MinNative(TWidth.MaxNative(x, TWidth.Create(-126f)), TWidth.Create(127f));
         TVector n = TWidth.Round(x);
         TVector f = TWidth.Subtract(x, n);
-        TVector p = TWidth.MultiplyAdd(TWidth.Create(C7), f, TWidth.Create(C6));
-        p = TWidth.MultiplyAdd(p, f, TWidth.Create(C5));
-        p = TWidth.MultiplyAdd(p, f, TWidth.Create(C4));
+        TVector p = TWidth.MultiplyAdd(TWidth.Create(C5), f, TWidth.Create(C4));
         p = TWidth.MultiplyAdd(p, f, TWidth.Create(C3));
         p = TWidth.MultiplyAdd(p, f, TWidth.Create(C2));
         p = TWidth.MultiplyAdd(p, f, TWidth.Create(C1));
         p = TWidth.MultiplyAdd(p, f, TWidth.Create(1f));
-        return TWidth.AndNot(TWidth.Multiply(p, TWidth.Pow2(n)), under);
+        // Below −126 (and for −∞, where f is NaN) the lane is masked to 0; otherwise n ∈ [−126, 127].
+        return TWidth.AndNot(TWidth.ScaleByPow2(p, n), under);
     }
 
     /// <summary>The scalar form of <see cref="Exp2(Vector512{float})"/> (same polynomial).</summary>
@@ -679,9 +921,7 @@ internal static unsafe class AttentionSimd
         x = Math.Min(x, 127f);
         float n = MathF.Round(x);
         float f = x - n;
-        float p = MathF.FusedMultiplyAdd(C7, f, C6);
-        p = MathF.FusedMultiplyAdd(p, f, C5);
-        p = MathF.FusedMultiplyAdd(p, f, C4);
+        float p = MathF.FusedMultiplyAdd(C5, f, C4);
         p = MathF.FusedMultiplyAdd(p, f, C3);
         p = MathF.FusedMultiplyAdd(p, f, C2);
         p = MathF.FusedMultiplyAdd(p, f, C1);
@@ -690,118 +930,145 @@ internal static unsafe class AttentionSimd
     }
 
     // ---- P·V ---------------------------------------------------------------------------------------
+    // P's element (row r, key j) is at pr[r·rs + j·cs]: rows apart (rs = Tile, cs = 1) on the direct
+    // path, rows in lanes (rs = 1, cs = BlockRows) on the lanes path.
 
     /// <summary>
-    /// Rows r0..r0+3: O[r] = O[r]·α[r] + Σ_{j∈[ja,jb)} P[r][j]·V[j] (P rows 64 apart, O and V rows d apart).
+    /// Rows 0..TRows.Count−1 (O rows d apart, α per row at alpha[r]): O[r] = O[r]·α[r] + Σ_{j∈[ja,jb)} P[r][j]·V[j]
+    /// (V rows d apart).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Pv4(float* o, int d, float* pr, float* v, int ja, int jb, float[] alphaAll, int r0, int width)
+    private static void PvRows<TRows>(float* o, int d, float* pr, int rs, int cs, float* v, int ja, int jb, float* alpha, int width)
+        where TRows : struct, ICount
     {
-        float al0 = alphaAll[r0], al1 = alphaAll[r0 + 1], al2 = alphaAll[r0 + 2], al3 = alphaAll[r0 + 3];
-        float* o0 = o, o1 = o + d, o2 = o1 + d, o3 = o2 + d;
-        float* p0 = pr, p1 = pr + Tile, p2 = p1 + Tile, p3 = p2 + Tile;
         int x = 0;
         if (width == 16)
-            Pv4<Vector512<float>, Float512>(o, d, pr, v, ja, jb, al0, al1, al2, al3, ref x);
+            PvRows<Vector512<float>, Float512, TRows>(o, d, pr, rs, cs, v, ja, jb, alpha, ref x);
         else if (width == 8)
-            Pv4<Vector256<float>, Float256>(o, d, pr, v, ja, jb, al0, al1, al2, al3, ref x);
+            PvRows<Vector256<float>, Float256, TRows>(o, d, pr, rs, cs, v, ja, jb, alpha, ref x);
         for (; x < d; x++)
         {
-            float a0 = o0[x] * al0, a1 = o1[x] * al1, a2 = o2[x] * al2, a3 = o3[x] * al3;
-            for (int j = ja; j < jb; j++)
+            for (int r = 0; r < TRows.Count; r++)
             {
-                float vv = v[(long)j * d + x];
-                a0 = MathF.FusedMultiplyAdd(vv, p0[j], a0);
-                a1 = MathF.FusedMultiplyAdd(vv, p1[j], a1);
-                a2 = MathF.FusedMultiplyAdd(vv, p2[j], a2);
-                a3 = MathF.FusedMultiplyAdd(vv, p3[j], a3);
+                float a = o[r * d + x] * alpha[r];
+                for (int j = ja; j < jb; j++)
+                    a = MathF.FusedMultiplyAdd(v[(long)j * d + x], pr[r * rs + j * cs], a);
+                o[r * d + x] = a;
             }
-            o0[x] = a0; o1[x] = a1; o2[x] = a2; o3[x] = a3;
         }
     }
 
     /// <summary>
-    /// The vector part of <see cref="Pv4(float*, int, float*, float*, int, int, float[], int, int)"/>: whole
-    /// vectors of columns from x on (4-vector blocks where the registers hold them); x is advanced.
+    /// The vector part of <see cref="PvRows{TRows}"/>: whole vectors of columns from x on (4-vector blocks
+    /// where the registers hold them); x is advanced.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Pv4<TVector, TWidth>(float* o, int d, float* pr, float* v, int ja, int jb,
-        float al0, float al1, float al2, float al3, ref int x)
+    private static void PvRows<TVector, TWidth, TRows>(float* o, int d, float* pr, int rs, int cs, float* v, int ja, int jb,
+        float* alpha, ref int x)
         where TVector : unmanaged
         where TWidth : struct, IFloatWidth<TVector>
+        where TRows : struct, ICount
     {
-        int n = TWidth.Count;
-        float* o0 = o, o1 = o + d, o2 = o1 + d, o3 = o2 + d;
-        float* p0 = pr, p1 = pr + Tile, p2 = p1 + Tile, p3 = p2 + Tile;
+        int n = TWidth.Count, rows = TRows.Count;
         if (TWidth.Block4x4)
         {
             for (; x + 4 * n <= d; x += 4 * n)
-                Pv4x4<TVector, TWidth>(o0 + x, o1 + x, o2 + x, o3 + x, p0, p1, p2, p3, v + x, d, ja, jb, al0, al1, al2, al3);
+                PvBlock<TVector, TWidth, TRows>(o + x, d, pr, rs, cs, v + x, ja, jb, alpha);
         }
         for (; x + n <= d; x += n)
         {
-            TVector a0 = TWidth.Multiply(TWidth.Load(o0 + x), al0), a1 = TWidth.Multiply(TWidth.Load(o1 + x), al1);
-            TVector a2 = TWidth.Multiply(TWidth.Load(o2 + x), al2), a3 = TWidth.Multiply(TWidth.Load(o3 + x), al3);
-            for (int j = ja; j < jb; j++)
+            TVector a0 = TWidth.Multiply(TWidth.Load(o + x), alpha[0]), a1 = TWidth.Multiply(TWidth.Load(o + d + x), alpha[1]);
+            TVector a2 = TWidth.Multiply(TWidth.Load(o + 2 * d + x), alpha[2]), a3 = TWidth.Multiply(TWidth.Load(o + 3 * d + x), alpha[3]);
+            TVector a4 = rows > 4 ? TWidth.Multiply(TWidth.Load(o + 4 * d + x), alpha[4]) : default;
+            TVector a5 = rows > 4 ? TWidth.Multiply(TWidth.Load(o + 5 * d + x), alpha[5]) : default;
+            float* pj = pr + ja * cs;
+            for (int j = ja; j < jb; j++, pj += cs)
             {
                 TVector vv = TWidth.Load(v + (long)j * d + x);
-                a0 = TWidth.MultiplyAdd(vv, TWidth.Create(p0[j]), a0);
-                a1 = TWidth.MultiplyAdd(vv, TWidth.Create(p1[j]), a1);
-                a2 = TWidth.MultiplyAdd(vv, TWidth.Create(p2[j]), a2);
-                a3 = TWidth.MultiplyAdd(vv, TWidth.Create(p3[j]), a3);
+                a0 = TWidth.MultiplyAdd(vv, TWidth.Create(pj[0]), a0);
+                a1 = TWidth.MultiplyAdd(vv, TWidth.Create(pj[rs]), a1);
+                a2 = TWidth.MultiplyAdd(vv, TWidth.Create(pj[2 * rs]), a2);
+                a3 = TWidth.MultiplyAdd(vv, TWidth.Create(pj[3 * rs]), a3);
+                if (rows > 4)
+                {
+                    a4 = TWidth.MultiplyAdd(vv, TWidth.Create(pj[4 * rs]), a4);
+                    a5 = TWidth.MultiplyAdd(vv, TWidth.Create(pj[5 * rs]), a5);
+                }
             }
-            TWidth.Store(a0, o0 + x); TWidth.Store(a1, o1 + x); TWidth.Store(a2, o2 + x); TWidth.Store(a3, o3 + x);
+            TWidth.Store(a0, o + x); TWidth.Store(a1, o + d + x); TWidth.Store(a2, o + 2 * d + x); TWidth.Store(a3, o + 3 * d + x);
+            if (rows > 4)
+            {
+                TWidth.Store(a4, o + 4 * d + x);
+                TWidth.Store(a5, o + 5 * d + x);
+            }
         }
     }
 
-    /// <summary>Four rows × four vectors of columns of <see cref="Pv4(float*, int, float*, float*, int, int, float[], int, int)"/>.</summary>
+    /// <summary>TRows.Count rows × four vectors of columns of <see cref="PvRows{TRows}"/> (AVX-512: up to 24 accumulators).</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Pv4x4<TVector, TWidth>(float* o0, float* o1, float* o2, float* o3, float* p0, float* p1, float* p2, float* p3,
-        float* v, int d, int ja, int jb, float al0, float al1, float al2, float al3)
+    private static void PvBlock<TVector, TWidth, TRows>(float* o, int d, float* pr, int rs, int cs, float* v, int ja, int jb, float* alpha)
         where TVector : unmanaged
         where TWidth : struct, IFloatWidth<TVector>
+        where TRows : struct, ICount
     {
-        int n = TWidth.Count;
-        Load4<TVector, TWidth>(o0, al0, out TVector a00, out TVector a01, out TVector a02, out TVector a03);
-        Load4<TVector, TWidth>(o1, al1, out TVector a10, out TVector a11, out TVector a12, out TVector a13);
-        Load4<TVector, TWidth>(o2, al2, out TVector a20, out TVector a21, out TVector a22, out TVector a23);
-        Load4<TVector, TWidth>(o3, al3, out TVector a30, out TVector a31, out TVector a32, out TVector a33);
-        for (int j = ja; j < jb; j++)
+        int n = TWidth.Count, rows = TRows.Count;
+        Load4<TVector, TWidth>(o, alpha[0], out TVector a00, out TVector a01, out TVector a02, out TVector a03);
+        Load4<TVector, TWidth>(o + d, alpha[1], out TVector a10, out TVector a11, out TVector a12, out TVector a13);
+        Load4<TVector, TWidth>(o + 2 * d, alpha[2], out TVector a20, out TVector a21, out TVector a22, out TVector a23);
+        Load4<TVector, TWidth>(o + 3 * d, alpha[3], out TVector a30, out TVector a31, out TVector a32, out TVector a33);
+        TVector a40 = default, a41 = default, a42 = default, a43 = default, a50 = default, a51 = default, a52 = default, a53 = default;
+        if (rows > 4)
         {
-            float* vr = v + (long)j * d;
-            TVector v0 = TWidth.Load(vr), v1 = TWidth.Load(vr + n), v2 = TWidth.Load(vr + 2 * n), v3 = TWidth.Load(vr + 3 * n);
-            MultiplyAdd4<TVector, TWidth>(ref a00, ref a01, ref a02, ref a03, v0, v1, v2, v3, p0[j]);
-            MultiplyAdd4<TVector, TWidth>(ref a10, ref a11, ref a12, ref a13, v0, v1, v2, v3, p1[j]);
-            MultiplyAdd4<TVector, TWidth>(ref a20, ref a21, ref a22, ref a23, v0, v1, v2, v3, p2[j]);
-            MultiplyAdd4<TVector, TWidth>(ref a30, ref a31, ref a32, ref a33, v0, v1, v2, v3, p3[j]);
+            Load4<TVector, TWidth>(o + 4 * d, alpha[4], out a40, out a41, out a42, out a43);
+            Load4<TVector, TWidth>(o + 5 * d, alpha[5], out a50, out a51, out a52, out a53);
         }
-        Store4<TVector, TWidth>(o0, a00, a01, a02, a03);
-        Store4<TVector, TWidth>(o1, a10, a11, a12, a13);
-        Store4<TVector, TWidth>(o2, a20, a21, a22, a23);
-        Store4<TVector, TWidth>(o3, a30, a31, a32, a33);
+        float* pj = pr + ja * cs;
+        float* vr = v + (long)ja * d;
+        for (int j = ja; j < jb; j++, pj += cs, vr += d)
+        {
+            TVector v0 = TWidth.Load(vr), v1 = TWidth.Load(vr + n), v2 = TWidth.Load(vr + 2 * n), v3 = TWidth.Load(vr + 3 * n);
+            MultiplyAdd4<TVector, TWidth>(ref a00, ref a01, ref a02, ref a03, v0, v1, v2, v3, pj[0]);
+            MultiplyAdd4<TVector, TWidth>(ref a10, ref a11, ref a12, ref a13, v0, v1, v2, v3, pj[rs]);
+            MultiplyAdd4<TVector, TWidth>(ref a20, ref a21, ref a22, ref a23, v0, v1, v2, v3, pj[2 * rs]);
+            MultiplyAdd4<TVector, TWidth>(ref a30, ref a31, ref a32, ref a33, v0, v1, v2, v3, pj[3 * rs]);
+            if (rows > 4)
+            {
+                MultiplyAdd4<TVector, TWidth>(ref a40, ref a41, ref a42, ref a43, v0, v1, v2, v3, pj[4 * rs]);
+                MultiplyAdd4<TVector, TWidth>(ref a50, ref a51, ref a52, ref a53, v0, v1, v2, v3, pj[5 * rs]);
+            }
+        }
+        Store4<TVector, TWidth>(o, a00, a01, a02, a03);
+        Store4<TVector, TWidth>(o + d, a10, a11, a12, a13);
+        Store4<TVector, TWidth>(o + 2 * d, a20, a21, a22, a23);
+        Store4<TVector, TWidth>(o + 3 * d, a30, a31, a32, a33);
+        if (rows > 4)
+        {
+            Store4<TVector, TWidth>(o + 4 * d, a40, a41, a42, a43);
+            Store4<TVector, TWidth>(o + 5 * d, a50, a51, a52, a53);
+        }
     }
 
-    /// <summary>One row: O = O·α + Σ_{j∈[ja,jb)} P[j]·V[j].</summary>
+    /// <summary>One row: O = O·α + Σ_{j∈[ja,jb)} P[j]·V[j], P[j] at pr[j·cs].</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Pv1(float* o, int d, float* pr, float* v, int ja, int jb, float alpha, int width)
+    private static void Pv1(float* o, int d, float* pr, int cs, float* v, int ja, int jb, float alpha, int width)
     {
         int x = 0;
         if (width == 16)
-            Pv1<Vector512<float>, Float512>(o, d, pr, v, ja, jb, alpha, ref x);
+            Pv1<Vector512<float>, Float512>(o, d, pr, cs, v, ja, jb, alpha, ref x);
         else if (width == 8)
-            Pv1<Vector256<float>, Float256>(o, d, pr, v, ja, jb, alpha, ref x);
+            Pv1<Vector256<float>, Float256>(o, d, pr, cs, v, ja, jb, alpha, ref x);
         for (; x < d; x++)
         {
             float a = o[x] * alpha;
             for (int j = ja; j < jb; j++)
-                a = MathF.FusedMultiplyAdd(v[(long)j * d + x], pr[j], a);
+                a = MathF.FusedMultiplyAdd(v[(long)j * d + x], pr[j * cs], a);
             o[x] = a;
         }
     }
 
-    /// <summary>The vector part of <see cref="Pv1(float*, int, float*, float*, int, int, float, int)"/>: whole vectors from x on; x is advanced.</summary>
+    /// <summary>The vector part of <see cref="Pv1(float*, int, float*, int, float*, int, int, float, int)"/>: whole vectors from x on; x is advanced.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Pv1<TVector, TWidth>(float* o, int d, float* pr, float* v, int ja, int jb, float alpha, ref int x)
+    private static void Pv1<TVector, TWidth>(float* o, int d, float* pr, int cs, float* v, int ja, int jb, float alpha, ref int x)
         where TVector : unmanaged
         where TWidth : struct, IFloatWidth<TVector>
     {
@@ -813,7 +1080,7 @@ internal static unsafe class AttentionSimd
             {
                 float* vr = v + (long)j * d + x;
                 MultiplyAdd4<TVector, TWidth>(ref a0, ref a1, ref a2, ref a3,
-                    TWidth.Load(vr), TWidth.Load(vr + n), TWidth.Load(vr + 2 * n), TWidth.Load(vr + 3 * n), pr[j]);
+                    TWidth.Load(vr), TWidth.Load(vr + n), TWidth.Load(vr + 2 * n), TWidth.Load(vr + 3 * n), pr[j * cs]);
             }
             Store4<TVector, TWidth>(o + x, a0, a1, a2, a3);
         }
@@ -821,7 +1088,7 @@ internal static unsafe class AttentionSimd
         {
             TVector a0 = TWidth.Multiply(TWidth.Load(o + x), alpha);
             for (int j = ja; j < jb; j++)
-                a0 = TWidth.MultiplyAdd(TWidth.Load(v + (long)j * d + x), TWidth.Create(pr[j]), a0);
+                a0 = TWidth.MultiplyAdd(TWidth.Load(v + (long)j * d + x), TWidth.Create(pr[j * cs]), a0);
             TWidth.Store(a0, o + x);
         }
     }

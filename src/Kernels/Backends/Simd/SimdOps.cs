@@ -174,6 +174,9 @@ internal unsafe interface IFloatWidth<TVector>
     static abstract TVector NotNaN(TVector x);
     static abstract TVector And(TVector a, TVector b);
     static abstract TVector AndNot(TVector a, TVector b);
+
+    /// <summary>Lane by lane: a where <paramref name="mask"/>'s lane has all bits set, else b (mask lanes are all or nothing).</summary>
+    static abstract TVector Select(TVector mask, TVector a, TVector b);
     static abstract bool AllBitsSet(TVector x);
     static abstract float Sum(TVector x);
 
@@ -181,8 +184,8 @@ internal unsafe interface IFloatWidth<TVector>
     static abstract float MaxAcross(TVector x);
     static abstract float GetElement(TVector x, int i);
 
-    /// <summary>2^n for integral n in [−126, 127], by building the exponent bits.</summary>
-    static abstract TVector Pow2(TVector n);
+    /// <summary>p·2^n for integral n in [−126, 127] (AVX-512: one vscalefps; AVX2: 2^n built in the exponent bits).</summary>
+    static abstract TVector ScaleByPow2(TVector p, TVector n);
 
     /// <summary>a / b, correctly rounded.</summary>
     static abstract TVector Divide(TVector a, TVector b);
@@ -224,6 +227,8 @@ internal unsafe struct Float512 : IFloatWidth<Vector512<float>>
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> NotNaN(Vector512<float> x) => Vector512.Equals(x, x);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> And(Vector512<float> a, Vector512<float> b) => a & b;
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> AndNot(Vector512<float> a, Vector512<float> b) => Vector512.AndNot(a, b);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> Select(Vector512<float> mask, Vector512<float> a, Vector512<float> b) => Vector512.ConditionalSelect(mask, a, b);
     // As integers: AllBitsSet is a NaN as float.
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static bool AllBitsSet(Vector512<float> x) => x.AsUInt32() == Vector512<uint>.AllBitsSet;
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float Sum(Vector512<float> x) => Vector512.Sum(x);
@@ -231,7 +236,7 @@ internal unsafe struct Float512 : IFloatWidth<Vector512<float>>
     public static float MaxAcross(Vector512<float> x) => Float256.MaxAcross(Vector256.MaxNative(x.GetLower(), x.GetUpper()));
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float GetElement(Vector512<float> x, int i) => x.GetElement(i);
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector512<float> Pow2(Vector512<float> n) => Vector512.ShiftLeft(Vector512.ConvertToInt32(n) + Vector512.Create(127), 23).AsSingle();
+    public static Vector512<float> ScaleByPow2(Vector512<float> p, Vector512<float> n) => Avx512F.Scale(p, n);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Divide(Vector512<float> a, Vector512<float> b) => a / b;
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Exp(Vector512<float> x) => Vector512.Exp(x);
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -269,6 +274,8 @@ internal unsafe struct Float256 : IFloatWidth<Vector256<float>>
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> NotNaN(Vector256<float> x) => Vector256.Equals(x, x);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> And(Vector256<float> a, Vector256<float> b) => a & b;
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> AndNot(Vector256<float> a, Vector256<float> b) => Vector256.AndNot(a, b);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> Select(Vector256<float> mask, Vector256<float> a, Vector256<float> b) => Vector256.ConditionalSelect(mask, a, b);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static bool AllBitsSet(Vector256<float> x) => x.AsUInt32() == Vector256<uint>.AllBitsSet;
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float Sum(Vector256<float> x) => Vector256.Sum(x);
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -281,7 +288,8 @@ internal unsafe struct Float256 : IFloatWidth<Vector256<float>>
     }
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float GetElement(Vector256<float> x, int i) => x.GetElement(i);
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector256<float> Pow2(Vector256<float> n) => Vector256.ShiftLeft(Vector256.ConvertToInt32(n) + Vector256.Create(127), 23).AsSingle();
+    public static Vector256<float> ScaleByPow2(Vector256<float> p, Vector256<float> n) =>
+        p * Vector256.ShiftLeft(Vector256.ConvertToInt32(n) + Vector256.Create(127), 23).AsSingle();
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Divide(Vector256<float> a, Vector256<float> b) => a / b;
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Exp(Vector256<float> x) => Vector256.Exp(x);
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
