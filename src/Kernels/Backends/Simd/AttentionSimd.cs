@@ -208,7 +208,8 @@ internal static unsafe class AttentionSimd
         int s0 = (int)((long)len * split / p.Splits), s1 = (int)((long)len * (split + 1) / p.Splits);
         float* qs = sc.Q, os = sc.O, ss = sc.S;
 
-        int kLo = int.MaxValue, kHi = int.MinValue;
+        // [kLo, kHi): the keys some row sees; [allLo, allHi): the keys every row sees (a tile inside it is whole).
+        int kLo = int.MaxValue, kHi = int.MinValue, allLo = int.MinValue, allHi = int.MaxValue;
         for (int r = 0; r < rowsPad; r++)
         {
             float* qr = qs + r * qRow;
@@ -240,6 +241,8 @@ internal static unsafe class AttentionSimd
             }
             sc.Lo[r] = lo;
             sc.Hi[r] = hi;
+            allLo = Math.Max(allLo, lo);
+            allHi = Math.Min(allHi, hi);
         }
 
         long kvBase = (long)kvIndex * p.Sk * d;
@@ -248,12 +251,12 @@ internal static unsafe class AttentionSimd
             if (p.Lanes)
             {
                 if (p.Width == 16)
-                    LaneTiles<Vector512<float>, Float512>(p, sc, p.K + kvBase, p.V + kvBase, rows, kLo, kHi, len);
+                    LaneTiles<Vector512<float>, Float512>(p, sc, p.K + kvBase, p.V + kvBase, rows, kLo, kHi, allLo, allHi, len);
                 else
-                    LaneTiles<Vector256<float>, Float256>(p, sc, p.K + kvBase, p.V + kvBase, rows, kLo, kHi, len);
+                    LaneTiles<Vector256<float>, Float256>(p, sc, p.K + kvBase, p.V + kvBase, rows, kLo, kHi, allLo, allHi, len);
             }
             else
-                DirectTiles(p, sc, p.K + kvBase, p.V + kvBase, rows, rowsPad, kLo, kHi, len);
+                DirectTiles(p, sc, p.K + kvBase, p.V + kvBase, rows, rowsPad, kLo, kHi, allLo, allHi, len);
         }
 
         // Write the block: the final rows, or this split's partial (m, l, acc).
@@ -295,22 +298,15 @@ internal static unsafe class AttentionSimd
     /// The direct path's tiles (decode, and the scalar width): each score a dot product of a Q row and a K
     /// row, S row-major ([row][Tile]), the online softmax row by row over the keys each row sees.
     /// </summary>
-    private static void DirectTiles(Plan p, Scratch sc, float* k, float* v, int rows, int rowsPad, int kLo, int kHi, int len)
+    private static void DirectTiles(Plan p, Scratch sc, float* k, float* v, int rows, int rowsPad, int kLo, int kHi,
+        int allLo, int allHi, int len)
     {
         int d = p.D;
         float* qs = sc.Q, os = sc.O, ss = sc.S;
         for (int t0 = kLo / Tile * Tile; t0 < kHi; t0 += Tile)
         {
             int n = Math.Min(Tile, len - t0);
-            bool full = true;
-            for (int r = 0; r < rows; r++)
-            {
-                if (sc.Lo[r] > t0 || sc.Hi[r] < t0 + n)
-                {
-                    full = false;
-                    break;
-                }
-            }
+            bool full = t0 >= allLo && t0 + n <= allHi;
             // Scores.
             for (int r = 0; r < rows; r++)
             {
@@ -375,7 +371,8 @@ internal static unsafe class AttentionSimd
     /// per-row P·V over each row's interval.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void LaneTiles<TVector, TWidth>(Plan p, Scratch sc, float* k, float* v, int rows, int kLo, int kHi, int len)
+    private static void LaneTiles<TVector, TWidth>(Plan p, Scratch sc, float* k, float* v, int rows, int kLo, int kHi,
+        int allLo, int allHi, int len)
         where TVector : unmanaged
         where TWidth : struct, IFloatWidth<TVector>
     {
@@ -391,13 +388,14 @@ internal static unsafe class AttentionSimd
         for (int t0 = kLo / Tile * Tile; t0 < kHi; t0 += Tile)
         {
             int n = Math.Min(Tile, len - t0);
-            bool full = true;
-            for (int r = 0; r < BlockRows; r++)
+            bool full = t0 >= allLo && t0 + n <= allHi;
+            if (!full)
             {
-                int a = Math.Clamp(sc.Lo[r] - t0, 0, n), e = Math.Clamp(sc.Hi[r] - t0, 0, n);
-                ja[r] = a;
-                jb[r] = e;
-                full &= r >= rows || (a == 0 && e == n);
+                for (int r = 0; r < BlockRows; r++)
+                {
+                    ja[r] = Math.Clamp(sc.Lo[r] - t0, 0, n);
+                    jb[r] = Math.Clamp(sc.Hi[r] - t0, 0, n);
+                }
             }
             // Scores of keys [0, n) (a group that runs past n repeats key n − 1; those scores are never read).
             float* kr = k + (long)t0 * d;
