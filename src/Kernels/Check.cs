@@ -195,6 +195,15 @@ internal static class Check
                 outputName);
     }
 
+    /// <summary>The aliasing rule for host memory: an output span may not overlap an input span.</summary>
+    public static void NotAliased<T>(ReadOnlySpan<T> output, string outputName, ReadOnlySpan<T> input, string inputName)
+    {
+        if (output.Overlaps(input))
+            throw new ArgumentException(
+                $"{outputName}: expected memory that is not also an input (outputs may not overlap inputs), got memory that overlaps {inputName}.",
+                outputName);
+    }
+
     /// <summary>The most elements a BSR block may hold (64×1024, 256×256, …): edge blocks are zero-padded, so a block may exceed the matrix, within this.</summary>
     public const int MaxBlockElements = 65536;
 

@@ -66,4 +66,26 @@ public class AliasingTests
         using var lengths = s.Upload<int>([2]);
         Rejected(k, "output", "kCache", () => s.AttentionDecode(q, k, v, lengths, k, shape));
     }
+
+    [Fact]
+    public void HostAttentionOutputThatOverlapsQKOrV()
+    {
+        KernelSession s = Sessions.Get(Backend.CpuSimd);
+        var shape = new AttentionShape(1, 1, 1, 2, 2, 4, false);
+        float[] all = [.. Enumerable.Range(0, 32).Select(i => i / 8f)];
+        var q = new ReadOnlyMemory<float>(all, 0, 8);
+        var k = new ReadOnlyMemory<float>(all, 8, 8);
+        var v = new ReadOnlyMemory<float>(all, 16, 8);
+        foreach (var (start, input) in new[] { (0, "q"), (4, "q"), (12, "k"), (16, "v"), (20, "v") })
+        {
+            float[] before = (float[])all.Clone();
+            var ex = Assert.ThrowsAny<ArgumentException>(() => s.Attention(q.Span, k.Span, v.Span, new Span<float>(all, start, 8), shape));
+            Assert.Equal("output", ex.ParamName);
+            Assert.Contains($"overlaps {input}", ex.Message, StringComparison.Ordinal);
+            Assert.Equal(before, all);
+        }
+        // Apart: runs, and equals the allocating form.
+        s.Attention(q.Span, k.Span, v.Span, new Span<float>(all, 24, 8), shape);
+        Assert.Equal(s.Attention(q.Span, k.Span, v.Span, shape), all[24..]);
+    }
 }

@@ -27,6 +27,9 @@ public class AttentionValidationTests
         Throws("q", () => Session.Attention(new float[5], K(Ok), K(Ok), Ok), $"= {Ok.QueryElements}, got 5");
         Throws("k", () => Session.Attention(Q(Ok), new float[7], K(Ok), Ok), "got 7");
         Throws("v", () => Session.Attention(Q(Ok), K(Ok), new float[7], Ok), "got 7");
+        float[] output = [.. Enumerable.Repeat(7f, (int)Ok.QueryElements + 1)];
+        Throws("output", () => Session.Attention(Q(Ok), K(Ok), K(Ok), output, Ok), $"= {Ok.QueryElements}, got {Ok.QueryElements + 1}");
+        Assert.All(output, x => Assert.Equal(7f, x));
     }
 
     [Fact]

@@ -22,6 +22,15 @@ public sealed partial class KernelSession
     }
 
     /// <summary>
+    /// Fused attention into the caller's <paramref name="output"/> (no allocation per call): it must hold exactly
+    /// Batch·Heads·QueryLength·HeadDim elements and must not overlap q, k or v. Nothing is written when an
+    /// argument is rejected.
+    /// </summary>
+    public void Attention(ReadOnlySpan<float> q, ReadOnlySpan<float> k, ReadOnlySpan<float> v, Span<float> output,
+        AttentionShape shape, AttentionOptions? options = null) =>
+        AttentionHost(q, k, v, default, output, shape, options, splits: 0, decode: false);
+
+    /// <summary>
     /// Decode attention over a KV cache with a length per sequence (a ragged batch): K and V are
     /// [B, KvH, capacity = shape.KeyLength, D]; sequence b uses its first cacheLengths[b] positions and its
     /// queries are the last QueryLength positions (causal alignment bottom-right against cacheLengths[b]).
@@ -118,8 +127,23 @@ public sealed partial class KernelSession
         AttentionShape shape, AttentionOptions? options, int splits, bool decode)
         where T : unmanaged
     {
+        Check.Attention(shape, options ?? AttentionOptions.Default, q.Length, k.Length, v.Length, keyLengths, decode);
+        var result = new T[Check.ArrayLength(shape.QueryElements, "Batch·Heads·QueryLength·HeadDim")];
+        AttentionHost(q, k, v, keyLengths, result, shape, options, splits, decode);
+        return result;
+    }
+
+    private void AttentionHost<T>(
+        ReadOnlySpan<T> q, ReadOnlySpan<T> k, ReadOnlySpan<T> v, ReadOnlySpan<int> keyLengths, Span<T> result,
+        AttentionShape shape, AttentionOptions? options, int splits, bool decode)
+        where T : unmanaged
+    {
         options ??= AttentionOptions.Default;
         Check.Attention(shape, options, q.Length, k.Length, v.Length, keyLengths, decode);
+        Check.ExactLength(result.Length, shape.QueryElements, "output", "Batch·Heads·QueryLength·HeadDim");
+        Check.NotAliased<T>(result, "output", q, "q");
+        Check.NotAliased<T>(result, "output", k, decode ? "kCache" : "k");
+        Check.NotAliased<T>(result, "output", v, decode ? "vCache" : "v");
         if (decode)
         {
             Check.Splits(splits);
@@ -129,7 +153,6 @@ public sealed partial class KernelSession
         {
             splits = 1;
         }
-        var result = new T[Check.ArrayLength(shape.QueryElements, "Batch·Heads·QueryLength·HeadDim")];
         lock (_sync)
         {
             ThrowIfDisposed();
@@ -137,14 +160,13 @@ public sealed partial class KernelSession
             if (typeof(T) == typeof(float))
             {
                 _attention.Float(MemoryMarshal.Cast<T, float>(q), MemoryMarshal.Cast<T, float>(k), MemoryMarshal.Cast<T, float>(v),
-                    keyLengths, MemoryMarshal.Cast<T, float>(result.AsSpan()), problem);
+                    keyLengths, MemoryMarshal.Cast<T, float>(result), problem);
             }
             else
             {
                 _attention.Half(MemoryMarshal.Cast<T, Half>(q), MemoryMarshal.Cast<T, Half>(k), MemoryMarshal.Cast<T, Half>(v),
-                    keyLengths, MemoryMarshal.Cast<T, Half>(result.AsSpan()), problem);
+                    keyLengths, MemoryMarshal.Cast<T, Half>(result), problem);
             }
         }
-        return result;
     }
 }
