@@ -118,41 +118,52 @@ public sealed partial class KernelSession
     }
 
     /// <summary>
-    /// The host-array attention calls with float or half storage: validation (shape, options, lengths;
-    /// for decode the splits), then the backend's <see cref="IAttentionBackend.Float(ReadOnlySpan{float}, ReadOnlySpan{float}, ReadOnlySpan{float}, ReadOnlySpan{int}, Span{float}, in AttentionProblem)"/>
-    /// or <see cref="IAttentionBackend.Half"/>.
+    /// The host-array attention calls with float or half storage, into a new array: validation (shape, options,
+    /// lengths; for decode the splits), then <see cref="RunHost"/>.
     /// </summary>
     private T[] AttentionHost<T>(
         ReadOnlySpan<T> q, ReadOnlySpan<T> k, ReadOnlySpan<T> v, ReadOnlySpan<int> keyLengths,
         AttentionShape shape, AttentionOptions? options, int splits, bool decode)
         where T : unmanaged
     {
-        Check.Attention(shape, options ?? AttentionOptions.Default, q.Length, k.Length, v.Length, keyLengths, decode);
+        options ??= AttentionOptions.Default;
+        splits = CheckHost(q, k, v, keyLengths, shape, options, splits, decode);
         var result = new T[Check.ArrayLength(shape.QueryElements, "Batch·Heads·QueryLength·HeadDim")];
-        AttentionHost(q, k, v, keyLengths, result, shape, options, splits, decode);
+        RunHost(q, k, v, keyLengths, result, shape, options, splits);
         return result;
     }
 
+    /// <summary>The same into the caller's <paramref name="output"/>: also its length and the aliasing rule.</summary>
     private void AttentionHost<T>(
-        ReadOnlySpan<T> q, ReadOnlySpan<T> k, ReadOnlySpan<T> v, ReadOnlySpan<int> keyLengths, Span<T> result,
+        ReadOnlySpan<T> q, ReadOnlySpan<T> k, ReadOnlySpan<T> v, ReadOnlySpan<int> keyLengths, Span<T> output,
         AttentionShape shape, AttentionOptions? options, int splits, bool decode)
         where T : unmanaged
     {
         options ??= AttentionOptions.Default;
+        splits = CheckHost(q, k, v, keyLengths, shape, options, splits, decode);
+        Check.ExactLength(output.Length, shape.QueryElements, nameof(output), "Batch·Heads·QueryLength·HeadDim");
+        Check.NotAliased<T>(output, nameof(output), q, "q");
+        Check.NotAliased<T>(output, nameof(output), k, decode ? "kCache" : "k");
+        Check.NotAliased<T>(output, nameof(output), v, decode ? "vCache" : "v");
+        RunHost(q, k, v, keyLengths, output, shape, options, splits);
+    }
+
+    /// <summary>Validates a host call's inputs; returns the key splits to run (1 unless decode).</summary>
+    private int CheckHost<T>(ReadOnlySpan<T> q, ReadOnlySpan<T> k, ReadOnlySpan<T> v, ReadOnlySpan<int> keyLengths,
+        AttentionShape shape, AttentionOptions options, int splits, bool decode)
+    {
         Check.Attention(shape, options, q.Length, k.Length, v.Length, keyLengths, decode);
-        Check.ExactLength(result.Length, shape.QueryElements, "output", "Batch·Heads·QueryLength·HeadDim");
-        Check.NotAliased<T>(result, "output", q, "q");
-        Check.NotAliased<T>(result, "output", k, decode ? "kCache" : "k");
-        Check.NotAliased<T>(result, "output", v, decode ? "vCache" : "v");
-        if (decode)
-        {
-            Check.Splits(splits);
-            splits = ResolveSplits(shape, splits);
-        }
-        else
-        {
-            splits = 1;
-        }
+        if (!decode)
+            return 1;
+        Check.Splits(splits);
+        return ResolveSplits(shape, splits);
+    }
+
+    /// <summary>The backend's <see cref="IAttentionBackend.Float(ReadOnlySpan{float}, ReadOnlySpan{float}, ReadOnlySpan{float}, ReadOnlySpan{int}, Span{float}, in AttentionProblem)"/> or <see cref="IAttentionBackend.Half"/> on validated host memory.</summary>
+    private void RunHost<T>(ReadOnlySpan<T> q, ReadOnlySpan<T> k, ReadOnlySpan<T> v, ReadOnlySpan<int> keyLengths, Span<T> result,
+        AttentionShape shape, AttentionOptions options, int splits)
+        where T : unmanaged
+    {
         lock (_sync)
         {
             ThrowIfDisposed();
