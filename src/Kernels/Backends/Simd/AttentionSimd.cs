@@ -492,12 +492,7 @@ internal static unsafe class AttentionSimd
         int c = 0;
         for (; c + 2 <= n; c += 2)
         {
-            TVector x0 = TWidth.Load(s + c * BlockRows), x1 = TWidth.Load(s + (c + 1) * BlockRows);
-            if (TMask.On)
-            {
-                x0 = TWidth.Select(Visible<TVector, TWidth>(c, lo, hi), x0, negInf);
-                x1 = TWidth.Select(Visible<TVector, TWidth>(c + 1, lo, hi), x1, negInf);
-            }
+            TVector x0 = Score<TVector, TWidth, TMask>(s, c, lo, hi), x1 = Score<TVector, TWidth, TMask>(s, c + 1, lo, hi);
             mt0 = TWidth.MaxNative(mt0, x0);
             mt1 = TWidth.MaxNative(mt1, x1);
             sum0 = TWidth.Add(sum0, x0);
@@ -505,9 +500,7 @@ internal static unsafe class AttentionSimd
         }
         if (c < n)
         {
-            TVector x0 = TWidth.Load(s + c * BlockRows);
-            if (TMask.On)
-                x0 = TWidth.Select(Visible<TVector, TWidth>(c, lo, hi), x0, negInf);
+            TVector x0 = Score<TVector, TWidth, TMask>(s, c, lo, hi);
             mt0 = TWidth.MaxNative(mt0, x0);
             sum0 = TWidth.Add(sum0, x0);
         }
@@ -516,12 +509,7 @@ internal static unsafe class AttentionSimd
         {
             ok = TWidth.NotNaN(default);
             for (c = 0; c < n; c++)
-            {
-                TVector x0 = TWidth.Load(s + c * BlockRows);
-                if (TMask.On)
-                    x0 = TWidth.Select(Visible<TVector, TWidth>(c, lo, hi), x0, negInf);
-                ok = TWidth.And(ok, TWidth.NotNaN(x0));
-            }
+                ok = TWidth.And(ok, TWidth.NotNaN(Score<TVector, TWidth, TMask>(s, c, lo, hi)));
         }
         TVector mOld = TWidth.Load(m);
         TVector mNew = TWidth.MaxNative(mOld, TWidth.MaxNative(mt0, mt1));
@@ -533,35 +521,45 @@ internal static unsafe class AttentionSimd
         sum1 = default;
         for (c = 0; c + 2 <= n; c += 2)
         {
-            float* s0 = s + c * BlockRows, s1 = s0 + BlockRows;
-            TVector e0 = Exp2<TVector, TWidth>(TWidth.Subtract(TWidth.Load(s0), mNew));
-            TVector e1 = Exp2<TVector, TWidth>(TWidth.Subtract(TWidth.Load(s1), mNew));
-            if (TMask.On)
-            {
-                e0 = TWidth.Select(Visible<TVector, TWidth>(c, lo, hi), e0, default);
-                e1 = TWidth.Select(Visible<TVector, TWidth>(c + 1, lo, hi), e1, default);
-            }
-            e0 = TWidth.AndNot(e0, deadNow);
-            e1 = TWidth.AndNot(e1, deadNow);
-            TWidth.Store(e0, s0);
-            TWidth.Store(e1, s1);
-            sum0 = TWidth.Add(sum0, e0);
-            sum1 = TWidth.Add(sum1, e1);
+            sum0 = TWidth.Add(sum0, Weight<TVector, TWidth, TMask>(s, c, lo, hi, mNew, deadNow));
+            sum1 = TWidth.Add(sum1, Weight<TVector, TWidth, TMask>(s, c + 1, lo, hi, mNew, deadNow));
         }
         if (c < n)
-        {
-            float* s0 = s + c * BlockRows;
-            TVector e0 = Exp2<TVector, TWidth>(TWidth.Subtract(TWidth.Load(s0), mNew));
-            if (TMask.On)
-                e0 = TWidth.Select(Visible<TVector, TWidth>(c, lo, hi), e0, default);
-            e0 = TWidth.AndNot(e0, deadNow);
-            TWidth.Store(e0, s0);
-            sum0 = TWidth.Add(sum0, e0);
-        }
+            sum0 = TWidth.Add(sum0, Weight<TVector, TWidth, TMask>(s, c, lo, hi, mNew, deadNow));
         TWidth.Store(TWidth.Add(TWidth.Multiply(TWidth.Load(l), a), TWidth.Add(sum0, sum1)), l);
         TWidth.Store(mNew, m);
         TWidth.Store(a, alpha);
         TWidth.Store(deadNow, dead);
+    }
+
+    /// <summary>Key c's scores (at s + c·BlockRows), −∞ in the lanes that cannot see it when masked.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static TVector Score<TVector, TWidth, TMask>(float* s, int c, TVector lo, TVector hi)
+        where TVector : unmanaged
+        where TWidth : struct, IFloatWidth<TVector>
+        where TMask : struct, IMasking
+    {
+        TVector x = TWidth.Load(s + c * BlockRows);
+        return TMask.On ? TWidth.Select(Visible<TVector, TWidth>(c, lo, hi), x, TWidth.Create(float.NegativeInfinity)) : x;
+    }
+
+    /// <summary>
+    /// Key c's weights 2^(score − max), stored over its scores and returned: 0 in the lanes that cannot see it
+    /// (when masked) and in the lanes of rows that met a NaN.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static TVector Weight<TVector, TWidth, TMask>(float* s, int c, TVector lo, TVector hi, TVector max, TVector dead)
+        where TVector : unmanaged
+        where TWidth : struct, IFloatWidth<TVector>
+        where TMask : struct, IMasking
+    {
+        float* p = s + c * BlockRows;
+        TVector e = Exp2<TVector, TWidth>(TWidth.Subtract(TWidth.Load(p), max));
+        if (TMask.On)
+            e = TWidth.Select(Visible<TVector, TWidth>(c, lo, hi), e, default);
+        e = TWidth.AndNot(e, dead);
+        TWidth.Store(e, p);
+        return e;
     }
 
     /// <summary>The lanes whose interval [lo, hi) holds key c.</summary>
