@@ -25,7 +25,8 @@ internal sealed record AttentionBenchResult(
     double? PeerTflops = null,
     double? RatioToPeer = null,
     double? PeerMedianMs = null,
-    IReadOnlyList<PeerResult>? Peers = null);
+    IReadOnlyList<PeerResult>? Peers = null,
+    double? MedianMsAfterIdle = null);
 
 /// <summary>Times fused attention and checks it against the float64 reference.</summary>
 internal static class AttentionBenchmark
@@ -84,52 +85,32 @@ internal static class AttentionBenchmark
         }
         using OrtAttention? ortSession = ort;
 
-        // Ours and ORT alternate in blocks with pauses between them (ORT's threads spin after a call).
-        var times = new double[repeat];
-        var ortTimes = new double[repeat];
-        int block = ortSession is null ? repeat : Math.Max(1, (repeat + 2) / 3);
-        for (int begin = 0; begin < repeat; begin += block)
-        {
-            int end = Math.Min(repeat, begin + block);
-            if (ortSession is not null)
-                Thread.Sleep(GemmBenchmark.BlockPause);
-            for (int i = begin; i < end; i++)
-            {
-                long start = Stopwatch.GetTimestamp();
-                session.Attention(q, k, v, output, shape);
-                times[i] = Stopwatch.GetElapsedTime(start).TotalMilliseconds;
-            }
-            if (ortSession is null)
-                continue;
-            Thread.Sleep(GemmBenchmark.BlockPause);
-            for (int i = begin; i < end; i++)
-            {
-                long start = Stopwatch.GetTimestamp();
-                ortSession.Run(ortQ, ortK, ortV, ortOut);
-                ortTimes[i] = Stopwatch.GetElapsedTime(start).TotalMilliseconds;
-            }
-        }
+        // Ours and ORT take turns in blocks (Alternation).
+        var ours = new Alternation.Contender(_ => session.Attention(q, k, v, output, shape), repeat);
+        Alternation.Contender? onnx = ortSession is null ? null
+            : new Alternation.Contender(_ => ortSession.Run(ortQ, ortK, ortV, ortOut), repeat);
+        Alternation.Run(repeat, onnx is null ? [ours] : [ours, onnx]);
 
         (double maxError, string how) = Verify(q, k, v, output, shape, new Random(seed + 1));
-        double median = GemmBenchmark.Median(times);
+        double median = ours.Median;
         double tflops = flops / (median * 1e-3) / 1e12;
 
         var peers = new List<PeerResult>();
-        if (ortSession is not null)
+        if (onnx is not null)
         {
             float[] headMajor = OrtAttention.FromSequenceMajor(ortOut, shape.Batch, shape.Heads, shape.QueryLength, shape.HeadDim);
             (double ortError, string ortHow) = Verify(q, k, v, headMajor, shape, new Random(seed + 1));
-            double pm = GemmBenchmark.Median(ortTimes);
+            double pm = onnx.Median;
             peers.Add(new PeerResult("onnxruntime",
-                $"ONNX Runtime {OnnxRuntimePeer.Version} com.microsoft MultiHeadAttention, 3-D inputs ({ortSession.Threads} threads)",
+                $"ONNX Runtime {OnnxRuntimePeer.Version} com.microsoft MultiHeadAttention, 3-D inputs ({ortSession!.Threads} threads)",
                 pm, pm / median, Verified: ortError <= Tolerance,
-                Note: $"max error {ortError:G2} against the float64 reference ({ortHow})"));
+                Note: $"max error {ortError:G2} against the float64 reference ({ortHow})", AfterIdleMs: onnx.AfterIdleMedian));
         }
         if (simdPeers)
         {
             if (OneDnn.IsAvailable(out string reason))
             {
-                Thread.Sleep(GemmBenchmark.BlockPause); // let the other threads go idle first
+                Thread.Sleep(Alternation.Pause); // let the other threads go idle first
                 (double sgemmMs, double sgemmTflops) = Sgemm(1024, repeat);
                 peers.Add(new PeerResult("onednn", $"oneDNN dnnl_sgemm 1024³ ({OneDnn.LibraryName}): a float32 rate yardstick, not attention",
                     sgemmMs, tflops / sgemmTflops, SameOp: false));
@@ -153,7 +134,7 @@ internal static class AttentionBenchmark
         return new AttentionBenchResult("attention", session.Backend.ToName(), session.DeviceName,
             shape.Batch, shape.Heads, shape.KvHeads, shape.QueryLength, shape.KeyLength, shape.HeadDim, shape.Causal,
             repeat, median, tflops, maxError <= Tolerance, maxError, how, peerName, peerTflops, tflops / peerTflops,
-            first?.SameOp == true ? first.MedianMs : null, peers.Count > 0 ? peers : null);
+            first?.SameOp == true ? first.MedianMs : null, peers.Count > 0 ? peers : null, ours.AfterIdleMedian);
     }
 
     private static (double MedianMs, double Tflops) Sgemm(int n, int repeat)
@@ -169,7 +150,7 @@ internal static class AttentionBenchmark
             OneDnn.Sgemm(a, b, c, n, n, n);
             times[i] = Stopwatch.GetElapsedTime(start).TotalMilliseconds;
         }
-        double median = GemmBenchmark.Median(times);
+        double median = Alternation.Median(times);
         return (median, 2.0 * n * n * n / (median * 1e-3) / 1e12);
     }
 

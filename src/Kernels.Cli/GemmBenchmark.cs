@@ -24,13 +24,15 @@ internal sealed record BenchResult(
     double? MedianMsPackingEachCall = null,
     double? SpeedVsPeerPackingEachCall = null,
     double? CpuMsPerCall = null,
-    IReadOnlyList<PeerResult>? Peers = null);
+    IReadOnlyList<PeerResult>? Peers = null,
+    double? MedianMsAfterIdle = null);
 
 /// <summary>
 /// One peer library measured in the same run on the same data (<c>peers</c> in the JSON): its name
 /// (onednn, onnxruntime), what exactly ran, its median, and <c>ratio</c> = our speed over its speed
 /// (its median over ours when <c>same_op</c>; otherwise a rate ratio against a yardstick op), whether its
-/// output was verified (int8: bit-identical to ours), or why it did not run (<c>note</c>, no median).
+/// output was verified (int8: bit-identical to ours), or why it did not run (<c>note</c>, no median);
+/// <c>after_idle_ms</c>: the median of its first call of each block, after the pause (<see cref="Alternation"/>).
 /// </summary>
 internal sealed record PeerResult(
     string Name,
@@ -39,7 +41,8 @@ internal sealed record PeerResult(
     double? Ratio,
     bool SameOp = true,
     bool? Verified = null,
-    string? Note = null);
+    string? Note = null,
+    double? AfterIdleMs = null);
 
 /// <summary>Times the int8 GEMM on device-resident buffers and verifies it against the int64 host reference.</summary>
 internal static class GemmBenchmark
@@ -48,9 +51,6 @@ internal static class GemmBenchmark
     private const long FullCheckLimit = 1L << 28;
 
     private const int SampledOutputs = 4096;
-
-    /// <summary>Pause between blocks of ours and the peer's calls.</summary>
-    internal static readonly TimeSpan BlockPause = TimeSpan.FromMilliseconds(300);
 
     public static BenchResult Run(KernelSession session, int m, int n, int k, int repeat, GemmKernel kernel, int seed, bool peer = true, Action<int>? progress = null)
     {
@@ -103,96 +103,63 @@ internal static class GemmBenchmark
         }
         using OrtInt8Gemm? ortSession = ort;
 
-        // Ours and the peers alternate in blocks (not call by call): a peer's threads (OpenMP, ORT's pool)
-        // keep spinning for a while after each call and would slow down whatever runs next, and so would ours.
-        // A pause between blocks lets the other side's threads go idle. With a peer, ours is timed twice: as an
-        // embedder runs it (weights in a device buffer, packed once) and packing the weights in every
-        // call, as dnnl_gemm_s8s8s32 does.
-        var times = new double[repeat];
-        var packingTimes = new double[repeat];
-        var oneDnnTimes = new double[repeat];
-        var ortTimes = new double[repeat];
-        int block = withPeer ? Math.Max(1, (repeat + 2) / 3) : repeat;
+        // Ours and the peers take turns in blocks (Alternation). With a peer, ours is timed twice: as an embedder
+        // runs it (weights in a device buffer, packed once) and packing the weights in every call, as
+        // dnnl_gemm_s8s8s32 does.
         // Process CPU time per timed call of ours (all threads, user + system): `kernels cost --from-bench` charges
         // the CPU estimate by it, as a run of `cost` does. Time spent preempted by other processes is not in it.
-        TimeSpan cpuTime = TimeSpan.Zero;
-        int cpuCalls = 0;
-        void Ours(double[] into, int begin, int end, bool report)
+        TimeSpan cpuTime = TimeSpan.Zero, cpu0 = TimeSpan.Zero;
+        var ours = new Alternation.Contender(i =>
         {
-            TimeSpan cpu0 = Environment.CpuUsage.TotalTime;
-            for (int i = begin; i < end; i++)
-            {
-                long start = Stopwatch.GetTimestamp();
-                session.Int8Gemm(da, db, dc, m, n, k, kernel);
-                session.Synchronize();
-                into[i] = Stopwatch.GetElapsedTime(start).TotalMilliseconds;
-                if (report)
-                    progress?.Invoke(i + 1);
-            }
-            if (report)
-            {
-                cpuTime += Environment.CpuUsage.TotalTime - cpu0;
-                cpuCalls += end - begin;
-            }
-        }
-
-        for (int begin = 0; begin < repeat; begin += block)
+            session.Int8Gemm(da, db, dc, m, n, k, kernel);
+            session.Synchronize();
+            if (i >= 0)
+                progress?.Invoke(i + 1);
+        }, repeat)
         {
-            int end = Math.Min(repeat, begin + block);
-            if (!withPeer)
+            BeforeTimed = () => cpu0 = Environment.CpuUsage.TotalTime,
+            AfterTimed = () => cpuTime += Environment.CpuUsage.TotalTime - cpu0,
+        };
+        var contenders = new List<Alternation.Contender> { ours };
+        Alternation.Contender? packing = null, oneDnn = null, onnx = null;
+        if (withPeer)
+        {
+            packing = new Alternation.Contender(_ =>
             {
-                Ours(times, begin, end, report: true);
-                continue;
-            }
-            Thread.Sleep(BlockPause);
-            Ours(times, begin, end, report: true);
-            Thread.Sleep(BlockPause);
-            session.ReuseSimdPackedWeights = false;
-            try
-            {
-                Ours(packingTimes, begin, end, report: false);
-            }
-            finally
-            {
-                session.ReuseSimdPackedWeights = true;
-            }
-            if (oneDnnC is not null)
-            {
-                Thread.Sleep(BlockPause);
-                for (int i = begin; i < end; i++)
+                session.ReuseSimdPackedWeights = false;
+                try
                 {
-                    long start = Stopwatch.GetTimestamp();
-                    OneDnn.GemmS8S8S32(a, b, oneDnnC, m, n, k);
-                    oneDnnTimes[i] = Stopwatch.GetElapsedTime(start).TotalMilliseconds;
+                    session.Int8Gemm(da, db, dc, m, n, k, kernel);
+                    session.Synchronize();
                 }
-            }
-            if (ortSession is not null)
-            {
-                Thread.Sleep(BlockPause);
-                for (int i = begin; i < end; i++)
+                finally
                 {
-                    long start = Stopwatch.GetTimestamp();
-                    ortSession.Run(a, ortC!, m);
-                    ortTimes[i] = Stopwatch.GetElapsedTime(start).TotalMilliseconds;
+                    session.ReuseSimdPackedWeights = true;
                 }
-            }
+            }, repeat);
+            contenders.Add(packing);
         }
+        if (oneDnnC is not null)
+            contenders.Add(oneDnn = new Alternation.Contender(_ => OneDnn.GemmS8S8S32(a, b, oneDnnC, m, n, k), repeat));
+        if (ortSession is not null)
+            contenders.Add(onnx = new Alternation.Contender(_ => ortSession.Run(a, ortC!, m), repeat));
+        Alternation.Run(repeat, [.. contenders]);
 
         int[] c = dc.ToArray();
         (bool verified, double maxError, string how) = Verify(a, b, c, m, n, k, random);
-        double median = Median(times);
+        double median = ours.Median;
         var peers = new List<PeerResult>();
-        if (oneDnnC is not null)
+        if (oneDnn is not null)
         {
             bool same = oneDnnC.AsSpan().SequenceEqual(c);
-            double pm = Median(oneDnnTimes);
-            peers.Add(new PeerResult("onednn", oneDnnName!, pm, pm / median, Verified: same));
+            double pm = oneDnn.Median;
+            peers.Add(new PeerResult("onednn", oneDnnName!, pm, pm / median, Verified: same, AfterIdleMs: oneDnn.AfterIdleMedian));
         }
-        if (ortC is not null)
+        if (onnx is not null)
         {
             bool same = ortC.AsSpan().SequenceEqual(c);
-            double pm = Median(ortTimes);
-            peers.Add(new PeerResult("onnxruntime", ortName!, pm, pm / median, Verified: same));
+            double pm = onnx.Median;
+            peers.Add(new PeerResult("onnxruntime", ortName!, pm, pm / median, Verified: same, AfterIdleMs: onnx.AfterIdleMedian));
         }
         foreach (PeerResult p in peers.Where(p => p.Verified == false))
         {
@@ -201,8 +168,8 @@ internal static class GemmBenchmark
         }
         foreach (string note in notes)
         {
-            bool oneDnn = note.StartsWith("oneDNN", StringComparison.Ordinal);
-            peers.Add(new PeerResult(oneDnn ? "onednn" : "onnxruntime", oneDnn ? "oneDNN" : "ONNX Runtime", null, null, Note: note));
+            bool isOneDnn = note.StartsWith("oneDNN", StringComparison.Ordinal);
+            peers.Add(new PeerResult(isOneDnn ? "onednn" : "onnxruntime", isOneDnn ? "oneDNN" : "ONNX Runtime", null, null, Note: note));
         }
 
         // The single peer fields (kept for older readers) describe the first peer that ran: oneDNN where it is
@@ -210,15 +177,15 @@ internal static class GemmBenchmark
         PeerResult? first = peers.FirstOrDefault(p => p.MedianMs is not null);
         string? peerName = first?.Detail ?? (notes.Count > 0 ? string.Join("; ", notes) : null);
         double? peerMedian = first?.MedianMs;
-        double? packingMedian = withPeer ? Median(packingTimes) : null;
+        double? packingMedian = packing?.Median;
         return new BenchResult("int8-gemm", session.Backend.ToName(), session.DeviceName,
             session.ResolveKernel(kernel).ToString().ToLowerInvariant(), m, n, k, repeat, median,
             2.0 * m * n * k / (median * 1e-3) / 1e12, verified, maxError, how,
             // One median per row: speed_vs_peer is computed from median_ms (weights packed once, as an embedder
             // runs it); the per-call-packing figures, dnnl_gemm_s8s8s32's own mode, come as a pair of their own.
             peerName, peerMedian, peerMedian / median, packingMedian, peerMedian / packingMedian,
-            cpuCalls > 0 ? cpuTime.TotalMilliseconds / cpuCalls : null,
-            peers.Count > 0 ? peers : null);
+            cpuTime.TotalMilliseconds / repeat,
+            peers.Count > 0 ? peers : null, ours.AfterIdleMedian);
     }
 
     /// <summary>Random int8 values over the whole range; never zeros.</summary>
@@ -227,14 +194,6 @@ internal static class GemmBenchmark
         var data = new sbyte[length];
         random.NextBytes((byte[])(Array)data);
         return data;
-    }
-
-    public static double Median(double[] values)
-    {
-        double[] sorted = [.. values];
-        Array.Sort(sorted);
-        int mid = sorted.Length / 2;
-        return sorted.Length % 2 == 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
     }
 
     private static (bool Verified, double MaxError, string How) Verify(sbyte[] a, sbyte[] b, int[] c, int m, int n, int k, Random random)

@@ -74,7 +74,7 @@ internal static class ModelRun
                 decode.Blocks.Add(CliProgress.Step($"block {block + 1}/{blocks}: {d.Name} {decodeSteps} decode steps",
                     () => meter.Measure(() => d.Decode(prompt.Length, decodeSteps), decodeSteps)));
                 // Let the other side's threads go idle before it runs (as the GEMM bench does).
-                Thread.Sleep(GemmBenchmark.BlockPause);
+                Thread.Sleep(Alternation.Pause);
             }
         }
         return runs;

@@ -61,32 +61,16 @@ internal static class SparseFloatBenchmark
         if (yPeer is not null)
             OneDnn.Sgemm(x, weights, yPeer, m, n, k);
 
-        // Blocks alternate, with a pause before each: oneDNN's OpenMP threads keep spinning for a while
-        // after a call and would slow down our next calls (measured: 1024³ 3.5 against 2.4 ms), as
-        // GemmBenchmark does for the int8 peer.
-        var sparseTimes = new List<double>();
-        var peerTimes = new List<double>();
-        int blockCalls = Math.Max(1, (repeat + 2) / 3);
-        while (sparseTimes.Count < repeat)
+        // Ours and oneDNN take turns in blocks (Alternation): oneDNN's OpenMP threads keep spinning for a while
+        // after a call and would slow down our next calls (measured: 1024³ 3.5 against 2.4 ms).
+        var sparseRun = new Alternation.Contender(_ =>
         {
-            if (yPeer is not null)
-                Thread.Sleep(GemmBenchmark.BlockPause);
-            for (int i = 0; i < blockCalls && sparseTimes.Count < repeat; i++)
-            {
-                long start = Stopwatch.GetTimestamp();
-                session.SparseGemm(dw, dx, null, dy, m);
-                session.Synchronize();
-                sparseTimes.Add(Stopwatch.GetElapsedTime(start).TotalMilliseconds);
-            }
-            if (yPeer is not null)
-                Thread.Sleep(GemmBenchmark.BlockPause);
-            for (int i = 0; yPeer is not null && i < blockCalls && peerTimes.Count < repeat; i++)
-            {
-                long start = Stopwatch.GetTimestamp();
-                OneDnn.Sgemm(x, weights, yPeer, m, n, k);
-                peerTimes.Add(Stopwatch.GetElapsedTime(start).TotalMilliseconds);
-            }
-        }
+            session.SparseGemm(dw, dx, null, dy, m);
+            session.Synchronize();
+        }, repeat);
+        Alternation.Contender? peerRun = yPeer is null ? null
+            : new Alternation.Contender(_ => OneDnn.Sgemm(x, weights, yPeer, m, n, k), repeat);
+        Alternation.Run(repeat, peerRun is null ? [sparseRun] : [sparseRun, peerRun]);
 
         // float64 reference at the corners and sampled outputs; error relative to Σ|x·w| of the output.
         float[] y = dy.ToArray();
@@ -107,8 +91,8 @@ internal static class SparseFloatBenchmark
             worst = Math.Max(worst, double.IsNaN(error) ? double.PositiveInfinity : error);
         }
         const double Tolerance = 1e-5;
-        double median = Median(sparseTimes);
-        double? peerMedian = peerTimes.Count > 0 ? Median(peerTimes) : null;
+        double median = sparseRun.Median;
+        double? peerMedian = peerRun?.Median;
         return new SparseFloatBenchResult(
             "sparse-gemm", "float32", session.Backend.ToName(), session.DeviceName, SparseBenchmark.FormatName(format),
             format == SparseFormat.Bsr ? $"{block.Rows}x{block.Columns}" : "-", m, n, k,
@@ -117,13 +101,5 @@ internal static class SparseFloatBenchmark
             peerMedian / median, worst <= Tolerance, worst,
             $"float64 reference at 4 corners + {SparseAdvisor.SampledOutputs} samples, |error| ≤ {Tolerance:G2}·Σ|x·w|",
             session.DescribeSparseFloat32(dw, m));
-    }
-
-    private static double Median(List<double> values)
-    {
-        double[] sorted = [.. values];
-        Array.Sort(sorted);
-        int mid = sorted.Length / 2;
-        return sorted.Length % 2 == 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
     }
 }

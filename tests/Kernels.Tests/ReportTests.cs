@@ -66,6 +66,9 @@ public class ReportTests
                 double expected = ort.GetProperty("median_ms").GetDouble() / r.GetProperty("median_ms").GetDouble();
                 Assert.Equal(expected, ratio.GetDouble(), 1e-9 * expected);
                 Assert.True(ort.GetProperty("verified").GetBoolean(), $"onnxruntime output differs: {r}");
+                // With a peer, every side's first call of a block (after the pause) is timed apart, not in median_ms.
+                Assert.True(ort.GetProperty("after_idle_ms").GetDouble() > 0, $"no after-idle time for onnxruntime: {r}");
+                Assert.True(r.GetProperty("median_ms_after_idle").GetDouble() > 0, $"no after-idle time for ours: {r}");
             }
             AssertPng(Path.Combine(dir, "ratio-to-peer.png"));
 
