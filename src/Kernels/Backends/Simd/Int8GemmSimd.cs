@@ -499,7 +499,7 @@ internal static unsafe class Int8GemmSimd
             byte* ap = aBuffer.Ensure(mPanels * aPanelBytes);
             sbyte* a = _a + bt * _strideA + (long)i0 * _k;
             if (_vnni)
-                Packing.PackAVnni(a, rows, _k, _groups, ap);
+                Packing.PackAVnni(a, rows, _k, _groups, ap, _level >= SimdLevel.Avx512Vnni);
             else
                 Packing.PackAAvx2(a, rows, _k, _groups, ap);
 

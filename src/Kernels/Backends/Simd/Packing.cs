@@ -82,10 +82,52 @@ internal static unsafe class Packing
 
     /// <summary>
     /// VNNI A micro-panels of <paramref name="rows"/> rows: byte <c>p·groups·24 + g·24 + r·4 + t</c> =
-    /// A[6p + r, 4g + t] + 128 as u8 (the sign bit flipped).
+    /// A[6p + r, 4g + t] + 128 as u8 (the sign bit flipped). <paramref name="avx512"/>: the call runs at
+    /// <see cref="Kernels.Simd.SimdLevel.Avx512Vnni"/>, so the packing may use AVX-512 too (same bytes).
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void PackAVnni(sbyte* a, int rows, int k, int groups, byte* dst, bool avx512)
+    {
+        if (!avx512 || !Avx512F.IsSupported || k < 16)
+        {
+            PackA<VnniLine>(a, rows, k, groups, dst);
+            return;
+        }
+        // Four groups of six rows at a time: 16 bytes of each row (zero past the last row), flipped to u8, and
+        // one 6×4 transpose of dwords (two two-table permutes) into the panel's 96 contiguous bytes; the groups
+        // past the last whole 16 bytes of a row, one row at a time.
+        long panelBytes = (long)groups * GroupBytesA;
+        int panels = (rows + MR - 1) / MR;
+        int blocks = k >> 4;
+        Vector512<int> first = Vector512.Create(0, 4, 8, 12, 16, 20, 1, 5, 9, 13, 17, 21, 2, 6, 10, 14);
+        Vector512<int> second = Vector512.Create(18, 22, 3, 7, 11, 15, 19, 23, 0, 0, 0, 0, 0, 0, 0, 0);
+        Vector128<int> flip = Vector128.Create(unchecked((int)0x80808080u));
+        for (int p = 0; p < panels; p++)
+        {
+            byte* panel = dst + p * panelBytes;
+            int valid = Math.Min(MR, rows - p * MR);
+            sbyte* r0 = a + (long)p * MR * k;
+            for (int g4 = 0; g4 < blocks; g4++)
+            {
+                long at = 16L * g4;
+                Vector128<int> x0 = Row(r0, at, 0, valid, k, flip), x1 = Row(r0, at, 1, valid, k, flip);
+                Vector128<int> x2 = Row(r0, at, 2, valid, k, flip), x3 = Row(r0, at, 3, valid, k, flip);
+                Vector128<int> x4 = Row(r0, at, 4, valid, k, flip), x5 = Row(r0, at, 5, valid, k, flip);
+                Vector512<int> lo = Vector512.Create(Vector256.Create(x0, x1), Vector256.Create(x2, x3));
+                Vector512<int> hi = Vector512.Create(Vector256.Create(x4, x5), Vector256<int>.Zero);
+                byte* q = panel + g4 * 4L * GroupBytesA;
+                Avx512F.Store((int*)q, Avx512F.PermuteVar16x32x2(lo, first, hi));
+                Avx.Store((int*)(q + 64), Avx512F.PermuteVar16x32x2(lo, second, hi).GetLower());
+            }
+            for (int r = 0; r < MR; r++)
+                LineVnni(r < valid ? r0 + (long)r * k : null, k, groups, 4 * blocks, panel + r * 4, GroupBytesA, 0x80808080u);
+        }
+    }
+
+    /// <summary>Row <paramref name="r"/>'s 16 bytes at <paramref name="at"/>, sign bits flipped; zero past the last row.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static void PackAVnni(sbyte* a, int rows, int k, int groups, byte* dst) => PackA<VnniLine>(a, rows, k, groups, dst);
+    private static Vector128<int> Row(sbyte* r0, long at, int r, int valid, int k, Vector128<int> flip) =>
+        r < valid ? Sse2.Xor(Sse2.LoadVector128((int*)(r0 + (long)r * k + at)), flip) : Vector128<int>.Zero;
 
     /// <summary>AVX2 A micro-panels: int16 <c>(p·groups·24 + g·24 + r·4)/2 + t</c> = A[6p + r, 2g + t].</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
