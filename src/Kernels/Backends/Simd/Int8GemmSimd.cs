@@ -518,12 +518,14 @@ internal static unsafe class Int8GemmSimd
                 int cols = Math.Min(NR, _n - col0);
                 for (int ip = 0; ip < mPanels; ip++)
                 {
+                    int row0 = i0 + ip * MR;
+                    int tileRows = Math.Min(MR, _m - row0);
+                    PrefetchOutput(bt, row0, tileRows, col0, cols);
                     if (_vnni)
                         MicroKernels.Vnni(ap + ip * aPanelBytes, panel, _groups, tile);
                     else
                         MicroKernels.Avx2(ap + ip * aPanelBytes, panel, _groups, tile);
-                    int row0 = i0 + ip * MR;
-                    Store(tile, bt, row0, Math.Min(MR, _m - row0), col0, cols, corr + col0);
+                    Store(tile, bt, row0, tileRows, col0, cols, corr + col0);
                 }
             }
         }
@@ -547,6 +549,7 @@ internal static unsafe class Int8GemmSimd
                 {
                     int row0 = i0 + ip * MR;
                     int rows = Math.Min(MR, _m - row0);
+                    PrefetchOutput(bt, row0, rows, p * NR, Math.Min(panels * NR, _n - p * NR));
                     jit.Get(rows, panels)(ap + ip * aPanelBytes, panel, _groups, _panelBytes, tile);
                     for (int j = 0; j < panels; j++)
                     {
@@ -554,6 +557,29 @@ internal static unsafe class Int8GemmSimd
                         Store(tile + j * MR * NR, bt, row0, rows, col0, Math.Min(NR, _n - col0), corr + col0);
                     }
                 }
+            }
+        }
+
+        /// <summary>
+        /// Asks for the output lines of a tile (rows × cols from (row0, col0) of GEMM bt) before its kernel runs: they are
+        /// stored only after the whole k loop, and a line not in cache then costs a read for ownership in the middle of
+        /// the stores. Measured on the Xeon in one process against the same code without it: generated kernels 1024³
+        /// 6–9 % and 2048³ 7 % less time; the AVX2 kernels at 1024³ and decode (m = 1, 8; n = k = 4096) within 1 %.
+        /// </summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        private void PrefetchOutput(int bt, int row0, int rows, int col0, int cols)
+        {
+            // Y (float) and C (int32) elements are both 4 bytes.
+            byte* o = _ep.IsDequant
+                ? (byte*)(_ep.Y + bt * _ep.StrideY + (long)row0 * _n + col0)
+                : (byte*)(_ep.C + bt * _ep.StrideC + (long)row0 * _n + col0);
+            long rowBytes = (long)_n * sizeof(int);
+            int last = cols * sizeof(int) - 1;
+            for (int r = 0; r < rows; r++, o += rowBytes)
+            {
+                for (int at = 0; at < last; at += 64)
+                    Sse.Prefetch0(o + at);
+                Sse.Prefetch0(o + last);
             }
         }
 
