@@ -203,8 +203,10 @@ public class JitGemmTests
     }
 
     /// <summary>
-    /// Each generated kernel alone, its packed A, packed B panels and tile each placed flush against an
-    /// inaccessible page, after and then before the buffer: any read or write past the given extent faults.
+    /// Each generated kernel alone, for every output, with its packed A, packed B panels, correction, output rows,
+    /// scales and bias each placed flush against an inaccessible page, after and then before the buffer (any read or
+    /// write past the given extent faults), and the last panel whole or cut to 1, 5 or 15 columns; checked against
+    /// sums computed here from the packed bytes and the epilogue's arithmetic in float32.
     /// </summary>
     [Fact]
     public unsafe void Generated_kernels_stay_inside_their_buffers()
@@ -213,45 +215,16 @@ public class JitGemmTests
         Seeded.Run((random, _) =>
         {
             const int MR = Int8GemmSimd.MR, NR = Int8GemmSimd.NR;
-            foreach (int groups in new[] { 1, 2, 3, 17, 64 })
+            foreach (VnniOutput kind in Enum.GetValues<VnniOutput>())
             {
-                for (int rows = 1; rows <= MR; rows++)
+                foreach (int groups in new[] { 1, 2, 3, 17, 64 })
                 {
-                    for (int panels = 1; panels <= VnniKernelGenerator.MaxPanels; panels++)
+                    for (int rows = 1; rows <= MR; rows++)
                     {
-                        long aBytes = (long)groups * MR * 4;
-                        long panelBytes = (long)groups * NR * 4;
-                        long bBytes = panels * panelBytes;
-                        long tileBytes = ((panels - 1) * MR * NR + rows * NR) * sizeof(int);
-                        byte[] a = [.. Seeded.Int8(random, aBytes).Select(v => (byte)v)];
-                        byte[] b = [.. Seeded.Int8(random, bBytes).Select(v => (byte)v)];
-                        foreach (bool atEnd in new[] { true, false })
+                        for (int panels = 1; panels <= VnniKernelGenerator.MaxPanels; panels++)
                         {
-                            using var ga = new GuardedBuffer(aBytes, atEnd);
-                            using var gb = new GuardedBuffer(bBytes, atEnd);
-                            using var gt = new GuardedBuffer(tileBytes, atEnd);
-                            a.CopyTo(new Span<byte>(ga.Pointer, (int)aBytes));
-                            b.CopyTo(new Span<byte>(gb.Pointer, (int)bBytes));
-                            set.Get(rows, panels)(ga.Pointer, gb.Pointer, groups, panelBytes, (int*)gt.Pointer);
-                            var tile = new ReadOnlySpan<int>(gt.Pointer, (int)(tileBytes / sizeof(int)));
-                            for (int j = 0; j < panels; j++)
-                            {
-                                for (int r = 0; r < rows; r++)
-                                {
-                                    for (int c = 0; c < NR; c++)
-                                    {
-                                        int expected = 0;
-                                        for (int g = 0; g < groups; g++)
-                                        {
-                                            for (int t = 0; t < 4; t++)
-                                                expected += a[g * MR * 4 + r * 4 + t] * (sbyte)b[j * panelBytes + g * NR * 4 + c * 4 + t];
-                                        }
-                                        int actual = tile[j * MR * NR + r * NR + c];
-                                        if (actual != expected)
-                                            Assert.Fail($"{rows}x{panels} groups={groups} {(atEnd ? "end" : "start")}-aligned: panel {j} row {r} column {c} is {actual}, expected {expected}");
-                                    }
-                                }
-                            }
+                            foreach (int lastColumns in new[] { NR, 1, 5, 15 })
+                                CheckKernel(set, random, kind, groups, rows, panels, lastColumns);
                         }
                     }
                 }
@@ -259,7 +232,70 @@ public class JitGemmTests
         });
     }
 
-    /// <summary>The whole GEMM with A, B and C flush against inaccessible pages, on edge remainders.</summary>
+    private static unsafe void CheckKernel(VnniJit.KernelSet set, Random random, VnniOutput kind, int groups, int rows, int panels, int lastColumns)
+    {
+        const int MR = Int8GemmSimd.MR, NR = Int8GemmSimd.NR;
+        int columns = (panels - 1) * NR + lastColumns;
+        long aBytes = (long)groups * MR * 4;
+        long panelBytes = (long)groups * NR * 4;
+        long bBytes = panels * panelBytes;
+        byte[] a = [.. Seeded.Int8(random, aBytes).Select(v => (byte)v)];
+        byte[] b = [.. Seeded.Int8(random, bBytes).Select(v => (byte)v)];
+        int[] corr = [.. Enumerable.Range(0, panels * NR).Select(_ => random.Next(-1 << 20, 1 << 20))];
+        float[] aScale = [.. Enumerable.Range(0, rows).Select(_ => (float)(random.NextDouble() * 0.1 + 1e-3))];
+        float[] bScale = [.. Enumerable.Range(0, columns).Select(_ => (float)(random.NextDouble() * 0.1 + 1e-3))];
+        float[] bias = [.. Enumerable.Range(0, columns).Select(_ => (float)(random.NextDouble() * 20 - 10))];
+        foreach (bool atEnd in new[] { true, false })
+        {
+            using var ga = new GuardedBuffer(aBytes, atEnd);
+            using var gb = new GuardedBuffer(bBytes, atEnd);
+            using var gk = new GuardedBuffer(corr.Length * sizeof(int), atEnd);
+            using var go = new GuardedBuffer((long)rows * columns * sizeof(int), atEnd);
+            using var gas = new GuardedBuffer(rows * sizeof(float), atEnd);
+            using var gbs = new GuardedBuffer(columns * sizeof(float), atEnd);
+            using var gbias = new GuardedBuffer(columns * sizeof(float), atEnd);
+            a.CopyTo(new Span<byte>(ga.Pointer, (int)aBytes));
+            b.CopyTo(new Span<byte>(gb.Pointer, (int)bBytes));
+            corr.CopyTo(new Span<int>(gk.Pointer, corr.Length));
+            aScale.CopyTo(new Span<float>(gas.Pointer, rows));
+            bScale.CopyTo(new Span<float>(gbs.Pointer, columns));
+            bias.CopyTo(new Span<float>(gbias.Pointer, columns));
+            new Span<int>(go.Pointer, rows * columns).Fill(unchecked((int)0xDEADBEEF));
+            TileOutput tile = new()
+            {
+                Out = (byte*)go.Pointer,
+                RowBytes = columns * sizeof(int),
+                Corr = (int*)gk.Pointer,
+                AScale = (float*)gas.Pointer,
+                BScale = (float*)gbs.Pointer,
+                Bias = (float*)gbias.Pointer,
+                LastMask = (1L << lastColumns) - 1,
+            };
+            set.Get(kind, rows, panels)(ga.Pointer, gb.Pointer, groups, panelBytes, &tile);
+            string where = $"{kind} {rows}x{panels} last panel {lastColumns} columns, groups={groups}, {(atEnd ? "end" : "start")}-aligned";
+            for (int r = 0; r < rows; r++)
+            {
+                for (int col = 0; col < columns; col++)
+                {
+                    int j = col / NR, c = col % NR;
+                    int sum = 0;
+                    for (int g = 0; g < groups; g++)
+                    {
+                        for (int t = 0; t < 4; t++)
+                            sum += a[g * MR * 4 + r * 4 + t] * (sbyte)b[j * panelBytes + g * NR * 4 + c * 4 + t];
+                    }
+                    int acc = sum - corr[col];
+                    int actual = ((int*)go.Pointer)[r * columns + col];
+                    int expected = kind == VnniOutput.Int32 ? acc
+                        : BitConverter.SingleToInt32Bits(Int8GemmSimd.Dequant(acc, aScale[r], bScale[col], bias[col], kind == VnniOutput.DequantBias));
+                    if (actual != expected)
+                        Assert.Fail($"{where}: row {r} column {col} is 0x{actual:x8}, expected 0x{expected:x8}");
+                }
+            }
+        }
+    }
+
+    /// <summary>The whole GEMM with A, B and C (and, dequantizing, the scales, the bias and Y) flush against inaccessible pages, on edge remainders.</summary>
     [Fact]
     public unsafe void Generated_gemm_stays_inside_the_callers_buffers()
     {
@@ -281,6 +317,32 @@ public class JitGemmTests
                     Int8GemmSimd.Gemm((sbyte*)ga.Pointer, (sbyte*)gb.Pointer, m, n, k, 1, 0, 0,
                         SimdEpilogue.Int32((int*)gc.Pointer, 0), SimdLevel.Avx512Vnni);
                     AssertSame(expected, new Span<int>(gc.Pointer, m * n).ToArray(), n, $"m={m} n={n} k={k} {(atEnd ? "end" : "start")}-aligned");
+
+                    // The dequantizing outputs: scales, bias and Y flush against the pages too.
+                    float[] aScale = [.. Enumerable.Range(0, m).Select(_ => (float)(random.NextDouble() * 0.1 + 1e-3))];
+                    float[] bScale = [.. Enumerable.Range(0, n).Select(_ => (float)(random.NextDouble() * 0.1 + 1e-3))];
+                    float[] bias = [.. Enumerable.Range(0, n).Select(_ => (float)(random.NextDouble() * 20 - 10))];
+                    foreach (bool hasBias in new[] { false, true })
+                    {
+                        var intrinsics = new float[m * n];
+                        Int8GemmSimd.GemmDequant(a, b, aScale, bScale, hasBias ? bias : [], intrinsics, m, n, k, 1, 0, 0, 0, 0, 0, SimdLevel.AvxVnni);
+                        using var gas = new GuardedBuffer(m * sizeof(float), atEnd);
+                        using var gbs = new GuardedBuffer(n * sizeof(float), atEnd);
+                        using var gbias = new GuardedBuffer(n * sizeof(float), atEnd);
+                        using var gy = new GuardedBuffer((long)m * n * sizeof(float), atEnd);
+                        aScale.CopyTo(new Span<float>(gas.Pointer, m));
+                        bScale.CopyTo(new Span<float>(gbs.Pointer, n));
+                        bias.CopyTo(new Span<float>(gbias.Pointer, n));
+                        Int8GemmSimd.Gemm((sbyte*)ga.Pointer, (sbyte*)gb.Pointer, m, n, k, 1, 0, 0,
+                            SimdEpilogue.Dequant((float*)gy.Pointer, 0, (float*)gas.Pointer, 0, (float*)gbs.Pointer,
+                                hasBias ? (float*)gbias.Pointer : null, 0), SimdLevel.Avx512Vnni);
+                        float[] generated = new Span<float>(gy.Pointer, m * n).ToArray();
+                        for (int i = 0; i < generated.Length; i++)
+                        {
+                            if (BitConverter.SingleToInt32Bits(generated[i]) != BitConverter.SingleToInt32Bits(intrinsics[i]))
+                                Assert.Fail($"m={m} n={n} k={k} bias={hasBias} {(atEnd ? "end" : "start")}-aligned: Y({i / n},{i % n}) is {generated[i]:R}, the intrinsics give {intrinsics[i]:R}");
+                        }
+                    }
                 }
             }
         });

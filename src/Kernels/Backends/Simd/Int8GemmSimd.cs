@@ -532,39 +532,50 @@ internal static unsafe class Int8GemmSimd
 
         /// <summary>
         /// Panels p0..p1 against the block's A micro-panels with the generated kernels: up to four panels
-        /// (64 columns) per call, the tile cut to the rows left; each panel's 6×16 block is stored as the
-        /// intrinsics path stores its tile.
+        /// (64 columns) per call, the tile cut to the rows left and, in its last panel, to the columns left; each
+        /// kernel prefetches its output lines and writes the output itself (<see cref="VnniOutput"/>), with the
+        /// arithmetic of <see cref="Store"/>.
         /// </summary>
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private void ComputeGenerated(VnniJit.KernelSet jit, byte* ap, long aPanelBytes, int mPanels, int i0, byte* bp,
             int p0, int p1, int bt, int* corr)
         {
             const int Panels = VnniKernelGenerator.MaxPanels;
-            int* tile = stackalloc int[Panels * MR * NR];
+            VnniOutput kind = !_ep.IsDequant ? VnniOutput.Int32 : _ep.Bias == null ? VnniOutput.Dequant : VnniOutput.DequantBias;
+            long n = _n;
+            byte* outBase = _ep.IsDequant ? (byte*)(_ep.Y + bt * _ep.StrideY) : (byte*)(_ep.C + bt * _ep.StrideC);
+            float* aScale = _ep.IsDequant ? _ep.AScale + bt * _ep.StrideAScale : null;
+            float* bScale = _ep.IsDequant ? _ep.BScale + bt * _ep.StrideBScale : null;
+            float* bias = _ep.Bias == null ? null : _ep.Bias + bt * _ep.StrideBScale;
+            TileOutput tile;
+            tile.RowBytes = n * sizeof(int);
             for (int p = p0; p < p1; p += Panels)
             {
                 int panels = Math.Min(Panels, p1 - p);
                 byte* panel = bp + p * _panelBytes;
+                int col0 = p * NR;
+                int lastColumns = Math.Min(NR, _n - (p + panels - 1) * NR);
+                tile.LastMask = (1L << lastColumns) - 1;
+                tile.Corr = corr + col0;
+                tile.BScale = bScale == null ? null : bScale + col0;
+                tile.Bias = bias == null ? null : bias + col0;
                 for (int ip = 0; ip < mPanels; ip++)
                 {
                     int row0 = i0 + ip * MR;
                     int rows = Math.Min(MR, _m - row0);
-                    PrefetchOutput(bt, row0, rows, p * NR, Math.Min(panels * NR, _n - p * NR));
-                    jit.Get(rows, panels)(ap + ip * aPanelBytes, panel, _groups, _panelBytes, tile);
-                    for (int j = 0; j < panels; j++)
-                    {
-                        int col0 = (p + j) * NR;
-                        Store(tile + j * MR * NR, bt, row0, rows, col0, Math.Min(NR, _n - col0), corr + col0);
-                    }
+                    tile.Out = outBase + (row0 * n + col0) * sizeof(int);
+                    tile.AScale = aScale == null ? null : aScale + row0;
+                    jit.Get(kind, rows, panels)(ap + ip * aPanelBytes, panel, _groups, _panelBytes, &tile);
                 }
             }
         }
 
         /// <summary>
-        /// Asks for the output lines of a tile (rows × cols from (row0, col0) of GEMM bt) before its kernel runs: they are
-        /// stored only after the whole k loop, and a line not in cache then costs a read for ownership in the middle of
-        /// the stores. Measured on the Xeon in one process against the same code without it: generated kernels 1024³
-        /// 6–9 % and 2048³ 7 % less time; the AVX2 kernels at 1024³ and decode (m = 1, 8; n = k = 4096) within 1 %.
+        /// Asks for the output lines of a tile (rows × cols from (row0, col0) of GEMM bt) before its intrinsics kernel
+        /// runs (the generated kernels do the same themselves): they are stored only after the whole k loop, and a line
+        /// not in cache then costs a read for ownership in the middle of the stores. Measured on the Xeon in one process
+        /// against the same code without it: generated kernels 1024³ 6–9 % and 2048³ 7 % less time; the AVX2 kernels at
+        /// 1024³ and decode (m = 1, 8; n = k = 4096) within 1 %.
         /// </summary>
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         private void PrefetchOutput(int bt, int row0, int rows, int col0, int cols)

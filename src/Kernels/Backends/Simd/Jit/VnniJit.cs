@@ -7,7 +7,7 @@ namespace Kernels.Backends.Simd.Jit;
 
 /// <summary>
 /// The process-wide set of generated AVX-512 VNNI micro-kernels (<see cref="VnniKernelGenerator"/>): one per
-/// (rows 1..6, panels 1..4) tile shape, assembled together on first use into one W^X code mapping
+/// output (<see cref="VnniOutput"/>) and (rows 1..6, panels 1..4) tile shape, assembled together on first use into one W^X code mapping
 /// (<see cref="ExecutablePages"/>) and kept for the life of the process.
 /// </summary>
 internal static unsafe class VnniJit
@@ -95,21 +95,22 @@ internal static unsafe class VnniJit
                 _entries[i] = (nint)(pages.Address + offsets[i]);
         }
 
-        /// <summary>The number of kernels (one per tile shape).</summary>
+        /// <summary>The number of kernels (one per output and tile shape).</summary>
         public int Count => _entries.Length;
 
         /// <summary>The code mapping (read-execute).</summary>
         public ExecutablePages Pages { get; }
 
         /// <summary>
-        /// The kernel for a tile of <paramref name="rows"/> (1..6) rows × <paramref name="panels"/> (1..4) B panels:
-        /// <c>kernel(a, b, groups, panelBytes, tile)</c> as <see cref="VnniKernelGenerator"/> describes.
+        /// The kernel writing <paramref name="output"/> for a tile of <paramref name="rows"/> (1..6) rows ×
+        /// <paramref name="panels"/> (1..4) B panels: <c>kernel(a, b, groups, panelBytes, tileOutput)</c> as
+        /// <see cref="VnniKernelGenerator"/> describes.
         /// </summary>
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public delegate* unmanaged<byte*, byte*, long, long, int*, void> Get(int rows, int panels) =>
-            (delegate* unmanaged<byte*, byte*, long, long, int*, void>)_entries[Index(rows, panels)];
+        public delegate* unmanaged<byte*, byte*, long, long, TileOutput*, void> Get(VnniOutput output, int rows, int panels) =>
+            (delegate* unmanaged<byte*, byte*, long, long, TileOutput*, void>)_entries[Index(output, rows, panels)];
 
-        /// <summary>Every kernel's disassembly (Intel syntax, at its run-time address), one block per tile shape.</summary>
+        /// <summary>Every kernel's disassembly (Intel syntax, at its run-time address), one block per output and tile shape.</summary>
         public string Disassemble()
         {
             var text = new StringBuilder();
@@ -117,49 +118,64 @@ internal static unsafe class VnniJit
             formatter.Options.FirstOperandCharIndex = 10;
             formatter.Options.UppercaseHex = false;
             var output = new StringOutput();
-            for (int rows = 1; rows <= VnniKernelGenerator.MaxRows; rows++)
+            foreach (VnniOutput kind in Enum.GetValues<VnniOutput>())
             {
-                for (int panels = 1; panels <= VnniKernelGenerator.MaxPanels; panels++)
+                for (int rows = 1; rows <= VnniKernelGenerator.MaxRows; rows++)
                 {
-                    int i = Index(rows, panels);
-                    ulong ip = (ulong)_entries[i];
-                    text.Append(CultureInfo.InvariantCulture,
-                        $"; avx512-vnni micro-kernel {rows}x{panels * Int8GemmSimd.NR} ({rows} rows x {panels} zmm of int32), {_lengths[i]} bytes at 0x{ip:x}\n");
-                    var decoder = Iced.Intel.Decoder.Create(64, new ByteArrayCodeReader(_code, _offsets[i], _lengths[i]), ip);
-                    ulong end = ip + (ulong)_lengths[i];
-                    while (decoder.IP < end)
+                    for (int panels = 1; panels <= VnniKernelGenerator.MaxPanels; panels++)
                     {
-                        decoder.Decode(out Instruction instruction);
-                        formatter.Format(instruction, output);
-                        int at = _offsets[i] + (int)(instruction.IP - ip);
-                        string bytes = Convert.ToHexString(_code, at, instruction.Length).ToLowerInvariant();
-                        text.Append(CultureInfo.InvariantCulture, $"{instruction.IP:x16} {bytes,-28} {output.ToStringAndReset()}\n");
+                        int i = Index(kind, rows, panels);
+                        ulong ip = (ulong)_entries[i];
+                        text.Append(CultureInfo.InvariantCulture,
+                            $"; avx512-vnni micro-kernel {rows}x{panels * Int8GemmSimd.NR} ({rows} rows x {panels} zmm of int32), {Describe(kind)}, {_lengths[i]} bytes at 0x{ip:x}\n");
+                        var decoder = Iced.Intel.Decoder.Create(64, new ByteArrayCodeReader(_code, _offsets[i], _lengths[i]), ip);
+                        ulong end = ip + (ulong)_lengths[i];
+                        while (decoder.IP < end)
+                        {
+                            decoder.Decode(out Instruction instruction);
+                            formatter.Format(instruction, output);
+                            int at = _offsets[i] + (int)(instruction.IP - ip);
+                            string bytes = Convert.ToHexString(_code, at, instruction.Length).ToLowerInvariant();
+                            text.Append(CultureInfo.InvariantCulture, $"{instruction.IP:x16} {bytes,-28} {output.ToStringAndReset()}\n");
+                        }
+                        text.Append('\n');
                     }
-                    text.Append('\n');
                 }
             }
             return text.ToString();
         }
 
-        private static int Index(int rows, int panels) => (rows - 1) * VnniKernelGenerator.MaxPanels + panels - 1;
+        private static int Index(VnniOutput output, int rows, int panels) =>
+            ((int)output * VnniKernelGenerator.MaxRows + rows - 1) * VnniKernelGenerator.MaxPanels + panels - 1;
 
-        /// <summary>Assembles every tile shape, lays them out <see cref="Alignment"/> bytes apart (int3 between) and maps them W^X.</summary>
+        private static string Describe(VnniOutput output) => output switch
+        {
+            VnniOutput.Int32 => "int32 output",
+            VnniOutput.Dequant => "dequantized float32 output",
+            _ => "dequantized float32 output + bias",
+        };
+
+        /// <summary>Assembles every output and tile shape, lays them out <see cref="Alignment"/> bytes apart (int3 between) and maps them W^X.</summary>
         internal static KernelSet Build()
         {
-            int count = VnniKernelGenerator.MaxRows * VnniKernelGenerator.MaxPanels;
+            VnniOutput[] outputs = Enum.GetValues<VnniOutput>();
+            int count = outputs.Length * VnniKernelGenerator.MaxRows * VnniKernelGenerator.MaxPanels;
             var pieces = new byte[count][];
             var offsets = new int[count];
             var lengths = new int[count];
             int size = 0;
-            for (int rows = 1; rows <= VnniKernelGenerator.MaxRows; rows++)
+            foreach (VnniOutput output in outputs)
             {
-                for (int panels = 1; panels <= VnniKernelGenerator.MaxPanels; panels++)
+                for (int rows = 1; rows <= VnniKernelGenerator.MaxRows; rows++)
                 {
-                    int i = Index(rows, panels);
-                    pieces[i] = VnniKernelGenerator.Emit(rows, panels);
-                    offsets[i] = size;
-                    lengths[i] = pieces[i].Length;
-                    size = (size + pieces[i].Length + Alignment - 1) / Alignment * Alignment;
+                    for (int panels = 1; panels <= VnniKernelGenerator.MaxPanels; panels++)
+                    {
+                        int i = Index(output, rows, panels);
+                        pieces[i] = VnniKernelGenerator.Emit(rows, panels, output);
+                        offsets[i] = size;
+                        lengths[i] = pieces[i].Length;
+                        size = (size + pieces[i].Length + Alignment - 1) / Alignment * Alignment;
+                    }
                 }
             }
             var code = new byte[size];
