@@ -412,7 +412,9 @@ internal static unsafe class Int8GemmSimd
             _mPanels = (_m + MR - 1) / MR;
             long aBlockPanels = Math.Clamp(AABlockBudget / ((long)_groups * GroupBytesA), 1, MaxMC / MR);
             int mBlocks = (int)Math.Min(_mPanels, (_mPanels + aBlockPanels - 1) / aBlockPanels);
-            if (_threads > 1)
+            // Fewer row blocks than threads (a small m: decode, a short batch) are not split further: the column
+            // blocks below occupy the threads, and every B panel is still read once per call, not once per row block.
+            if (_threads > 1 && mBlocks >= _threads)
                 mBlocks = Math.Min(_mPanels, (mBlocks + _threads - 1) / _threads * _threads);
             _mBlocks = mBlocks;
             // Column blocks only when there are too few row blocks to occupy the threads.
