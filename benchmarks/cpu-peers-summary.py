@@ -10,8 +10,8 @@ def key(r):
 shapes = {}
 for r in rows:
     shapes.setdefault(key(r), []).append(r)
-print("| shape | ours ms (rounds) | peer | peer ms (rounds) | peer ms ÷ ours ms (> 1: ours faster) | all verified | 1-min load |")
-print("|---|---|---|---|---:|---|---|")
+print("| shape | ours ms (rounds) | peer | peer ms (rounds) | peer ms ÷ ours ms (> 1: ours faster) | after idle: peer ÷ ours | all verified | 1-min load |")
+print("|---|---|---|---|---:|---:|---|---|")
 for k, rs in shapes.items():
     ours = [r["median_ms"] for r in rs]
     # Only peers that ran the same op (the oneDNN sgemm rate beside attention is a yardstick, not a time to divide by).
@@ -21,8 +21,12 @@ for k, rs in shapes.items():
         pm = [next(p["median_ms"] for p in r["peers"] if p["name"] == n) for r in rs]
         ver = all(r["verified"] and next(p for p in r["peers"] if p["name"] == n).get("verified", False) for r in rs)
         o, p = statistics.median(ours), statistics.median(pm)
+        # The first call of each block, after the pause (kernels bench's Alternation), where the run recorded it.
+        idle = [(next(q.get("after_idle_ms") for q in r["peers"] if q["name"] == n), r.get("median_ms_after_idle")) for r in rs]
+        idle = [pa / oa for pa, oa in idle if pa and oa]
+        after = f"{statistics.median(idle):.2f}" if idle else "–"
         print(f'| {k} | **{o:.4g}** ({", ".join(f"{x:.4g}" for x in ours)}) | {n} '
-              f'| **{p:.4g}** ({", ".join(f"{x:.4g}" for x in pm)}) | {p / o:.2f} | {"yes" if ver else "NO"} | {", ".join(loads)} |')
+              f'| **{p:.4g}** ({", ".join(f"{x:.4g}" for x in pm)}) | {p / o:.2f} | {after} | {"yes" if ver else "NO"} | {", ".join(loads)} |')
 
 packing = [(key(r), r["median_ms_packing_each_call"]) for r in rows if r.get("median_ms_packing_each_call") is not None]
 if packing:
