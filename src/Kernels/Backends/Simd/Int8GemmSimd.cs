@@ -545,7 +545,7 @@ internal static unsafe class Int8GemmSimd
             const int Panels = VnniKernelGenerator.MaxPanels;
             VnniOutput kind = !_ep.IsDequant ? VnniOutput.Int32 : _ep.Bias == null ? VnniOutput.Dequant : VnniOutput.DequantBias;
             long n = _n;
-            byte* outBase = _ep.IsDequant ? (byte*)(_ep.Y + bt * _ep.StrideY) : (byte*)(_ep.C + bt * _ep.StrideC);
+            byte* outBase = Output(bt);
             float* aScale = _ep.IsDequant ? _ep.AScale + bt * _ep.StrideAScale : null;
             float* bScale = _ep.IsDequant ? _ep.BScale + bt * _ep.StrideBScale : null;
             float* bias = _ep.Bias == null ? null : _ep.Bias + bt * _ep.StrideBScale;
@@ -572,6 +572,11 @@ internal static unsafe class Int8GemmSimd
             }
         }
 
+        /// <summary>GEMM bt's output, C (int32) or Y (float32): 4-byte elements either way.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        private byte* Output(int bt) =>
+            _ep.IsDequant ? (byte*)(_ep.Y + bt * _ep.StrideY) : (byte*)(_ep.C + bt * _ep.StrideC);
+
         /// <summary>
         /// Asks for the output lines of a tile (rows × cols from (row0, col0) of GEMM bt) before its intrinsics kernel
         /// runs (the generated kernels do the same themselves): they are stored only after the whole k loop, and a line
@@ -582,10 +587,7 @@ internal static unsafe class Int8GemmSimd
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         private void PrefetchOutput(int bt, int row0, int rows, int col0, int cols)
         {
-            // Y (float) and C (int32) elements are both 4 bytes.
-            byte* o = _ep.IsDequant
-                ? (byte*)(_ep.Y + bt * _ep.StrideY + (long)row0 * _n + col0)
-                : (byte*)(_ep.C + bt * _ep.StrideC + (long)row0 * _n + col0);
+            byte* o = Output(bt) + ((long)row0 * _n + col0) * sizeof(int);
             long rowBytes = (long)_n * sizeof(int);
             int last = cols * sizeof(int) - 1;
             for (int r = 0; r < rows; r++, o += rowBytes)
