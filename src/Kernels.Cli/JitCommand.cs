@@ -5,7 +5,8 @@ using Kernels.Simd;
 namespace Kernels.Cli;
 
 /// <summary>
-/// <c>kernels jit [--dump]</c>: whether cpu-simd runs generated AVX-512 VNNI GEMM kernels here (and if not,
+/// <c>kernels jit [--dump]</c>: whether cpu-simd runs generated AVX-512 VNNI kernels here (the int8 GEMM micro-kernels
+/// and the sparse int8 row kernels; and if not,
 /// why), and with <c>--dump</c> the disassembly of every generated kernel (Iced, Intel syntax).
 /// </summary>
 internal static class JitCommand
@@ -13,7 +14,7 @@ internal static class JitCommand
     public static Command Create()
     {
         var dump = new Option<bool>("--dump") { Description = "Print the disassembly of every generated kernel (exit 2 where generated code is off or cannot run)." };
-        var command = new Command("jit", "Show whether the generated AVX-512 VNNI GEMM kernels run on this machine; --dump disassembles them.") { dump };
+        var command = new Command("jit", "Show whether the generated AVX-512 VNNI kernels (int8 GEMM and sparse int8) run on this machine; --dump disassembles them.") { dump };
         command.SetAction(result =>
         {
             SimdLevel effective = CpuSimd.Effective;
@@ -30,7 +31,7 @@ internal static class JitCommand
             }
             if (set == null)
             {
-                Console.WriteLine($"generated code: off, the GEMM runs the {Min(effective, SimdLevel.AvxVnni).ToName()} intrinsics: {why}");
+                Console.WriteLine($"generated code: off, the int8 GEMM and sparse kernels run the {Min(effective, SimdLevel.AvxVnni).ToName()} intrinsics: {why}");
                 if (result.GetValue(dump))
                     throw new ArgumentException($"--dump: generated code is off here ({why}).");
                 return 0;

@@ -198,6 +198,9 @@ public class JitGemmTests
         Assert.Contains("generated code: on", stdout, StringComparison.Ordinal);
         Assert.Contains("micro-kernel 6x64", stdout, StringComparison.Ordinal);
         Assert.Contains("micro-kernel 1x16", stdout, StringComparison.Ordinal);
+        Assert.Contains("sparse int8 row kernel, interleave of four non-zeros, 16-bit columns", stdout, StringComparison.Ordinal);
+        Assert.Contains("sparse int8 row kernel, aligned quads", stdout, StringComparison.Ordinal);
+        Assert.Contains("vpunpcklbw zmm", stdout, StringComparison.Ordinal);
         Assert.Contains("vpdpbusd  zmm", stdout, StringComparison.Ordinal);
         Assert.DoesNotContain("(bad)", stdout, StringComparison.Ordinal);
     }

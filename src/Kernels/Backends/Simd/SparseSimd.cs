@@ -1,4 +1,5 @@
 using System.Numerics;
+using Kernels.Backends.Simd.Jit;
 using Kernels.Simd;
 
 namespace Kernels.Backends.Simd;
@@ -151,8 +152,12 @@ internal static unsafe class SparseSimd
         string kernel = plan.Level == SimdLevel.Scalar ? "scalar"
             : plan.Dense is not null ? "dense fallback (cost model: dense is faster here)"
             : SmallInt8Serves(plan, m, overrides) ? (m <= OneTokenM ? "small-m one-token gathers" : SmallEight(overrides) ? $"small-m {(m > 8 ? 16 : m > 4 ? 8 : 4)}-token panels (vpermb)" : "small-m gathers")
-            : plan.Level.HasVnniIntrinsics() ? (plan.UseQuads ? "aligned quads" : "interleave of four non-zeros" + (plan.Col16 != null ? ", 16-bit columns" : ""))
-            : "int16 pairs";
+            : LargeInt8(plan, out VnniJit.KernelSet? generated) switch
+            {
+                Kind.QuadVnni => "aligned quads",
+                Kind.Vnni => "interleave of four non-zeros" + (plan.Col16 != null ? ", 16-bit columns" : ""),
+                _ => "int16 pairs",
+            } + (generated != null ? " (generated vpdpbusd zmm)" : "");
         return $"cpu-simd {plan.Level.ToName()}: {kernel}";
     }
 
@@ -173,10 +178,23 @@ internal static unsafe class SparseSimd
             Int8GemmSimd.Gemm(x, dense, m, 1, 0, output, plan.Level);
             return;
         }
-        Kind kind = SmallInt8Serves(plan, m, overrides) ? Kind.SmallInt8
-            : plan.Level.HasVnniIntrinsics() ? (plan.UseQuads ? Kind.QuadVnni : Kind.Vnni)
-            : Kind.Avx2;
-        Run(plan, kind, x, null, m, output, null, null, overrides);
+        VnniJit.KernelSet? generated = null;
+        Kind kind = SmallInt8Serves(plan, m, overrides) ? Kind.SmallInt8 : LargeInt8(plan, out generated);
+        Run(plan, kind, x, null, m, output, null, null, overrides, generated);
+    }
+
+    /// <summary>
+    /// The large-m int8 kernel of <paramref name="plan"/> for a call now, and the generated kernels it runs (null:
+    /// intrinsics). The generated row kernels run where the plan has them and generated code is still on
+    /// (<see cref="CpuSimd.GeneratedCode"/>, <see cref="CpuSimd.JitVariable"/>); otherwise the AVX-VNNI intrinsics
+    /// where the CPU has them, else the AVX2 int16 pairs, from the same plan. Every form gives the same bits.
+    /// </summary>
+    private static Kind LargeInt8(SparseSimdPlan plan, out VnniJit.KernelSet? generated)
+    {
+        generated = plan.Generated is { } set && CpuSimd.Resolve(SimdLevel.Avx512Vnni) == SimdLevel.Avx512Vnni ? set : null;
+        return generated == null && !plan.Level.HasVnniIntrinsics() ? Kind.Avx2
+            : plan.UseQuads ? Kind.QuadVnni
+            : Kind.Vnni;
     }
 
     /// <summary>As <see cref="Float32(in SparseWeights, float*, int, float*, float*, SimdLevel, SparseSimdOverrides)"/>, with a prepared plan.</summary>
@@ -195,13 +213,13 @@ internal static unsafe class SparseSimd
     }
 
     private static void Run(SparseSimdPlan plan, Kind kind, sbyte* x8, float* xf, int m, in SimdEpilogue ep, float* y, float* bias,
-        SparseSimdOverrides overrides)
+        SparseSimdOverrides overrides, VnniJit.KernelSet? generated = null)
     {
         Job job = Interlocked.Exchange(ref _cachedJob, null) ?? new Job();
         NativeBuffer buffer = NativeBufferPool.Rent();
         try
         {
-            job.Run(plan, kind, x8, xf, m, ep, y, bias, buffer, overrides);
+            job.Run(plan, kind, x8, xf, m, ep, y, bias, buffer, overrides, generated);
         }
         finally
         {
@@ -293,6 +311,7 @@ internal static unsafe class SparseSimd
         private bool _fused;
         private int _smallWidth;
         private bool _smallPermute;
+        private VnniJit.KernelSet? _generated;
 
         public Job()
         {
@@ -309,14 +328,16 @@ internal static unsafe class SparseSimd
             _y = null;
             _bias = null;
             _panels = null;
+            _generated = null;
         }
 
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Run(SparseSimdPlan plan, Kind kind, sbyte* x8, float* xf, int m, in SimdEpilogue ep, float* y,
-            float* bias, NativeBuffer buffer, SparseSimdOverrides overrides)
+            float* bias, NativeBuffer buffer, SparseSimdOverrides overrides, VnniJit.KernelSet? generated)
         {
             _plan = plan;
             _kind = kind;
+            _generated = generated;
             _x8 = x8;
             _xf = xf;
             _m = m;
@@ -449,6 +470,8 @@ internal static unsafe class SparseSimd
             bool vnni = _kind is Kind.Vnni or Kind.QuadVnni;
             int* rowSum = vnni ? plan.RowSums() : null;
             SparseWeights w = plan.Weights;
+            delegate* unmanaged<byte*, void*, void*, long, int*, void> generated = _generated == null ? null
+                : _generated.Sparse(_kind == Kind.QuadVnni ? SparseRowKernel.Quads : plan.Col16 != null ? SparseRowKernel.Interleave16 : SparseRowKernel.Interleave32);
             for (int tb = tb0; tb < tb1; tb++)
             {
                 byte* panel = _panels + tb * _panelBytes;
@@ -466,6 +489,15 @@ internal static unsafe class SparseSimd
                         int* dst = tile + i * TB;
                         switch (_kind)
                         {
+                            case Kind.Vnni when generated != null && plan.Col16 != null:
+                                generated(panel, plan.Col16 + rowPtr[r], (sbyte*)plan.Val + rowPtr[r], rowPtr[r + 1] - rowPtr[r], dst);
+                                break;
+                            case Kind.Vnni when generated != null:
+                                generated(panel, col + rowPtr[r], (sbyte*)plan.Val + rowPtr[r], rowPtr[r + 1] - rowPtr[r], dst);
+                                break;
+                            case Kind.QuadVnni when generated != null:
+                                generated(panel, plan.QuadIndex + plan.QuadPtr[r], plan.QuadWeights + plan.QuadPtr[r], plan.QuadPtr[r + 1] - plan.QuadPtr[r], dst);
+                                break;
                             case Kind.Vnni when Avx512BW.IsSupported && plan.Col16 != null:
                                 SparseSimdKernels.RowVnni(panel, plan.Col16, (sbyte*)plan.Val, rowPtr[r], rowPtr[r + 1], dst);
                                 break;

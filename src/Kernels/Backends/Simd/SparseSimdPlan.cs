@@ -1,4 +1,5 @@
 using System.Runtime.InteropServices;
+using Kernels.Backends.Simd.Jit;
 using Kernels.Simd;
 
 namespace Kernels.Backends.Simd;
@@ -82,20 +83,29 @@ internal sealed unsafe class SparseSimdPlan : IDisposable
     /// </summary>
     internal PackedWeights? Dense { get; private set; }
 
-    // Measured costs (2-core Zen 5, AVX-VNNI, per 64 tokens, see docs/perf/cpu-sparse.md): the interleave
-    // kernel per non-zero, the aligned-quad kernel per quad, and the dense GEMM per weight element.
-    internal const double CostPerNonZero = 0.95;
-    internal const double CostPerQuad = 2.2;
-    internal const double CostPerDenseElement = 0.32;
+    /// <summary>
+    /// The generated AVX-512 VNNI row kernels (<see cref="SparseKernelGenerator"/>) the large-m int8 kernels run, for
+    /// a plan prepared at <see cref="SimdLevel.Avx512Vnni"/> where generation works; null: the intrinsics.
+    /// </summary>
+    internal VnniJit.KernelSet? Generated { get; private set; }
 
     /// <summary>
-    /// On a CPU with AVX-512 VNNI but not AVX-VNNI (level <see cref="SimdLevel.Avx512Vnni"/>, the sparse kernels in
-    /// their AVX2 forms, the dense GEMM generated): one non-zero costs about as much as this many dense weight
-    /// elements. Measured on a 2-vCPU Xeon (family 6 model 207), n = k = 1024, CSR: sparse overtakes dense at 93.3 %
-    /// zeros for m = 1024 (1/(1 − 0.933) ≈ 15). A plan serves every m, so the prefill crossover decides; with the
-    /// small-m kernels on this CPU, m = 1 at n = k = 4096 crosses between 90 % and 95 % (docs/perf/cpu-sparse.md).
+    /// Measured costs of the large-m int8 kernels, in one unit per form: the interleave kernel per non-zero, the
+    /// aligned-quad kernel per quad and the dense GEMM per weight element, each for 64 tokens.
     /// </summary>
-    internal const long PairNonZeroInDenseElements = 15;
+    internal readonly record struct Costs(double PerNonZero, double PerQuad, double PerDenseElement);
+
+    /// <summary>The AVX-VNNI intrinsics and the intrinsics dense GEMM (measured on the 2-core Zen 5; docs/perf/cpu-sparse.md).</summary>
+    internal static readonly Costs IntrinsicsCosts = new(0.95, 2.2, 0.32);
+
+    /// <summary>
+    /// The generated kernels and the generated dense GEMM, measured on the 2-vCPU Xeon (family 6 model 207), n = k = 1024,
+    /// m = 1024: one non-zero of the interleave kernel costs about 0.4 ns per 64 tokens (two threads, wall), a touched
+    /// quad 2.2 times that (four panel lines instead of one), a dense weight element 0.13 ns. The sparse call also packs
+    /// X and stores through a tile (about 0.9 ms at 1024³, whatever the density), so the dense cost per element is
+    /// the one at the measured crossover, 81 % zeros: 0.19 (docs/perf/cpu-sparse.md).
+    /// </summary>
+    internal static readonly Costs GeneratedCosts = new(1.0, 2.2, 0.19);
 
     /// <summary>Number of stored (column, value) pairs of the CSR view.</summary>
     internal long Nnz => RowPtr[Rows];
@@ -169,16 +179,13 @@ internal sealed unsafe class SparseSimdPlan : IDisposable
 
         // The cost model runs for an int8 plan that is kept (a per-call CSR plan borrows the arrays and skips it).
         bool kept = !IsFloat && !(perCall && w.Format == SparseFormat.Csr);
-        if (kept && !Level.HasVnniIntrinsics())
+        Generated = !IsFloat && Level == SimdLevel.Avx512Vnni ? VnniJit.TryGet(out _) : null;
+        Costs? costs = Generated != null ? GeneratedCosts : Level.HasVnniIntrinsics() ? IntrinsicsCosts : null;
+        // Without VNNI (the AVX2 int16 pairs) every kept matrix keeps the sparse kernel: at the avx2 level it wins
+        // from about 56 % zeros (docs/perf/cpu-sparse.md).
+        if (kept && costs is { } c)
         {
-            // AVX-512 VNNI without AVX-VNNI: the sparse kernels run their AVX2 int16-pair form while the dense
-            // GEMM runs the generated kernels, and the dense GEMM wins below the measured crossover.
-            if (Level == SimdLevel.Avx512Vnni && Nnz * PairNonZeroInDenseElements >= (long)rows * Columns)
-                BuildDense();
-        }
-        else if (kept)
-        {
-            BuildQuads();
+            BuildQuads(c);
             if (!UseQuads && Dense is null && Columns <= 65536 && Nnz > 0)
             {
                 // 16-bit columns for the interleave kernel: 3 instead of 5 bytes per non-zero re-read for
@@ -192,15 +199,15 @@ internal sealed unsafe class SparseSimdPlan : IDisposable
     }
 
     /// <summary>Counts the touched aligned quads and, when there are few enough, builds the aligned-quad form.</summary>
-    private void BuildQuads()
+    private void BuildQuads(Costs costs)
     {
         int rows = Rows;
         long quads = 0;
         for (int r = 0; r < rows; r++)
             quads += CountQuads(r);
         long nnz = Nnz;
-        double interleave = CostPerNonZero * nnz, aligned = CostPerQuad * quads;
-        double dense = CostPerDenseElement * rows * (double)Columns;
+        double interleave = costs.PerNonZero * nnz, aligned = costs.PerQuad * quads;
+        double dense = costs.PerDenseElement * rows * (double)Columns;
         if (dense < Math.Min(interleave, aligned))
         {
             BuildDense();

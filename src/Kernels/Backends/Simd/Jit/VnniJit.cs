@@ -79,23 +79,28 @@ internal static unsafe class VnniJit
     /// <summary>The assembled kernels: entry points into one read-execute mapping.</summary>
     internal sealed class KernelSet
     {
+        private static readonly SparseRowKernel[] SparseKernels = Enum.GetValues<SparseRowKernel>();
+        private static readonly int DenseCount = Enum.GetValues<VnniOutput>().Length * VnniKernelGenerator.MaxRows * VnniKernelGenerator.MaxPanels;
+
         private readonly nint[] _entries;
         private readonly int[] _offsets;
         private readonly int[] _lengths;
+        private readonly string[] _names;
         private readonly byte[] _code;
 
-        private KernelSet(ExecutablePages pages, byte[] code, int[] offsets, int[] lengths)
+        private KernelSet(ExecutablePages pages, byte[] code, int[] offsets, int[] lengths, string[] names)
         {
             Pages = pages;
             _code = code;
             _offsets = offsets;
             _lengths = lengths;
+            _names = names;
             _entries = new nint[offsets.Length];
             for (int i = 0; i < offsets.Length; i++)
                 _entries[i] = (nint)(pages.Address + offsets[i]);
         }
 
-        /// <summary>The number of kernels (one per output and tile shape).</summary>
+        /// <summary>The number of kernels (one per GEMM output and tile shape, and the sparse row kernels).</summary>
         public int Count => _entries.Length;
 
         /// <summary>The code mapping (read-execute).</summary>
@@ -110,7 +115,15 @@ internal static unsafe class VnniJit
         public delegate* unmanaged<byte*, byte*, long, long, TileOutput*, void> Get(VnniOutput output, int rows, int panels) =>
             (delegate* unmanaged<byte*, byte*, long, long, TileOutput*, void>)_entries[Index(output, rows, panels)];
 
-        /// <summary>Every kernel's disassembly (Intel syntax, at its run-time address), one block per output and tile shape.</summary>
+        /// <summary>
+        /// The sparse row kernel <paramref name="kernel"/>: <c>kernel(panel, index, weights, count, dst)</c> as
+        /// <see cref="SparseKernelGenerator"/> describes.
+        /// </summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public delegate* unmanaged<byte*, void*, void*, long, int*, void> Sparse(SparseRowKernel kernel) =>
+            (delegate* unmanaged<byte*, void*, void*, long, int*, void>)_entries[DenseCount + (int)kernel];
+
+        /// <summary>Every kernel's disassembly (Intel syntax, at its run-time address), one block per kernel.</summary>
         public string Disassemble()
         {
             var text = new StringBuilder();
@@ -118,29 +131,21 @@ internal static unsafe class VnniJit
             formatter.Options.FirstOperandCharIndex = 10;
             formatter.Options.UppercaseHex = false;
             var output = new StringOutput();
-            foreach (VnniOutput kind in Enum.GetValues<VnniOutput>())
+            for (int i = 0; i < _entries.Length; i++)
             {
-                for (int rows = 1; rows <= VnniKernelGenerator.MaxRows; rows++)
+                ulong ip = (ulong)_entries[i];
+                text.Append(CultureInfo.InvariantCulture, $"; avx512-vnni {_names[i]}, {_lengths[i]} bytes at 0x{ip:x}\n");
+                var decoder = Iced.Intel.Decoder.Create(64, new ByteArrayCodeReader(_code, _offsets[i], _lengths[i]), ip);
+                ulong end = ip + (ulong)_lengths[i];
+                while (decoder.IP < end)
                 {
-                    for (int panels = 1; panels <= VnniKernelGenerator.MaxPanels; panels++)
-                    {
-                        int i = Index(kind, rows, panels);
-                        ulong ip = (ulong)_entries[i];
-                        text.Append(CultureInfo.InvariantCulture,
-                            $"; avx512-vnni micro-kernel {rows}x{panels * Int8GemmSimd.NR} ({rows} rows x {panels} zmm of int32), {Describe(kind)}, {_lengths[i]} bytes at 0x{ip:x}\n");
-                        var decoder = Iced.Intel.Decoder.Create(64, new ByteArrayCodeReader(_code, _offsets[i], _lengths[i]), ip);
-                        ulong end = ip + (ulong)_lengths[i];
-                        while (decoder.IP < end)
-                        {
-                            decoder.Decode(out Instruction instruction);
-                            formatter.Format(instruction, output);
-                            int at = _offsets[i] + (int)(instruction.IP - ip);
-                            string bytes = Convert.ToHexString(_code, at, instruction.Length).ToLowerInvariant();
-                            text.Append(CultureInfo.InvariantCulture, $"{instruction.IP:x16} {bytes,-28} {output.ToStringAndReset()}\n");
-                        }
-                        text.Append('\n');
-                    }
+                    decoder.Decode(out Instruction instruction);
+                    formatter.Format(instruction, output);
+                    int at = _offsets[i] + (int)(instruction.IP - ip);
+                    string bytes = Convert.ToHexString(_code, at, instruction.Length).ToLowerInvariant();
+                    text.Append(CultureInfo.InvariantCulture, $"{instruction.IP:x16} {bytes,-28} {output.ToStringAndReset()}\n");
                 }
+                text.Append('\n');
             }
             return text.ToString();
         }
@@ -155,16 +160,23 @@ internal static unsafe class VnniJit
             _ => "dequantized float32 output + bias",
         };
 
-        /// <summary>Assembles every output and tile shape, lays them out <see cref="Alignment"/> bytes apart (int3 between) and maps them W^X.</summary>
+        private static string Describe(SparseRowKernel kernel) => kernel switch
+        {
+            SparseRowKernel.Interleave32 => "sparse int8 row kernel, interleave of four non-zeros, 32-bit columns, 64 tokens",
+            SparseRowKernel.Interleave16 => "sparse int8 row kernel, interleave of four non-zeros, 16-bit columns, 64 tokens",
+            _ => "sparse int8 row kernel, aligned quads, 64 tokens",
+        };
+
+        /// <summary>
+        /// Assembles every GEMM output and tile shape and every sparse row kernel, lays them out <see cref="Alignment"/>
+        /// bytes apart (int3 between) and maps them W^X.
+        /// </summary>
         internal static KernelSet Build()
         {
-            VnniOutput[] outputs = Enum.GetValues<VnniOutput>();
-            int count = outputs.Length * VnniKernelGenerator.MaxRows * VnniKernelGenerator.MaxPanels;
+            int count = DenseCount + SparseKernels.Length;
             var pieces = new byte[count][];
-            var offsets = new int[count];
-            var lengths = new int[count];
-            int size = 0;
-            foreach (VnniOutput output in outputs)
+            var names = new string[count];
+            foreach (VnniOutput output in Enum.GetValues<VnniOutput>())
             {
                 for (int rows = 1; rows <= VnniKernelGenerator.MaxRows; rows++)
                 {
@@ -172,17 +184,29 @@ internal static unsafe class VnniJit
                     {
                         int i = Index(output, rows, panels);
                         pieces[i] = VnniKernelGenerator.Emit(rows, panels, output);
-                        offsets[i] = size;
-                        lengths[i] = pieces[i].Length;
-                        size = (size + pieces[i].Length + Alignment - 1) / Alignment * Alignment;
+                        names[i] = $"micro-kernel {rows}x{panels * Int8GemmSimd.NR} ({rows} rows x {panels} zmm of int32), {Describe(output)}";
                     }
                 }
+            }
+            foreach (SparseRowKernel kernel in SparseKernels)
+            {
+                pieces[DenseCount + (int)kernel] = SparseKernelGenerator.Emit(kernel);
+                names[DenseCount + (int)kernel] = Describe(kernel);
+            }
+            var offsets = new int[count];
+            var lengths = new int[count];
+            int size = 0;
+            for (int i = 0; i < count; i++)
+            {
+                offsets[i] = size;
+                lengths[i] = pieces[i].Length;
+                size = (size + pieces[i].Length + Alignment - 1) / Alignment * Alignment;
             }
             var code = new byte[size];
             Array.Fill(code, (byte)0xCC);
             for (int i = 0; i < count; i++)
                 pieces[i].CopyTo(code, offsets[i]);
-            return new KernelSet(ExecutablePages.Create(code), code, offsets, lengths);
+            return new KernelSet(ExecutablePages.Create(code), code, offsets, lengths, names);
         }
     }
 }
