@@ -59,6 +59,28 @@ internal static class SparseBuild
         return w;
     }
 
+    /// <summary>
+    /// A dense n×k int8 matrix of br×bc blocks, dense inside, of which exactly max(1, ⌊fraction · blocks⌋) distinct ones
+    /// (drawn at random) are non-zero: a density of at most about <paramref name="fraction"/>, whatever the draw.
+    /// </summary>
+    public static sbyte[] BlockPruned(Random random, int n, int k, int br, int bc, double fraction)
+    {
+        int blockRows = (n + br - 1) / br, blockColumns = (k + bc - 1) / bc;
+        int[] order = [.. Enumerable.Range(0, blockRows * blockColumns)];
+        random.Shuffle(order);
+        var w = new sbyte[n * k];
+        foreach (int block in order.Take(Math.Max(1, (int)(fraction * order.Length))))
+        {
+            int b = block / blockColumns, j = block % blockColumns;
+            for (int i = 0; i < br && b * br + i < n; i++)
+            {
+                for (int c = 0; c < bc && j * bc + c < k; c++)
+                    w[(b * br + i) * k + j * bc + c] = NonZero8(random);
+            }
+        }
+        return w;
+    }
+
     public static sbyte NonZero8(Random random)
     {
         int v = random.Next(-128, 127);
@@ -642,21 +664,9 @@ public class SparseSimdTests
                 sbyte[] x = Seeded.Int8(random, (long)m * k);
                 foreach ((int br, int bc) in new[] { (1, 4), (4, 4), (2, 8) })
                 {
-                    // Whole blocks kept with probability 0.15, dense inside: the aligned-quad form.
-                    var dense = new sbyte[n * k];
-                    for (int b = 0; b < (n + br - 1) / br; b++)
-                    {
-                        for (int j = 0; j < (k + bc - 1) / bc; j++)
-                        {
-                            if (random.NextDouble() >= 0.15)
-                                continue;
-                            for (int i = 0; i < br && b * br + i < n; i++)
-                            {
-                                for (int c = 0; c < bc && j * bc + c < k; c++)
-                                    dense[(b * br + i) * k + j * bc + c] = SparseBuild.NonZero8(random);
-                            }
-                        }
-                    }
+                    // 5 % of the blocks, dense inside: the aligned-quad form (below the densities where decode loses
+                    // to the dense GEMM, SparseSimdPlan.Costs).
+                    sbyte[] dense = SparseBuild.BlockPruned(random, n, k, br, bc, 0.05);
                     SparseCase<sbyte> w = SparseBuild.Bsr(random, dense, n, k, br, bc);
                     CheckInt8(level, w, x, m, "block-pruned");
                     CheckInt8(level, SparseBuild.Csr(dense, n, k), x, m, "block-pruned");

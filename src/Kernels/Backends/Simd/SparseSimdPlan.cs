@@ -90,22 +90,30 @@ internal sealed unsafe class SparseSimdPlan : IDisposable
     internal VnniJit.KernelSet? Generated { get; private set; }
 
     /// <summary>
-    /// Measured costs of the large-m int8 kernels, in one unit per form: the interleave kernel per non-zero, the
-    /// aligned-quad kernel per quad and the dense GEMM per weight element, each for 64 tokens.
+    /// Measured costs of the int8 kernels of one form. Prefill (large m), in one unit per form: the interleave kernel
+    /// per non-zero, the aligned-quad kernel per quad and the dense GEMM per weight element, each for 64 tokens. Decode:
+    /// <paramref name="DecodeMaxDensity"/>, the density (non-zeros ÷ n·k) above which the one-token kernel loses to the
+    /// dense GEMM. A plan serves every m, so it keeps the sparse kernels only where both win: decode steps are most of
+    /// a generation's time.
     /// </summary>
-    internal readonly record struct Costs(double PerNonZero, double PerQuad, double PerDenseElement);
-
-    /// <summary>The AVX-VNNI intrinsics and the intrinsics dense GEMM (measured on the 2-core Zen 5; docs/perf/cpu-sparse.md).</summary>
-    internal static readonly Costs IntrinsicsCosts = new(0.95, 2.2, 0.32);
+    internal readonly record struct Costs(double PerNonZero, double PerQuad, double PerDenseElement, double DecodeMaxDensity);
 
     /// <summary>
-    /// The generated kernels and the generated dense GEMM, measured on the 2-vCPU Xeon (family 6 model 207), n = k = 1024,
-    /// m = 1024: one non-zero of the interleave kernel costs about 0.4 ns per 64 tokens (two threads, wall), a touched
-    /// quad 2.2 times that (four panel lines instead of one), a dense weight element 0.13 ns. The sparse call also packs
-    /// X and stores through a tile (about 0.9 ms at 1024³, whatever the density), so the dense cost per element is
-    /// the one at the measured crossover, 81 % zeros: 0.19 (docs/perf/cpu-sparse.md).
+    /// The AVX-VNNI intrinsics and the intrinsics dense GEMM, measured on the 2-core Zen 5: prefill crossover 66 % zeros,
+    /// decode m = 1–4 tie with the dense GEMM at 10 % density, n = k = 4096 (docs/perf/cpu-sparse.md).
     /// </summary>
-    internal static readonly Costs GeneratedCosts = new(1.0, 2.2, 0.19);
+    internal static readonly Costs IntrinsicsCosts = new(0.95, 2.2, 0.32, 0.10);
+
+    /// <summary>
+    /// The generated kernels and the generated dense GEMM, measured on the 2-vCPU Xeon (family 6 model 207). Prefill,
+    /// n = k = 1024, m = 1024: one non-zero of the interleave kernel costs about 0.4 ns per 64 tokens (two threads,
+    /// wall), a touched quad 2.2 times that (four panel lines instead of one), a dense weight element 0.13 ns; the sparse
+    /// call also packs X and stores through a tile (about 0.9 ms at 1024³, whatever the density), so the dense cost per
+    /// element is the one at the measured crossover, 81 % zeros: 0.19. Decode, m = 1, n = k = 4096: the one-token
+    /// gathers overtake the dense GEMM at about 91 % zeros (0.82–0.89× at 90 %, 1.2–1.45× at 92 %): 0.09
+    /// (docs/perf/cpu-sparse.md).
+    /// </summary>
+    internal static readonly Costs GeneratedCosts = new(1.0, 2.2, 0.19, 0.09);
 
     /// <summary>Number of stored (column, value) pairs of the CSR view.</summary>
     internal long Nnz => RowPtr[Rows];
@@ -185,7 +193,7 @@ internal sealed unsafe class SparseSimdPlan : IDisposable
         // from about 56 % zeros (docs/perf/cpu-sparse.md).
         if (kept && costs is { } c)
         {
-            BuildQuads(c);
+            ChooseForm(c);
             if (!UseQuads && Dense is null && Columns <= 65536 && Nnz > 0)
             {
                 // 16-bit columns for the interleave kernel: 3 instead of 5 bytes per non-zero re-read for
@@ -198,8 +206,11 @@ internal sealed unsafe class SparseSimdPlan : IDisposable
         }
     }
 
-    /// <summary>Counts the touched aligned quads and, when there are few enough, builds the aligned-quad form.</summary>
-    private void BuildQuads(Costs costs)
+    /// <summary>
+    /// Chooses the form of a kept int8 plan by <paramref name="costs"/>: the dense fallback where the dense GEMM is faster
+    /// for prefill or for decode, else the aligned quads when they cost less than the interleave (then built here).
+    /// </summary>
+    private void ChooseForm(Costs costs)
     {
         int rows = Rows;
         long quads = 0;
@@ -208,7 +219,7 @@ internal sealed unsafe class SparseSimdPlan : IDisposable
         long nnz = Nnz;
         double interleave = costs.PerNonZero * nnz, aligned = costs.PerQuad * quads;
         double dense = costs.PerDenseElement * rows * (double)Columns;
-        if (dense < Math.Min(interleave, aligned))
+        if (dense < Math.Min(interleave, aligned) || nnz > costs.DecodeMaxDensity * rows * (double)Columns)
         {
             BuildDense();
             return;
