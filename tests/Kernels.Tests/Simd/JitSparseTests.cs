@@ -25,11 +25,13 @@ public class JitSparseTests
     }
 
     /// <summary>
-    /// The interleave kernels (32- and 16-bit columns) and the aligned-quad kernel, for 0..9, 13, 31 and 64 entries,
+    /// The interleave kernels (32- and 16-bit columns), the aligned-quad kernel and the small-m kernels (8 and 16 tokens;
+    /// where AVX-512 VBMI is), for 0..9, 13, 31 and 64 entries,
     /// columns (or quads) including the first and the last line of the panel, u8 panel bytes and s8 weights at their
     /// extremes; panel, indices, weights and the 64 outputs each against a guard page after, then before, their
     /// extent. Expected: the definition, dst[32h + t] = Σ w·panel[column·64 + 32h + PosVnni(t)] (interleave) and
-    /// dst[t] = Σ_q Σ_b (sbyte)(weights[q] &gt;&gt; 8b)·panel[quad·256 + 4t + b] (quads), in int32 with wrap-around.
+    /// dst[t] = Σ_q Σ_b (sbyte)(weights[q] &gt;&gt; 8b)·panel[quad·256 + 4t + b] (quads) and dst[t] = Σ w·(panel[column·W + t] − 128)
+    /// (small m, W tokens), in int32 with wrap-around.
     /// </summary>
     [Fact]
     public unsafe void Generated_sparse_row_kernels_match_the_definition_and_stay_inside_their_buffers()
@@ -39,6 +41,8 @@ public class JitSparseTests
         {
             foreach (SparseRowKernel kernel in Enum.GetValues<SparseRowKernel>())
             {
+                if (kernel is SparseRowKernel.Small8 or SparseRowKernel.Small16 && !System.Runtime.Intrinsics.X86.Avx512Vbmi.VL.IsSupported)
+                    continue;   // vpermb: these run only where AVX-512 VBMI is (the intrinsics they replace need it too)
                 foreach (int lines in new[] { 1, 3, 97 })
                 {
                     foreach (int count in new[] { 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 13, 31, 64 })
@@ -51,7 +55,9 @@ public class JitSparseTests
     private static unsafe void Check(VnniJit.KernelSet set, Random random, SparseRowKernel kernel, int lines, int count)
     {
         bool quads = kernel == SparseRowKernel.Quads;
-        int lineBytes = quads ? 4 * Tokens : Tokens;
+        int small = kernel switch { SparseRowKernel.Small8 => 8, SparseRowKernel.Small16 => 16, _ => 0 };
+        int outputs = small > 0 ? small : Tokens;
+        int lineBytes = quads ? 4 * Tokens : small > 0 ? small : Tokens;
         var panel = new byte[lines * lineBytes];
         random.NextBytes(panel);
         panel[0] = 255;
@@ -65,12 +71,14 @@ public class JitSparseTests
         for (int i = 0; i < weights.Length; i++)
             weights[i] = i % 7 == 0 ? (sbyte)-128 : i % 7 == 1 ? (sbyte)127 : (sbyte)random.Next(-128, 128);
 
-        var expected = new int[Tokens];
+        var expected = new int[outputs];
         for (int i = 0; i < count; i++)
         {
-            for (int t = 0; t < Tokens; t++)
+            for (int t = 0; t < outputs; t++)
             {
-                if (quads)
+                if (small > 0)
+                    expected[t] += weights[i] * (panel[index[i] * lineBytes + t] - 128);
+                else if (quads)
                 {
                     for (int b = 0; b < 4; b++)
                         expected[t] += weights[4 * i + b] * panel[index[i] * lineBytes + 4 * t + b];
@@ -88,7 +96,7 @@ public class JitSparseTests
             using var gp = new GuardedBuffer(panel.Length, atEnd);
             using var gi = new GuardedBuffer((long)count * indexBytes, atEnd);
             using var gw = new GuardedBuffer(weights.Length, atEnd);
-            using var gd = new GuardedBuffer(Tokens * sizeof(int), atEnd);
+            using var gd = new GuardedBuffer(outputs * sizeof(int), atEnd);
             panel.CopyTo(new Span<byte>(gp.Pointer, panel.Length));
             for (int i = 0; i < count; i++)
             {
@@ -98,9 +106,9 @@ public class JitSparseTests
                     ((int*)gi.Pointer)[i] = index[i];
             }
             new ReadOnlySpan<byte>((byte[])(Array)weights).CopyTo(new Span<byte>(gw.Pointer, weights.Length));
-            new Span<int>(gd.Pointer, Tokens).Fill(unchecked((int)0xDEADBEEF));
+            new Span<int>(gd.Pointer, outputs).Fill(unchecked((int)0xDEADBEEF));
             set.Sparse(kernel)(gp.Pointer, gi.Pointer, gw.Pointer, count, (int*)gd.Pointer);
-            for (int t = 0; t < Tokens; t++)
+            for (int t = 0; t < outputs; t++)
             {
                 int actual = ((int*)gd.Pointer)[t];
                 if (actual != expected[t])
@@ -176,30 +184,37 @@ public class JitSparseSwitchTests
             Assert.Skip($"avx512-vnni: {VnniJit.WhyNot ?? "switched off"}");
         Seeded.Run((random, _) =>
         {
-            const int m = 70, n = 37, k = 150;
+            const int n = 37, k = 150;
             sbyte[] dense = SparseBuild.Pruned(random, n, k, 0.08, SparseBuild.NonZero8);
-            sbyte[] x = Seeded.Int8(random, (long)m * k);
-            long[] reference = HostReference.Int8Gemm(x, dense, m, n, k);
-            SparseBuild.Csr(dense, n, k).With(sw =>
+            // Small m (4, 16: generated where AVX-512 VBMI is) and large m (70).
+            foreach (int m in new[] { 4, 16, 70 })
             {
-                using SparseSimdPlan plan = SparseSimdPlan.Prepare(sw, SimdLevel.Avx512Vnni);
-                Assert.Contains("generated", SparseSimd.DescribeInt8(plan, m), StringComparison.Ordinal);
-                try
-                {
-                    CpuSimd.GeneratedCode = false;
-                    Assert.DoesNotContain("generated", SparseSimd.DescribeInt8(plan, m), StringComparison.Ordinal);
-                    var c = new int[m * n];
-                    fixed (sbyte* px = x)
-                    fixed (int* pc = c)
-                        SparseSimd.Int8(plan, px, m, SimdEpilogue.Int32(pc, 0));
-                    for (int i = 0; i < c.Length; i++)
-                        Assert.Equal(reference[i], c[i]);
-                }
-                finally
-                {
-                    CpuSimd.GeneratedCode = true;
-                }
-            });
+                sbyte[] x = Seeded.Int8(random, (long)m * k);
+                long[] reference = HostReference.Int8Gemm(x, dense, m, n, k);
+                SparseBuild.Csr(dense, n, k).With(sw => Check(sw, x, reference, m, n));
+            }
         });
+    }
+
+    private static unsafe void Check(SparseWeights sw, sbyte[] x, long[] reference, int m, int n)
+    {
+        using SparseSimdPlan plan = SparseSimdPlan.Prepare(sw, SimdLevel.Avx512Vnni);
+        if (m > SparseSimd.SmallMInt8Vbmi || System.Runtime.Intrinsics.X86.Avx512Vbmi.VL.IsSupported)
+            Assert.Contains("generated", SparseSimd.DescribeInt8(plan, m), StringComparison.Ordinal);
+        try
+        {
+            CpuSimd.GeneratedCode = false;
+            Assert.DoesNotContain("generated", SparseSimd.DescribeInt8(plan, m), StringComparison.Ordinal);
+            var c = new int[m * n];
+            fixed (sbyte* px = x)
+            fixed (int* pc = c)
+                SparseSimd.Int8(plan, px, m, SimdEpilogue.Int32(pc, 0));
+            for (int i = 0; i < c.Length; i++)
+                Assert.Equal(reference[i], c[i]);
+        }
+        finally
+        {
+            CpuSimd.GeneratedCode = true;
+        }
     }
 }

@@ -71,6 +71,15 @@ internal static unsafe class SparseSimd
     internal static bool SmallInt8Serves(SparseSimdPlan plan, int m, SparseSimdOverrides overrides = default) =>
         m <= SmallMInt8Here(overrides) && plan.Level >= SimdLevel.Avx2;
 
+    /// <summary>
+    /// Tokens per panel of the small-m int8 kernels for m tokens: 1 (one token), else 4 (gathers, or <c>vpermb</c> on eight
+    /// columns), 8 or 16 (<c>vpermb</c> panels, <paramref name="permute"/>). With the generated kernels, m = 2–4 take
+    /// the 8-token panel too: at n = k = 4096, m = 4, 92 % zeros it took 0.30–0.46 ms against 0.65–0.70 for the
+    /// four-token kernel in the AVX2 form of <c>vpdpbusd</c> (Xeon VM; docs/perf/cpu-sparse.md).
+    /// </summary>
+    internal static int SmallWidth(int m, bool permute, bool generated) =>
+        m <= OneTokenM ? 1 : !permute || (m <= 4 && !generated) ? 4 : m > 8 ? 16 : 8;
+
     /// <summary>Up to this many tokens, the small-m int8 kernel runs one token at a time (<see cref="SparseSimdKernels.DotOne"/>).</summary>
     internal const int OneTokenM = 1;
 
@@ -151,7 +160,11 @@ internal static unsafe class SparseSimd
         ArgumentNullException.ThrowIfNull(plan);
         string kernel = plan.Level == SimdLevel.Scalar ? "scalar"
             : plan.Dense is not null ? "dense fallback (cost model: dense is faster here)"
-            : SmallInt8Serves(plan, m, overrides) ? (m <= OneTokenM ? "small-m one-token gathers" : SmallEight(overrides) ? $"small-m {(m > 8 ? 16 : m > 4 ? 8 : 4)}-token panels (vpermb)" : "small-m gathers")
+            : SmallInt8Serves(plan, m, overrides) ? (m <= OneTokenM ? "small-m one-token gathers"
+                : SmallEight(overrides) ? SmallWidth(m, true, Generated(plan) != null) is var width && width > 4 && Generated(plan) != null
+                    ? $"small-m {width}-token panels (vpermb, generated vpdpbusd)"
+                    : $"small-m {width}-token panels (vpermb)"
+                : "small-m gathers")
             : LargeInt8(plan, out VnniJit.KernelSet? generated) switch
             {
                 Kind.QuadVnni => "aligned quads",
@@ -178,10 +191,16 @@ internal static unsafe class SparseSimd
             Int8GemmSimd.Gemm(x, dense, m, 1, 0, output, plan.Level);
             return;
         }
-        VnniJit.KernelSet? generated = null;
-        Kind kind = SmallInt8Serves(plan, m, overrides) ? Kind.SmallInt8 : LargeInt8(plan, out generated);
-        Run(plan, kind, x, null, m, output, null, null, overrides, generated);
+        Kind kind = SmallInt8Serves(plan, m, overrides) ? Kind.SmallInt8 : LargeInt8(plan, out _);
+        Run(plan, kind, x, null, m, output, null, null, overrides, Generated(plan));
     }
+
+    /// <summary>
+    /// The generated kernels a call with <paramref name="plan"/> runs: the plan's set while generated code is still on
+    /// (<see cref="CpuSimd.GeneratedCode"/>, <see cref="CpuSimd.JitVariable"/>), else null (the intrinsics).
+    /// </summary>
+    private static VnniJit.KernelSet? Generated(SparseSimdPlan plan) =>
+        plan.Generated is { } set && CpuSimd.Resolve(SimdLevel.Avx512Vnni) == SimdLevel.Avx512Vnni ? set : null;
 
     /// <summary>
     /// The large-m int8 kernel of <paramref name="plan"/> for a call now, and the generated kernels it runs (null:
@@ -191,7 +210,7 @@ internal static unsafe class SparseSimd
     /// </summary>
     private static Kind LargeInt8(SparseSimdPlan plan, out VnniJit.KernelSet? generated)
     {
-        generated = plan.Generated is { } set && CpuSimd.Resolve(SimdLevel.Avx512Vnni) == SimdLevel.Avx512Vnni ? set : null;
+        generated = Generated(plan);
         return generated == null && !plan.Level.HasVnniIntrinsics() ? Kind.Avx2
             : plan.UseQuads ? Kind.QuadVnni
             : Kind.Vnni;
@@ -356,7 +375,7 @@ internal static unsafe class SparseSimd
                     // One token: k int16 in int32 lanes (gathers). Else token panels of 4 (gathers, or vpermb on
                     // eight columns), 8 or 16 (vpermb) bytes per k.
                     _smallPermute = SmallEight(overrides);
-                    _smallWidth = m <= OneTokenM ? 1 : !_smallPermute || m <= 4 ? 4 : m > 8 ? 16 : 8;
+                    _smallWidth = SmallWidth(m, _smallPermute, generated != null);
                     _tbCount = (m + _smallWidth - 1) / _smallWidth;
                     _panelBytes = (((long)k * (_smallWidth == 1 ? sizeof(int) : _smallWidth)) + 63) & ~63L;
                     break;
@@ -543,6 +562,11 @@ internal static unsafe class SparseSimd
             for (int i = 0; i < BlockRows; i++)
                 noCorrection[i] = 0;
             int tokens = _smallWidth;
+            // The generated forms of the 8- and 16-token kernels (vpermb panels: AVX-512 VBMI, as the intrinsics).
+            delegate* unmanaged<byte*, void*, void*, long, int*, void> generated = _generated == null || !_smallPermute ? null
+                : tokens == 16 ? _generated.Sparse(SparseRowKernel.Small16)
+                : tokens == 8 ? _generated.Sparse(SparseRowKernel.Small8)
+                : null;
             int rBegin = g0 * SparseSimdKernels.GR, r1 = Math.Min(_n, g1 * SparseSimdKernels.GR);
             for (int rb = rBegin; rb < r1; rb += BlockRows)
             {
@@ -554,7 +578,9 @@ internal static unsafe class SparseSimd
                     {
                         int r = rb + i;
                         int* acc = tile + i * 16;
-                        if (tokens == 1)
+                        if (generated != null)
+                            generated(panel, col + rowPtr[r], val + rowPtr[r], rowPtr[r + 1] - rowPtr[r], acc);
+                        else if (tokens == 1)
                             acc[0] = SparseSimdKernels.DotOne((int*)panel, col, val, rowPtr[r], rowPtr[r + 1]);
                         else if (tokens == 16)
                             SparseSimdKernels.DotSixteen(panel, col, val, rowPtr[r], rowPtr[r + 1], acc);

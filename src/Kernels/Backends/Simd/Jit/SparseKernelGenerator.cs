@@ -14,6 +14,12 @@ internal enum SparseRowKernel
 
     /// <summary>Aligned quads (<see cref="SparseSimdPlan.QuadIndex"/>, <see cref="SparseSimdPlan.QuadWeights"/>).</summary>
     Quads,
+
+    /// <summary>Small m: eight tokens of a <see cref="SparseSimdKernels.PackTokens"/> panel (as <see cref="SparseSimdKernels.DotEight"/>).</summary>
+    Small8,
+
+    /// <summary>Small m: sixteen tokens of a <see cref="SparseSimdKernels.PackTokens"/> panel (as <see cref="SparseSimdKernels.DotSixteen"/>).</summary>
+    Small16,
 }
 
 /// <summary>
@@ -39,13 +45,28 @@ internal enum SparseRowKernel
 /// </remarks>
 internal static class SparseKernelGenerator
 {
+    /// <summary>Bytes of constant data at the end of <see cref="SparseRowKernel.Small8"/> and <see cref="SparseRowKernel.Small16"/> (the <c>vpermb</c> order, read RIP-relative).</summary>
+    public const int SmallDataBytes = 64;
+
+    /// <summary>
+    /// Assembles <paramref name="kernel"/> (position-independent code); the last <paramref name="dataBytes"/> bytes are
+    /// constant data, not instructions.
+    /// </summary>
+    public static byte[] Emit(SparseRowKernel kernel, out int dataBytes)
+    {
+        dataBytes = kernel is SparseRowKernel.Small8 or SparseRowKernel.Small16 ? SmallDataBytes : 0;
+        return Emit(kernel);
+    }
+
     /// <summary>Assembles <paramref name="kernel"/> (position-independent code).</summary>
     public static byte[] Emit(SparseRowKernel kernel) => kernel switch
     {
         SparseRowKernel.Interleave32 => EmitInterleave(indexBytes: 4),
         SparseRowKernel.Interleave16 => EmitInterleave(indexBytes: 2),
         SparseRowKernel.Quads => EmitQuads(),
-        _ => throw new ArgumentOutOfRangeException(nameof(kernel), kernel, "kernel: expected Interleave32, Interleave16 or Quads."),
+        SparseRowKernel.Small8 => EmitSmall(tokens: 8),
+        SparseRowKernel.Small16 => EmitSmall(tokens: 16),
+        _ => throw new ArgumentOutOfRangeException(nameof(kernel), kernel, "kernel: expected Interleave32, Interleave16, Quads, Small8 or Small16."),
     };
 
     /// <summary>The interleave kernel with 16-bit (<paramref name="indexBytes"/> = 2) or 32-bit (4) column indices.</summary>
@@ -114,23 +135,7 @@ internal static class SparseKernelGenerator
         asm.Label(ref tail);
         asm.and(ecx, 3);
         asm.jz(store);
-        Column(r9, r9d, 0);
-        asm.movzx(eax, __byte_ptr[rdx]);
-        asm.mov(r10, r9);
-        asm.mov(r11, r9);
-        asm.cmp(ecx, 1);
-        asm.je(build);
-        Column(r10, r10d, 1);
-        asm.movzx(r11d, __byte_ptr[rdx + 1]);
-        asm.shl(r11d, 8);
-        asm.or(eax, r11d);
-        asm.mov(r11, r10);
-        asm.cmp(ecx, 2);
-        asm.je(build);
-        Column(r11, r11d, 2);
-        asm.movzx(ecx, __byte_ptr[rdx + 2]);
-        asm.shl(ecx, 16);
-        asm.or(eax, ecx);
+        TailQuad(asm, build, (to, to32, j) => Column(to, to32, j));
         asm.Label(ref build);
         asm.vpbroadcastd(zmm8, eax);
         asm.vmovdqu8(zmm4, __zmmword_ptr[rdi + r9]);
@@ -200,6 +205,184 @@ internal static class SparseKernelGenerator
         }
         asm.vzeroupper();
         asm.ret();
+        return Assemble(asm);
+    }
+
+    /// <summary>
+    /// The last 1..3 entries of a row (ecx, not 0): their columns into r9, r10, r11 by <paramref name="column"/>
+    /// (r9 ← entry 0, r10 ← entry 1 or r9's, r11 ← entry 2 or r10's: the last one repeated) and their weights into eax
+    /// (bytes w0, w1, w2 of the entries there, zeros elsewhere); reads nothing past entry ecx − 1. Jumps to
+    /// <paramref name="done"/>, which the caller places after it.
+    /// </summary>
+    private static void TailQuad(Assembler asm, Label done, Action<AssemblerRegister64, AssemblerRegister32, int> column)
+    {
+        column(r9, r9d, 0);
+        asm.movzx(eax, __byte_ptr[rdx]);
+        asm.mov(r10, r9);
+        asm.mov(r11, r9);
+        asm.cmp(ecx, 1);
+        asm.je(done);
+        column(r10, r10d, 1);
+        asm.movzx(r11d, __byte_ptr[rdx + 1]);
+        asm.shl(r11d, 8);
+        asm.or(eax, r11d);
+        asm.mov(r11, r10);
+        asm.cmp(ecx, 2);
+        asm.je(done);
+        column(r11, r11d, 2);
+        asm.movzx(ecx, __byte_ptr[rdx + 2]);
+        asm.shl(ecx, 16);
+        asm.or(eax, ecx);
+    }
+
+    /// <summary>
+    /// The small-m kernel for a <see cref="SparseSimdKernels.PackTokens"/> panel of <paramref name="tokens"/> (8 or 16)
+    /// u8 tokens per column, 32-bit columns: per four non-zeros, their four panel rows side by side in one ymm (8) or
+    /// zmm (16) register (a load and inserts), one <c>vpermb</c> so that dword t holds token t's four values, one
+    /// <c>vpdpbusd</c> with the broadcast weight quad, and one with ones for Σw; two sets of sums alternate between
+    /// quads. dst[0..tokens) = Σ (x+128)·w − 128·Σw: the exact Σ x·w, as the intrinsics kernels (which need AVX-512
+    /// VBMI for <c>vpermb</c> too) write it. A row whose count is not a multiple of 4 ends with a quad that repeats its
+    /// last column with weight 0.
+    /// </summary>
+    internal static byte[] EmitSmall(int tokens)
+    {
+        if (tokens is not (8 or 16))
+            throw new ArgumentOutOfRangeException(nameof(tokens), tokens, "tokens: expected 8 or 16.");
+        var asm = new Assembler(64);
+        // EVEX for the ymm vpdpbusd (AVX512_VNNI with VL): the VEX form is AVX-VNNI, which these CPUs may lack.
+        asm.PreferVex = false;
+        bool wide = tokens == 16;
+        int shift = wide ? 4 : 3;
+        AssemblerRegisterZMM Z(int i) => new(Register.ZMM0 + i);
+        AssemblerRegisterYMM Y(int i) => new(Register.YMM0 + i);
+        AssemblerRegisterXMM X(int i) => new(Register.XMM0 + i);
+        void Column(AssemblerRegister64 to, AssemblerRegister32 to32, int j)
+        {
+            asm.mov(to32, __dword_ptr[rsi + 4 * j]);
+            asm.shl(to, (byte)shift);
+        }
+
+        // The four panel rows at r9, r10, r11, rcx into register 4 (as dword t = token t's four values after vpermb
+        // with the order in register 3), then the sums: set 0 (registers 0, 2) or 1 (registers 1, 7); weights in 5.
+        void Rows(AssemblerRegister64 a, AssemblerRegister64 b, AssemblerRegister64 c, AssemblerRegister64 d)
+        {
+            if (wide)
+            {
+                asm.vmovdqu8(X(4), __xmmword_ptr[rdi + a]);
+                asm.vinserti32x4(Z(4), Z(4), __xmmword_ptr[rdi + b], 1);
+                asm.vinserti32x4(Z(4), Z(4), __xmmword_ptr[rdi + c], 2);
+                asm.vinserti32x4(Z(4), Z(4), __xmmword_ptr[rdi + d], 3);
+                asm.vpermb(Z(4), Z(3), Z(4));
+            }
+            else
+            {
+                asm.vmovq(X(4), __qword_ptr[rdi + a]);
+                asm.vpinsrq(X(4), X(4), __qword_ptr[rdi + b], 1);
+                asm.vmovq(X(8), __qword_ptr[rdi + c]);
+                asm.vpinsrq(X(8), X(8), __qword_ptr[rdi + d], 1);
+                asm.vinserti128(Y(4), Y(4), X(8), 1);
+                asm.vpermb(Y(4), Y(3), Y(4));
+            }
+        }
+
+        void Sums(int set)
+        {
+            int acc = set == 0 ? 0 : 1, sum = set == 0 ? 2 : 7;
+            if (wide)
+            {
+                asm.vpdpbusd(Z(acc), Z(4), Z(5));
+                asm.vpdpbusd(Z(sum), Z(6), Z(5));
+            }
+            else
+            {
+                asm.vpdpbusd(Y(acc), Y(4), Y(5));
+                asm.vpdpbusd(Y(sum), Y(6), Y(5));
+            }
+        }
+
+        void Quad(int set, int at)
+        {
+            asm.mov(r9d, __dword_ptr[rsi + 16 * at]);
+            asm.shl(r9, (byte)shift);
+            asm.mov(r10d, __dword_ptr[rsi + 16 * at + 4]);
+            asm.shl(r10, (byte)shift);
+            asm.mov(r11d, __dword_ptr[rsi + 16 * at + 8]);
+            asm.shl(r11, (byte)shift);
+            asm.mov(eax, __dword_ptr[rsi + 16 * at + 12]);
+            asm.shl(rax, (byte)shift);
+            Rows(r9, r10, r11, rax);
+            if (wide)
+                asm.vpbroadcastd(Z(5), __dword_ptr[rdx + 4 * at]);
+            else
+                asm.vpbroadcastd(Y(5), __dword_ptr[rdx + 4 * at]);
+            Sums(set);
+        }
+
+        Label order = asm.CreateLabel();
+        Label pairs = asm.CreateLabel();
+        Label single = asm.CreateLabel();
+        Label tail = asm.CreateLabel();
+        Label build = asm.CreateLabel();
+        Label store = asm.CreateLabel();
+
+        foreach (int i in new[] { 0, 1, 2, 7 })
+            asm.vpxord(Z(i), Z(i), Z(i));
+        asm.vmovdqu8(Z(3), __zmmword_ptr[order]);
+        asm.vpternlogd(Z(6), Z(6), Z(6), 0xFF);
+        asm.vpabsb(Z(6), Z(6));
+        // Pairs of quads, then one quad, then the tail; rcx keeps the count (its low two bits: the tail).
+        asm.push(rbx);
+        asm.mov(rbx, rcx);
+        asm.shr(rbx, 3);
+        asm.jz(single);
+        asm.Label(ref pairs);
+        Quad(0, 0);
+        Quad(1, 1);
+        asm.add(rsi, 32);
+        asm.add(rdx, 8);
+        asm.dec(rbx);
+        asm.jnz(pairs);
+        asm.Label(ref single);
+        asm.test(cl, 4);
+        asm.jz(tail);
+        Quad(0, 0);
+        asm.add(rsi, 16);
+        asm.add(rdx, 4);
+        asm.Label(ref tail);
+        asm.pop(rbx);
+        asm.and(ecx, 3);
+        asm.jz(store);
+        TailQuad(asm, build, (to, to32, j) => Column(to, to32, j));
+        asm.Label(ref build);
+        Rows(r9, r10, r11, r11);
+        if (wide)
+            asm.vpbroadcastd(Z(5), eax);
+        else
+            asm.vpbroadcastd(Y(5), eax);
+        Sums(0);
+
+        // dst = (acc0 + acc1) − 128·(sum0 + sum1).
+        asm.Label(ref store);
+        asm.vpaddd(Z(0), Z(0), Z(1));
+        asm.vpaddd(Z(2), Z(2), Z(7));
+        asm.vpslld(Z(2), Z(2), 7);
+        asm.vpsubd(Z(0), Z(0), Z(2));
+        if (wide)
+            asm.vmovdqu32(__zmmword_ptr[r8], Z(0));
+        else
+            asm.vmovdqu32(__ymmword_ptr[r8], Y(0));
+        asm.vzeroupper();
+        asm.ret();
+
+        // vpermb order: byte 4t + j ← row j's byte t (rows side by side, `tokens` bytes each); 64 bytes.
+        asm.Label(ref order);
+        var table = new byte[SmallDataBytes];
+        for (int t = 0; t < tokens; t++)
+        {
+            for (int j = 0; j < 4; j++)
+                table[4 * t + j] = (byte)(tokens * j + t);
+        }
+        asm.db(table);
         return Assemble(asm);
     }
 

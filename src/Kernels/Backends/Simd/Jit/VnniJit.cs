@@ -86,15 +86,17 @@ internal static unsafe class VnniJit
         private readonly int[] _offsets;
         private readonly int[] _lengths;
         private readonly string[] _names;
+        private readonly int[] _dataBytes;
         private readonly byte[] _code;
 
-        private KernelSet(ExecutablePages pages, byte[] code, int[] offsets, int[] lengths, string[] names)
+        private KernelSet(ExecutablePages pages, byte[] code, int[] offsets, int[] lengths, string[] names, int[] dataBytes)
         {
             Pages = pages;
             _code = code;
             _offsets = offsets;
             _lengths = lengths;
             _names = names;
+            _dataBytes = dataBytes;
             _entries = new nint[offsets.Length];
             for (int i = 0; i < offsets.Length; i++)
                 _entries[i] = (nint)(pages.Address + offsets[i]);
@@ -135,8 +137,9 @@ internal static unsafe class VnniJit
             {
                 ulong ip = (ulong)_entries[i];
                 text.Append(CultureInfo.InvariantCulture, $"; avx512-vnni {_names[i]}, {_lengths[i]} bytes at 0x{ip:x}\n");
-                var decoder = Iced.Intel.Decoder.Create(64, new ByteArrayCodeReader(_code, _offsets[i], _lengths[i]), ip);
-                ulong end = ip + (ulong)_lengths[i];
+                int codeBytes = _lengths[i] - _dataBytes[i];
+                var decoder = Iced.Intel.Decoder.Create(64, new ByteArrayCodeReader(_code, _offsets[i], codeBytes), ip);
+                ulong end = ip + (ulong)codeBytes;
                 while (decoder.IP < end)
                 {
                     decoder.Decode(out Instruction instruction);
@@ -144,6 +147,11 @@ internal static unsafe class VnniJit
                     int at = _offsets[i] + (int)(instruction.IP - ip);
                     string bytes = Convert.ToHexString(_code, at, instruction.Length).ToLowerInvariant();
                     text.Append(CultureInfo.InvariantCulture, $"{instruction.IP:x16} {bytes,-28} {output.ToStringAndReset()}\n");
+                }
+                for (int at = codeBytes; at < _lengths[i]; at += 16)
+                {
+                    string bytes = Convert.ToHexString(_code, _offsets[i] + at, Math.Min(16, _lengths[i] - at)).ToLowerInvariant();
+                    text.Append(CultureInfo.InvariantCulture, $"{ip + (ulong)at:x16} data {bytes}\n");
                 }
                 text.Append('\n');
             }
@@ -164,7 +172,9 @@ internal static unsafe class VnniJit
         {
             SparseRowKernel.Interleave32 => "sparse int8 row kernel, interleave of four non-zeros, 32-bit columns, 64 tokens",
             SparseRowKernel.Interleave16 => "sparse int8 row kernel, interleave of four non-zeros, 16-bit columns, 64 tokens",
-            _ => "sparse int8 row kernel, aligned quads, 64 tokens",
+            SparseRowKernel.Quads => "sparse int8 row kernel, aligned quads, 64 tokens",
+            SparseRowKernel.Small8 => "sparse int8 small-m row kernel, 8-token panel (vpermb), 32-bit columns",
+            _ => "sparse int8 small-m row kernel, 16-token panel (vpermb), 32-bit columns",
         };
 
         /// <summary>
@@ -176,6 +186,7 @@ internal static unsafe class VnniJit
             int count = DenseCount + SparseKernels.Length;
             var pieces = new byte[count][];
             var names = new string[count];
+            var dataBytes = new int[count];
             foreach (VnniOutput output in Enum.GetValues<VnniOutput>())
             {
                 for (int rows = 1; rows <= VnniKernelGenerator.MaxRows; rows++)
@@ -190,7 +201,7 @@ internal static unsafe class VnniJit
             }
             foreach (SparseRowKernel kernel in SparseKernels)
             {
-                pieces[DenseCount + (int)kernel] = SparseKernelGenerator.Emit(kernel);
+                pieces[DenseCount + (int)kernel] = SparseKernelGenerator.Emit(kernel, out dataBytes[DenseCount + (int)kernel]);
                 names[DenseCount + (int)kernel] = Describe(kernel);
             }
             var offsets = new int[count];
@@ -206,7 +217,7 @@ internal static unsafe class VnniJit
             Array.Fill(code, (byte)0xCC);
             for (int i = 0; i < count; i++)
                 pieces[i].CopyTo(code, offsets[i]);
-            return new KernelSet(ExecutablePages.Create(code), code, offsets, lengths, names);
+            return new KernelSet(ExecutablePages.Create(code), code, offsets, lengths, names, dataBytes);
         }
     }
 }
