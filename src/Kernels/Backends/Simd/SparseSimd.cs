@@ -96,6 +96,14 @@ internal static unsafe class SparseSimd
     private const int ChunksPerThread = 1;
 
     /// <summary>
+    /// Row chunks per thread of the small-m int8 kernels: their rows take unequal times (row lengths, a core slowed by
+    /// the host), and with one chunk per thread the other thread waited. n = k = 4096, 91.5 % zeros on the Xeon VM:
+    /// m = 1 0.27–0.31 ms with 4 against 0.32–0.37 with 1 (16: 0.31–0.37); m = 8 about 10 % less time
+    /// (docs/perf/cpu-sparse.md).
+    /// </summary>
+    private const int SmallChunksPerThread = 4;
+
+    /// <summary>
     /// Token-panel tasks: with at least this many token panels per thread (or on one thread), each task
     /// packs one panel of X and multiplies it by all rows of W. One parallel round instead of two (pack,
     /// then compute), no barrier between them, the panel still in cache when it is used, its output rows
@@ -414,7 +422,7 @@ internal static unsafe class SparseSimd
             // Row chunks of whole 8-row groups, several per thread; token-block chunks only when the
             // rows alone cannot occupy the threads.
             int tbTotal = kind is Kind.SmallInt8 or Kind.SmallFloat ? 1 : _tbCount;
-            int want = _threads > 1 ? ChunksPerThread * _threads : 1;
+            int want = _threads > 1 ? (kind == Kind.SmallInt8 ? SmallChunksPerThread : ChunksPerThread) * _threads : 1;
             _rowChunks = Math.Min(_groups, want);
             _tbChunks = Math.Min(tbTotal, (want + _rowChunks - 1) / _rowChunks);
             For(_rowChunks * _tbChunks, _computeBody);
@@ -581,7 +589,8 @@ internal static unsafe class SparseSimd
                         if (generated != null)
                             generated(panel, col + rowPtr[r], val + rowPtr[r], rowPtr[r + 1] - rowPtr[r], acc);
                         else if (tokens == 1)
-                            acc[0] = SparseSimdKernels.DotOne((int*)panel, col, val, rowPtr[r], rowPtr[r + 1]);
+                            acc[0] = plan.Col16 != null ? SparseSimdKernels.DotOne((int*)panel, plan.Col16, val, rowPtr[r], rowPtr[r + 1])
+                                : SparseSimdKernels.DotOne((int*)panel, col, val, rowPtr[r], rowPtr[r + 1]);
                         else if (tokens == 16)
                             SparseSimdKernels.DotSixteen(panel, col, val, rowPtr[r], rowPtr[r + 1], acc);
                         else if (tokens == 8)
