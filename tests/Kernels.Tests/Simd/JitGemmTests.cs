@@ -13,7 +13,7 @@ namespace Kernels.Tests.Simd;
 public class JitGemmTests
 {
     /// <summary>Skips where the generated kernels cannot run, or (<paramref name="effective"/>) are switched off.</summary>
-    private static VnniJit.KernelSet Require(bool effective = true)
+    internal static VnniJit.KernelSet Require(bool effective = true)
     {
         if (!VnniJit.CanRun)
             Assert.Skip($"avx512-vnni: {VnniJit.WhyNot}");

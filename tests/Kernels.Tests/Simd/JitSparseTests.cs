@@ -13,17 +13,6 @@ public class JitSparseTests
 {
     private const int Tokens = SparseSimdKernels.TBV;
 
-    private static VnniJit.KernelSet Require(bool effective = true)
-    {
-        if (!VnniJit.CanRun)
-            Assert.Skip($"avx512-vnni: {VnniJit.WhyNot}");
-        if (effective && CpuSimd.Effective < SimdLevel.Avx512Vnni)
-            Assert.Skip($"avx512-vnni: capped by {CpuSimd.MaxLevelVariable} or {CpuSimd.JitVariable} to {CpuSimd.Effective.ToName()}");
-        VnniJit.KernelSet? set = VnniJit.TryGet(out string? failure);
-        Assert.True(set != null, failure);
-        return set;
-    }
-
     /// <summary>
     /// The interleave kernels (32- and 16-bit columns), the aligned-quad kernel and the small-m kernels (8 and 16 tokens;
     /// where AVX-512 VBMI is), for 0..9, 13, 31 and 64 entries,
@@ -36,7 +25,7 @@ public class JitSparseTests
     [Fact]
     public unsafe void Generated_sparse_row_kernels_match_the_definition_and_stay_inside_their_buffers()
     {
-        VnniJit.KernelSet set = Require(effective: false);
+        VnniJit.KernelSet set = JitGemmTests.Require(effective: false);
         Seeded.Run((random, _) =>
         {
             foreach (SparseRowKernel kernel in Enum.GetValues<SparseRowKernel>())
@@ -126,7 +115,7 @@ public class JitSparseTests
     [Fact]
     public unsafe void Kept_plans_pick_by_the_generated_kernels_costs_and_stay_exact()
     {
-        Require();
+        JitGemmTests.Require();
         const SimdLevel level = SimdLevel.Avx512Vnni;
         Seeded.Run((random, _) =>
         {

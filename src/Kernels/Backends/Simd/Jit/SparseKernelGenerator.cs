@@ -175,29 +175,12 @@ internal static class SparseKernelGenerator
                 asm.vpdpbusd(Acc(set, j), new AssemblerRegisterZMM(Register.ZMM8 + j), zmm16);
         }
 
-        Label loop = asm.CreateLabel();
-        Label odd = asm.CreateLabel();
-        Label store = asm.CreateLabel();
         for (int i = 0; i < 8; i++)
         {
             var acc = new AssemblerRegisterZMM(Register.ZMM0 + i);
             asm.vpxord(acc, acc, acc);
         }
-        asm.mov(rax, rcx);
-        asm.shr(rax, 1);
-        asm.jz(odd);
-        asm.Label(ref loop);
-        Quad(0, 0);
-        Quad(1, 1);
-        asm.add(rsi, 8);
-        asm.add(rdx, 8);
-        asm.dec(rax);
-        asm.jnz(loop);
-        asm.Label(ref odd);
-        asm.test(cl, 1);
-        asm.jz(store);
-        Quad(0, 0);
-        asm.Label(ref store);
+        Pairs(asm, rax, pairShift: 1, oddBit: 1, indexStep: 4, weightStep: 4, Quad);
         for (int j = 0; j < 4; j++)
         {
             asm.vpaddd(Acc(0, j), Acc(0, j), Acc(1, j));
@@ -319,9 +302,6 @@ internal static class SparseKernelGenerator
         }
 
         Label order = asm.CreateLabel();
-        Label pairs = asm.CreateLabel();
-        Label single = asm.CreateLabel();
-        Label tail = asm.CreateLabel();
         Label build = asm.CreateLabel();
         Label store = asm.CreateLabel();
 
@@ -332,23 +312,7 @@ internal static class SparseKernelGenerator
         asm.vpabsb(Z(6), Z(6));
         // Pairs of quads, then one quad, then the tail; rcx keeps the count (its low two bits: the tail).
         asm.push(rbx);
-        asm.mov(rbx, rcx);
-        asm.shr(rbx, 3);
-        asm.jz(single);
-        asm.Label(ref pairs);
-        Quad(0, 0);
-        Quad(1, 1);
-        asm.add(rsi, 32);
-        asm.add(rdx, 8);
-        asm.dec(rbx);
-        asm.jnz(pairs);
-        asm.Label(ref single);
-        asm.test(cl, 4);
-        asm.jz(tail);
-        Quad(0, 0);
-        asm.add(rsi, 16);
-        asm.add(rdx, 4);
-        asm.Label(ref tail);
+        Pairs(asm, rbx, pairShift: 3, oddBit: 4, indexStep: 16, weightStep: 4, Quad);
         asm.pop(rbx);
         asm.and(ecx, 3);
         asm.jz(store);
@@ -384,6 +348,36 @@ internal static class SparseKernelGenerator
         }
         asm.db(table);
         return Assemble(asm);
+    }
+
+    /// <summary>
+    /// The loop of the kernels that alternate two sets of sums: <paramref name="item"/>(set, at) for the items of a row,
+    /// two per iteration (sets 0 and 1, at 0 and 1), then the odd one (set 0); <paramref name="counter"/> ← rcx &gt;&gt;
+    /// <paramref name="pairShift"/> pairs, bit <paramref name="oddBit"/> of rcx says whether one item is left; rsi and
+    /// rdx advance by <paramref name="indexStep"/> and <paramref name="weightStep"/> bytes per item. The caller emits an
+    /// instruction after it (the loop's exit label sits on it).
+    /// </summary>
+    private static void Pairs(Assembler asm, AssemblerRegister64 counter, int pairShift, int oddBit, int indexStep, int weightStep,
+        Action<int, int> item)
+    {
+        Label loop = asm.CreateLabel(), single = asm.CreateLabel(), done = asm.CreateLabel();
+        asm.mov(counter, rcx);
+        asm.shr(counter, (byte)pairShift);
+        asm.jz(single);
+        asm.Label(ref loop);
+        item(0, 0);
+        item(1, 1);
+        asm.add(rsi, 2 * indexStep);
+        asm.add(rdx, 2 * weightStep);
+        asm.dec(counter);
+        asm.jnz(loop);
+        asm.Label(ref single);
+        asm.test(cl, (byte)oddBit);
+        asm.jz(done);
+        item(0, 0);
+        asm.add(rsi, indexStep);
+        asm.add(rdx, weightStep);
+        asm.Label(ref done);
     }
 
     private static byte[] Assemble(Assembler asm)
