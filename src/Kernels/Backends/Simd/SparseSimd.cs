@@ -166,14 +166,15 @@ internal static unsafe class SparseSimd
     public static string DescribeInt8(SparseSimdPlan plan, int m, SparseSimdOverrides overrides = default)
     {
         ArgumentNullException.ThrowIfNull(plan);
+        VnniJit.KernelSet? generated = Generated(plan);
         string kernel = plan.Level == SimdLevel.Scalar ? "scalar"
             : plan.Dense is not null ? "dense fallback (cost model: dense is faster here)"
             : SmallInt8Serves(plan, m, overrides) ? (m <= OneTokenM ? "small-m one-token gathers"
-                : SmallEight(overrides) ? SmallWidth(m, true, Generated(plan) != null) is var width && width > 4 && Generated(plan) != null
+                : SmallEight(overrides) ? SmallWidth(m, true, generated != null) is var width && width > 4 && generated != null
                     ? $"small-m {width}-token panels (vpermb, generated vpdpbusd)"
                     : $"small-m {width}-token panels (vpermb)"
                 : "small-m gathers")
-            : LargeInt8(plan, out VnniJit.KernelSet? generated) switch
+            : LargeInt8(plan, generated) switch
             {
                 Kind.QuadVnni => "aligned quads",
                 Kind.Vnni => "interleave of four non-zeros" + (plan.Col16 != null ? ", 16-bit columns" : ""),
@@ -199,30 +200,28 @@ internal static unsafe class SparseSimd
             Int8GemmSimd.Gemm(x, dense, m, 1, 0, output, plan.Level);
             return;
         }
-        Kind kind = SmallInt8Serves(plan, m, overrides) ? Kind.SmallInt8 : LargeInt8(plan, out _);
-        Run(plan, kind, x, null, m, output, null, null, overrides, Generated(plan));
+        VnniJit.KernelSet? generated = Generated(plan);
+        Kind kind = SmallInt8Serves(plan, m, overrides) ? Kind.SmallInt8 : LargeInt8(plan, generated);
+        Run(plan, kind, x, null, m, output, null, null, overrides, generated);
     }
 
     /// <summary>
-    /// The generated kernels a call with <paramref name="plan"/> runs: the plan's set while generated code is still on
-    /// (<see cref="CpuSimd.GeneratedCode"/>, <see cref="CpuSimd.JitVariable"/>), else null (the intrinsics).
+    /// The generated kernels a call with <paramref name="plan"/> runs (asked once per call): the plan's set while
+    /// generated code is still on (<see cref="CpuSimd.GeneratedCode"/>, <see cref="CpuSimd.JitVariable"/>), else null:
+    /// the intrinsics, from the same plan, with the same bits.
     /// </summary>
     private static VnniJit.KernelSet? Generated(SparseSimdPlan plan) =>
         plan.Generated is { } set && CpuSimd.Resolve(SimdLevel.Avx512Vnni) == SimdLevel.Avx512Vnni ? set : null;
 
     /// <summary>
-    /// The large-m int8 kernel of <paramref name="plan"/> for a call now, and the generated kernels it runs (null:
-    /// intrinsics). The generated row kernels run where the plan has them and generated code is still on
-    /// (<see cref="CpuSimd.GeneratedCode"/>, <see cref="CpuSimd.JitVariable"/>); otherwise the AVX-VNNI intrinsics
-    /// where the CPU has them, else the AVX2 int16 pairs, from the same plan. Every form gives the same bits.
+    /// The large-m int8 kernel of <paramref name="plan"/> for a call that runs <paramref name="generated"/>: the
+    /// generated row kernels where there are any, otherwise the AVX-VNNI intrinsics where the CPU has them, else the
+    /// AVX2 int16 pairs.
     /// </summary>
-    private static Kind LargeInt8(SparseSimdPlan plan, out VnniJit.KernelSet? generated)
-    {
-        generated = Generated(plan);
-        return generated == null && !plan.Level.HasVnniIntrinsics() ? Kind.Avx2
+    private static Kind LargeInt8(SparseSimdPlan plan, VnniJit.KernelSet? generated) =>
+        generated == null && !plan.Level.HasVnniIntrinsics() ? Kind.Avx2
             : plan.UseQuads ? Kind.QuadVnni
             : Kind.Vnni;
-    }
 
     /// <summary>As <see cref="Float32(in SparseWeights, float*, int, float*, float*, SimdLevel, SparseSimdOverrides)"/>, with a prepared plan.</summary>
     public static void Float32(SparseSimdPlan plan, float* x, int m, float* y, float* bias, SparseSimdOverrides overrides = default)
